@@ -1,0 +1,144 @@
+use std::fmt;
+use std::str::FromStr;
+
+use sha2::{Digest as _, Sha256};
+
+/// A content digest, `sha256:<64 lowercase hex>`. Only sha256 is accepted: it is what every
+/// registry and kpromo manifest uses, and refusing the rest keeps path building trivially safe.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Digest(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid digest {0:?}: expected \"sha256:\" followed by 64 lowercase hex characters")]
+pub struct DigestError(pub String);
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest(format!("sha256:{:x}", Sha256::digest(bytes)))
+    }
+
+    /// The 64 hex characters after `sha256:`.
+    pub fn hex(&self) -> &str {
+        &self.0[7..]
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The tag cosign and the OCI referrers fallback use for artefacts about this digest:
+    /// `sha256-<hex>` (followed by `.sig`, `.att`, `.sbom`, or nothing for the referrers index).
+    pub fn tag_prefix(&self) -> String {
+        format!("sha256-{}", self.hex())
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| DigestError(s.to_string()))?;
+        if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(Digest(s.to_string()))
+        } else {
+            Err(DigestError(s.to_string()))
+        }
+    }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = DigestError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Digest> for String {
+    fn from(d: Digest) -> String {
+        d.0
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Hashes bytes as they stream past and says at the end whether they were the expected ones.
+pub struct Sha256Verifier {
+    expected: Digest,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl Sha256Verifier {
+    pub fn new(expected: Digest) -> Self {
+        Sha256Verifier { expected, hasher: Sha256::new(), len: 0 }
+    }
+
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.len += chunk.len() as u64;
+        self.hasher.update(chunk);
+    }
+
+    /// Bytes seen so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `Ok(())` when the bytes seen hash to the expected digest, else the digest they do have.
+    pub fn finish(self) -> Result<(), Digest> {
+        let actual = Digest(format!("sha256:{:x}", self.hasher.finalize()));
+        if actual == self.expected {
+            Ok(())
+        } else {
+            Err(actual)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects() {
+        let good = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(good.parse::<Digest>().unwrap().hex(), "a".repeat(64));
+        for bad in [
+            "sha256:".to_string(),
+            format!("sha256:{}", "A".repeat(64)),
+            format!("sha512:{}", "a".repeat(64)),
+            format!("sha256:{}", "a".repeat(63)),
+            format!("sha256:{}/..", "a".repeat(61)),
+        ] {
+            assert!(bad.parse::<Digest>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn verifier_detects_mismatch() {
+        let d = Digest::of(b"hello");
+        let mut v = Sha256Verifier::new(d.clone());
+        v.update(b"hel");
+        v.update(b"lo");
+        assert!(v.finish().is_ok());
+        let mut v = Sha256Verifier::new(d);
+        v.update(b"jello");
+        assert_eq!(v.finish().unwrap_err(), Digest::of(b"jello"));
+    }
+}

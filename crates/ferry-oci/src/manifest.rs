@@ -1,0 +1,128 @@
+use serde::Deserialize;
+
+use crate::Digest;
+
+/// Media types Ferry recognises. Anything else is still copied byte-for-byte; these only decide
+/// which fields are followed to find children.
+pub mod media_types {
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+    /// The `Accept` header value asking a registry for any of the manifest kinds above.
+    pub const ACCEPT_ALL: &str = "application/vnd.oci.image.index.v1+json, \
+        application/vnd.oci.image.manifest.v1+json, \
+        application/vnd.docker.distribution.manifest.list.v2+json, \
+        application/vnd.docker.distribution.manifest.v2+json";
+
+    pub fn is_index(media_type: &str) -> bool {
+        media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+    }
+}
+
+/// A content descriptor as found in manifests and indexes.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    #[serde(default)]
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("manifest {digest} is not a manifest Ferry can read: {reason}")]
+pub struct ManifestError {
+    pub digest: Digest,
+    pub reason: String,
+}
+
+/// What a manifest refers to. Parsed leniently (unknown fields ignored) from the exact bytes;
+/// the bytes themselves are never re-serialised.
+#[derive(Clone, Debug, Default)]
+pub struct ManifestRefs {
+    /// The manifest's own media type: its `mediaType` field, or the one the registry reported.
+    pub media_type: String,
+    /// Child manifests (for an index or manifest list).
+    pub manifests: Vec<Descriptor>,
+    /// Config and layers (for an image manifest).
+    pub blobs: Vec<Descriptor>,
+    /// The manifest this one is about (OCI 1.1 `subject`), for referrers.
+    pub subject: Option<Descriptor>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Raw {
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+    #[serde(default)]
+    blobs: Vec<Descriptor>,
+    #[serde(default)]
+    subject: Option<Descriptor>,
+    #[serde(default)]
+    schema_version: Option<u32>,
+}
+
+impl ManifestRefs {
+    /// Parse `bytes` (whose digest is `digest`, for messages). `served_type` is the Content-Type the
+    /// registry gave, used when the document has no `mediaType` field (allowed for OCI manifests).
+    pub fn parse(digest: &Digest, bytes: &[u8], served_type: Option<&str>) -> Result<Self, ManifestError> {
+        let raw: Raw = serde_json::from_slice(bytes)
+            .map_err(|e| ManifestError { digest: digest.clone(), reason: e.to_string() })?;
+        if raw.schema_version == Some(1) {
+            return Err(ManifestError {
+                digest: digest.clone(),
+                reason: "Docker schema 1 manifests are deprecated and not supported".into(),
+            });
+        }
+        let media_type = raw
+            .media_type
+            .or_else(|| served_type.map(str::to_string))
+            .or_else(|| {
+                // OCI allows omitting mediaType; infer from the shape.
+                Some(if !raw.manifests.is_empty() { media_types::OCI_INDEX } else { media_types::OCI_MANIFEST }.to_string())
+            })
+            .unwrap_or_default();
+        let mut blobs: Vec<Descriptor> = raw.config.into_iter().collect();
+        blobs.extend(raw.layers);
+        blobs.extend(raw.blobs);
+        Ok(ManifestRefs { media_type, manifests: raw.manifests, blobs, subject: raw.subject })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_index_and_manifest() {
+        let d = Digest::of(b"x");
+        let idx = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{{"mediaType":"{}","digest":"{}","size":3,"platform":{{"os":"linux"}}}}]}}"#,
+            media_types::OCI_INDEX,
+            media_types::OCI_MANIFEST,
+            d
+        );
+        let r = ManifestRefs::parse(&d, idx.as_bytes(), None).unwrap();
+        assert_eq!(r.media_type, media_types::OCI_INDEX);
+        assert_eq!(r.manifests.len(), 1);
+        let m = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"c","digest":"{d}","size":1}},"layers":[{{"mediaType":"l","digest":"{d}","size":1}}]}}"#
+        );
+        let r = ManifestRefs::parse(&d, m.as_bytes(), Some(media_types::DOCKER_MANIFEST)).unwrap();
+        assert_eq!(r.media_type, media_types::DOCKER_MANIFEST);
+        assert_eq!(r.blobs.len(), 2);
+        assert!(ManifestRefs::parse(&d, b"{\"schemaVersion\":1}", None).is_err());
+        assert!(ManifestRefs::parse(&d, b"nope", None).is_err());
+    }
+}

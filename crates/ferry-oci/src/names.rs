@@ -1,0 +1,184 @@
+use std::fmt;
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use crate::Digest;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NameError {
+    #[error("invalid tag {0:?}: a tag is 1-128 characters of [A-Za-z0-9_.-] not starting with '.' or '-'")]
+    Tag(String),
+    #[error(
+        "invalid repository name {0:?}: expected lowercase path components like \"team/app\" \
+         ([a-z0-9] separated by '.', '_', '__' or '-', joined by '/')"
+    )]
+    Repo(String),
+}
+
+/// An image tag, as the OCI distribution spec (and kpromo) allow: `^\w[\w.-]{0,127}$`, ASCII only.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Tag(String);
+
+static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$").unwrap());
+
+impl Tag {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Tag {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if TAG.is_match(s) {
+            Ok(Tag(s.to_string()))
+        } else {
+            Err(NameError::Tag(s.to_string()))
+        }
+    }
+}
+
+impl TryFrom<String> for Tag {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Tag> for String {
+    fn from(t: Tag) -> String {
+        t.0
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A repository path inside a registry (`team/app`), as the OCI distribution spec defines it.
+/// The grammar admits no `..`, no empty segment and no leading `/`, so a `RepoName` is also safe
+/// to use as a relative directory path (the `oci:` layout backend relies on that).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RepoName(String);
+
+static REPO: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$").unwrap()
+});
+
+impl RepoName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `self/child`, validated.
+    pub fn join(&self, child: &RepoName) -> RepoName {
+        RepoName(format!("{}/{}", self.0, child.0))
+    }
+}
+
+impl FromStr for RepoName {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() <= 255 && REPO.is_match(s) {
+            Ok(RepoName(s.to_string()))
+        } else {
+            Err(NameError::Repo(s.to_string()))
+        }
+    }
+}
+
+impl TryFrom<String> for RepoName {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<RepoName> for String {
+    fn from(r: RepoName) -> String {
+        r.0
+    }
+}
+
+impl fmt::Display for RepoName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RepoName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a manifest request names: a tag or a digest.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum Reference {
+    Tag(Tag),
+    Digest(Digest),
+}
+
+impl Reference {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Reference::Tag(t) => t.as_str(),
+            Reference::Digest(d) => d.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Tag> for Reference {
+    fn from(t: Tag) -> Self {
+        Reference::Tag(t)
+    }
+}
+
+impl From<Digest> for Reference {
+    fn from(d: Digest) -> Self {
+        Reference::Digest(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags() {
+        for ok in ["v1.2.3", "latest", "_x", "sha256-abc.sig", &"a".repeat(128)] {
+            assert!(ok.parse::<Tag>().is_ok(), "{ok}");
+        }
+        for bad in ["", ".x", "-x", "a/b", "a:b", "é", &"a".repeat(129)] {
+            assert!(bad.parse::<Tag>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn repos() {
+        for ok in ["a", "team/app", "a-b/c.d/e__f", "k8s-staging/pause"] {
+            assert!(ok.parse::<RepoName>().is_ok(), "{ok}");
+        }
+        for bad in ["", "/a", "a/", "a//b", "../a", "a/../b", "A", "a/./b", "a b", ".", ".."] {
+            assert!(bad.parse::<RepoName>().is_err(), "{bad}");
+        }
+    }
+}

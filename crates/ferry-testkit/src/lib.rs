@@ -1,0 +1,12 @@
+//! Test harness shared by Ferry's integration tests and benchmarks.
+//!
+//! - [`registry_server`]: starts the real CNCF distribution registry (Debian's `docker-registry`)
+//!   on a free loopback port, storage in a temporary directory, stopped on drop.
+//! - [`fault_proxy`]: an HTTP proxy in front of a real registry that counts requests and injects
+//!   the faults a real server will not produce (429 with Retry-After, 5xx, resets, corrupted bodies).
+//! - [`images`]: builds test images (layers, configs, manifests, multi-arch indexes) in memory
+//!   and pushes them through any `Registry`.
+
+pub mod fault_proxy;
+pub mod images;
+pub mod registry_server;
