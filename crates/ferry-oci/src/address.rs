@@ -109,6 +109,12 @@ impl fmt::Display for RegistryAddress {
     }
 }
 
+impl serde::Serialize for RegistryAddress {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

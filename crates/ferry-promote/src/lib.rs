@@ -1,1 +1,113 @@
+//! Image promotion: manifests → edges → plan → copy → verify → report.
+//!
+//! - [`edges::expand`] turns kpromo manifests into edges and finds tags that two manifests
+//!   disagree on.
+//! - [`plan::plan`] reads the registries (never writes) and decides each edge: skip, add a tag,
+//!   copy, or refuse (lost source, tag move, conflict).
+//! - [`copy::execute`] carries out the copies and tags, reading each source blob once, and
+//!   verifies every promoted reference by reading it back.
+//!
+//! Refusals and failures are per edge: every good edge is promoted whatever happens to the rest.
 
+pub mod copy;
+pub mod edges;
+pub mod plan;
+mod report;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_manifest::PromotionManifest;
+use ferry_oci::RegistryAddress;
+use ferry_registry::Registry;
+use indicatif::ProgressBar;
+
+pub use edges::{Edge, EdgeKind};
+pub use plan::{Action, PlannedEdge};
+pub use report::{EdgeReport, Report, Status, Summary};
+
+/// The registries a run touches, opened once by the caller (so that remote registries share one
+/// HTTP client, request budget and token cache).
+#[derive(Debug, Default)]
+pub struct Registries {
+    by_address: HashMap<RegistryAddress, Arc<dyn Registry>>,
+}
+
+impl Registries {
+    /// Open every registry named by `manifests` with `open`.
+    pub fn open<E>(
+        manifests: &[PromotionManifest],
+        mut open: impl FnMut(&RegistryAddress) -> Result<Arc<dyn Registry>, E>,
+    ) -> Result<Registries, E> {
+        let mut by_address = HashMap::new();
+        for address in manifests.iter().flat_map(|m| std::iter::once(&m.source).chain(&m.destinations)) {
+            if !by_address.contains_key(address) {
+                by_address.insert(address.clone(), open(address)?);
+            }
+        }
+        Ok(Registries { by_address })
+    }
+
+    /// The registry at `address`; every address of the manifests was opened up front.
+    pub fn get(&self, address: &RegistryAddress) -> &Arc<dyn Registry> {
+        &self.by_address[address]
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PromoteOptions {
+    /// Write to the destinations. Without it the run only plans (a dry run).
+    pub confirm: bool,
+    /// Requests (planning) and blob transfers (copying) in flight at once, across registries.
+    /// Per-host limits are the registry client's.
+    pub concurrency: usize,
+    /// Blobs up to this size are held in memory between the one source read and the writes;
+    /// larger ones are spooled to a temporary file.
+    pub memory_blob_limit: u64,
+}
+
+impl Default for PromoteOptions {
+    fn default() -> Self {
+        PromoteOptions { confirm: false, concurrency: 16, memory_blob_limit: 64 << 20 }
+    }
+}
+
+/// Plan, and with `confirm` promote, everything `manifests` ask for.
+pub async fn promote(
+    manifests: &[PromotionManifest],
+    registries: &Registries,
+    options: &PromoteOptions,
+    progress: &ProgressBar,
+) -> Report {
+    let started = Instant::now();
+    let (edges, conflicts) = edges::expand(manifests);
+    progress.set_message("reading registries");
+    let planned = plan::plan(registries, edges, &conflicts, options.concurrency).await;
+    let transfer = copy::Transfer::default();
+    let failures = if options.confirm {
+        progress.set_message("copying");
+        copy::execute(registries, &planned, options.concurrency, options.memory_blob_limit, progress, &transfer).await
+    } else {
+        Default::default()
+    };
+    progress.finish_and_clear();
+    let edges: Vec<EdgeReport> = planned
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| EdgeReport::new(p, options.confirm, failures.get(&i).cloned()))
+        .collect();
+    let summary = Summary::new(
+        &edges,
+        options.confirm,
+        transfer.bytes_read.load(Ordering::Relaxed),
+        transfer.bytes_written.load(Ordering::Relaxed),
+        transfer.blobs_read.load(Ordering::Relaxed),
+        transfer.blobs_uploaded.load(Ordering::Relaxed),
+        transfer.blobs_mounted.load(Ordering::Relaxed),
+        transfer.manifests_pushed.load(Ordering::Relaxed),
+        started.elapsed(),
+    );
+    Report { edges, summary }
+}

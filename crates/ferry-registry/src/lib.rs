@@ -116,3 +116,12 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// registry does not offer that API (callers then look for the `sha256-<hex>` fallback tag).
     async fn referrers(&self, repo: &RepoName, digest: &Digest) -> Result<Option<Vec<Descriptor>>>;
 }
+
+/// Open the registry at `address`: a remote one through `client` (shared by all remote
+/// registries of a run), or an `oci:` layout directory.
+pub fn open(address: &ferry_oci::RegistryAddress, client: &Arc<remote::RemoteClient>) -> Arc<dyn Registry> {
+    match address {
+        ferry_oci::RegistryAddress::Remote { host, prefix } => Arc::new(client.registry(host, prefix.clone())),
+        ferry_oci::RegistryAddress::Layout { dir } => Arc::new(layout::LayoutRegistry::new(dir)),
+    }
+}

@@ -1,1 +1,68 @@
-fn main() {}
+//! `ferry`: the command line. Parses flags and calls the library crates; no logic of its own.
+
+mod promote_images;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Ferry promotes release artifacts from staging to every production registry, exactly and only
+/// once, and never moves a tag.
+#[derive(Parser)]
+#[command(name = "ferry", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Promote artifacts described by kpromo manifests.
+    #[command(subcommand)]
+    Promote(Promote),
+}
+
+#[derive(Subcommand)]
+enum Promote {
+    /// Copy container images (with their signatures) from the source registry to every
+    /// destination registry named by kpromo promoter manifests.
+    ///
+    /// Without --confirm this is a dry run: it reads the registries, prints what it would do for
+    /// each image, tag and destination, and writes nothing.
+    ///
+    /// Exit status: 0 when everything is promoted or already there, 1 when any edge was refused
+    /// or failed (the others are still promoted), 2 for bad input.
+    Images(promote_images::Args),
+}
+
+/// How results are printed on standard output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// One line per planned, refused or failed edge, then a summary.
+    Text,
+    /// The whole plan and result as one JSON document.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("start the async runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Promote(Promote::Images(args)) => promote_images::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! Carrying out a plan: fetch the manifest graphs of what must be copied, move each needed blob
+//! once, push manifests children-first, then verify every promoted reference.
+//!
+//! Byte rules:
+//! - Each blob is read from the source once per run, verified against its digest and size while
+//!   it is read, and held in memory (or spooled to a temporary file when large) so that every
+//!   destination — and every retry — is served from that one read. A blob that does not verify is
+//!   pushed nowhere.
+//! - Inside one destination registry a blob is uploaded to one repository and mounted into the
+//!   others when the registry allows it.
+//! - A manifest is pushed only after everything it references is present at that destination,
+//!   and always as the exact source bytes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use ferry_oci::{Descriptor, Digest, ManifestRefs, Reference, RegistryAddress, RepoName, Sha256Verifier};
+use ferry_registry::{BlobData, Manifest, Registry};
+use futures::stream::{self, StreamExt};
+use futures::TryStreamExt;
+use indicatif::ProgressBar;
+
+use crate::plan::{Action, PlannedEdge};
+use crate::Registries;
+
+/// A manifest and everything under it, read and verified from the source.
+#[derive(Debug)]
+struct Graph {
+    /// Manifests in push order: children before the index that lists them; the top one last.
+    manifests: Vec<Manifest>,
+    blobs: Vec<Descriptor>,
+}
+
+/// Counters for the summary.
+#[derive(Debug, Default)]
+pub struct Transfer {
+    pub bytes_read: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub blobs_read: AtomicU64,
+    pub blobs_uploaded: AtomicU64,
+    pub blobs_mounted: AtomicU64,
+    pub manifests_pushed: AtomicU64,
+}
+
+type Target = (RegistryAddress, RepoName);
+
+/// Execute the Copy and AddTag edges of `plan`. Returns, per edge index, the failure (if any).
+pub async fn execute(
+    registries: &Registries,
+    plan: &[PlannedEdge],
+    concurrency: usize,
+    memory_blob_limit: u64,
+    progress: &ProgressBar,
+    transfer: &Transfer,
+) -> BTreeMap<usize, String> {
+    let mut failures: BTreeMap<usize, String> = BTreeMap::new();
+    let work: Vec<usize> =
+        (0..plan.len()).filter(|&i| matches!(plan[i].action, Action::Copy | Action::AddTag)).collect();
+
+    // 1. Manifest graphs from the source: the whole graph for copies, the top manifest for tags.
+    let graph_keys: HashSet<(RegistryAddress, RepoName, Digest, bool)> = work
+        .iter()
+        .map(|&i| {
+            let e = &plan[i].edge;
+            (e.source.clone(), e.image.clone(), e.digest.clone(), plan[i].action == Action::Copy)
+        })
+        .collect();
+    let graphs: HashMap<_, Result<Graph, String>> = stream::iter(graph_keys)
+        .map(|key| async move {
+            let registry = registries.get(&key.0);
+            let graph = fetch_graph(registry.as_ref(), &key.0.repo(&key.1), &key.2, key.3).await;
+            (key, graph)
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let graph_of = |i: usize| {
+        let e = &plan[i].edge;
+        &graphs[&(e.source.clone(), e.image.clone(), e.digest.clone(), plan[i].action == Action::Copy)]
+    };
+
+    // 2. Blobs: which destination repositories need which blob, and where to read it.
+    let mut jobs: BTreeMap<Digest, BlobJob> = BTreeMap::new();
+    for &i in &work {
+        let e = &plan[i].edge;
+        match graph_of(i) {
+            Err(why) => {
+                failures.insert(i, why.clone());
+            }
+            Ok(graph) => {
+                for blob in &graph.blobs {
+                    let job = jobs.entry(blob.digest.clone()).or_insert_with(|| BlobJob {
+                        descriptor: blob.clone(),
+                        sources: Vec::new(),
+                        targets: Vec::new(),
+                    });
+                    let source = (e.source.clone(), e.source.repo(&e.image));
+                    if !job.sources.contains(&source) {
+                        job.sources.push(source);
+                    }
+                    let target = (e.destination.clone(), e.destination.repo(&e.image));
+                    if !job.targets.contains(&target) {
+                        job.targets.push(target);
+                    }
+                }
+            }
+        }
+    }
+    let blob_failures: HashMap<(Target, Digest), String> = stream::iter(jobs.into_values())
+        .map(|job| job.run(registries, memory_blob_limit, progress, transfer))
+        .buffer_unordered(concurrency)
+        .flat_map(stream::iter)
+        .collect()
+        .await;
+
+    // 3. Manifests, per destination repository and digest: children first, then the top by digest
+    //    and by each tag. Image edges before signature/referrer edges, so subjects land first.
+    let mut groups: BTreeMap<(bool, String, String, Digest), Vec<usize>> = BTreeMap::new();
+    for &i in &work {
+        if failures.contains_key(&i) {
+            continue;
+        }
+        let e = &plan[i].edge;
+        let target = (e.destination.clone(), e.destination.repo(&e.image));
+        let graph = graph_of(i).as_ref().expect("graph errors already recorded");
+        if let Some(why) = graph.blobs.iter().find_map(|b| blob_failures.get(&(target.clone(), b.digest.clone()))) {
+            failures.insert(i, why.clone());
+            continue;
+        }
+        let derived = e.kind != crate::EdgeKind::Image;
+        groups.entry((derived, e.destination.to_string(), e.image.to_string(), e.digest.clone())).or_default().push(i);
+    }
+    for derived in [false, true] {
+        let results: Vec<Vec<(usize, String)>> = stream::iter(groups.iter().filter(|(k, _)| k.0 == derived))
+            .map(|(_, members)| push_manifests(registries, plan, members, graph_of(members[0]), transfer))
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        failures.extend(results.into_iter().flatten());
+    }
+
+    // 4. Verify what was promoted by reading it back.
+    let verified: Vec<(usize, Option<String>)> = stream::iter(work.iter().filter(|i| !failures.contains_key(i)))
+        .map(|&i| async move {
+            let e = &plan[i].edge;
+            let reference = e.tag.clone().map_or(Reference::Digest(e.digest.clone()), Reference::Tag);
+            let got = registries.get(&e.destination).head_manifest(&e.destination.repo(&e.image), &reference).await;
+            let problem = match got {
+                Ok(Some(head)) if head.digest == e.digest => None,
+                Ok(Some(head)) => Some(format!("verification failed: {} is {}", e.destination_ref(), head.digest)),
+                Ok(None) => Some(format!("verification failed: {} is missing after the push", e.destination_ref())),
+                Err(err) => Some(format!("verification failed: {err}")),
+            };
+            (i, problem)
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    failures.extend(verified.into_iter().filter_map(|(i, p)| Some((i, p?))));
+    failures
+}
+
+/// Read `digest` and, for a copy, every manifest and blob descriptor under it, verifying each
+/// manifest's bytes against its digest.
+async fn fetch_graph(registry: &dyn Registry, repo: &RepoName, digest: &Digest, whole: bool) -> Result<Graph, String> {
+    let mut manifests = Vec::new();
+    let mut blobs: Vec<Descriptor> = Vec::new();
+    // Depth-first with an explicit stack; a node is emitted after its children (post-order).
+    let mut stack: Vec<(Digest, bool)> = vec![(digest.clone(), false)];
+    let mut fetched: HashMap<Digest, Manifest> = HashMap::new();
+    while let Some((d, children_done)) = stack.pop() {
+        if children_done {
+            manifests.push(fetched.remove(&d).expect("fetched before its children"));
+            continue;
+        }
+        if fetched.contains_key(&d) || manifests.iter().any(|m| m.digest == d) {
+            continue;
+        }
+        let manifest = match registry.get_manifest(repo, &Reference::Digest(d.clone())).await {
+            Ok(Some(m)) if Digest::of(&m.bytes) == d => m,
+            Ok(Some(_)) => return Err(format!("source manifest {repo}@{d} does not match its digest")),
+            Ok(None) => return Err(format!("source is incomplete: {}/{repo}@{d} is missing", registry.name())),
+            Err(e) => return Err(format!("cannot read source manifest: {e}")),
+        };
+        let refs = ManifestRefs::parse(&d, &manifest.bytes, Some(&manifest.media_type)).map_err(|e| e.to_string())?;
+        stack.push((d.clone(), true));
+        fetched.insert(d, manifest);
+        if whole {
+            for blob in refs.blobs {
+                if !blobs.iter().any(|b| b.digest == blob.digest) {
+                    blobs.push(blob);
+                }
+            }
+            stack.extend(refs.manifests.into_iter().map(|c| (c.digest, false)));
+        }
+    }
+    Ok(Graph { manifests, blobs })
+}
+
+struct BlobJob {
+    descriptor: Descriptor,
+    /// Repositories that hold the blob, tried in order.
+    sources: Vec<Target>,
+    /// Repositories that need it.
+    targets: Vec<Target>,
+}
+
+impl BlobJob {
+    /// Make the blob present in every target; returns the targets that failed, with why.
+    async fn run(
+        self,
+        registries: &Registries,
+        memory_limit: u64,
+        progress: &ProgressBar,
+        transfer: &Transfer,
+    ) -> Vec<((Target, Digest), String)> {
+        let digest = self.descriptor.digest.clone();
+        let missing: Vec<Target> = stream::iter(&self.targets)
+            .map(|t| async {
+                let present = registries.get(&t.0).has_blob(&t.1, &digest).await.unwrap_or(false);
+                (!present).then(|| t.clone())
+            })
+            .buffer_unordered(8)
+            .filter_map(|t| async move { t })
+            .collect()
+            .await;
+        if missing.is_empty() {
+            return Vec::new();
+        }
+        let data = match self.read(registries, memory_limit, progress, transfer).await {
+            Ok(data) => data,
+            Err(why) => return missing.into_iter().map(|t| ((t, digest.clone()), why.clone())).collect(),
+        };
+        let size = self.descriptor.size;
+        // Per destination registry: upload into one repository, mount into the rest.
+        let mut by_registry: BTreeMap<String, Vec<Target>> = BTreeMap::new();
+        for t in missing {
+            by_registry.entry(t.0.to_string()).or_default().push(t);
+        }
+        let results = futures::future::join_all(by_registry.into_values().map(|targets| {
+            let data = &data;
+            let digest = &digest;
+            async move {
+                let mut failed = Vec::new();
+                let mut uploaded: Option<RepoName> = None;
+                for (address, repo) in targets {
+                    let registry = registries.get(&address);
+                    if let Some(from) = &uploaded {
+                        if registry.mount_blob(&repo, digest, from).await.unwrap_or(false) {
+                            transfer.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    }
+                    match registry.put_blob(&repo, digest, data).await {
+                        Ok(()) => {
+                            transfer.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
+                            transfer.bytes_written.fetch_add(size, Ordering::Relaxed);
+                            uploaded.get_or_insert(repo);
+                        }
+                        Err(e) => failed.push((((address, repo), digest.clone()), format!("cannot write blob: {e}"))),
+                    }
+                }
+                failed
+            }
+        }))
+        .await;
+        results.into_iter().flatten().collect()
+    }
+
+    /// Read the blob once from the first source that serves it intact.
+    async fn read(
+        &self,
+        registries: &Registries,
+        memory_limit: u64,
+        progress: &ProgressBar,
+        transfer: &Transfer,
+    ) -> Result<BlobData, String> {
+        let mut why = String::new();
+        for (address, repo) in &self.sources {
+            match read_verified(registries.get(address).as_ref(), repo, &self.descriptor, memory_limit, progress).await {
+                Ok(data) => {
+                    transfer.blobs_read.fetch_add(1, Ordering::Relaxed);
+                    transfer.bytes_read.fetch_add(self.descriptor.size, Ordering::Relaxed);
+                    return Ok(data);
+                }
+                Err(e) => why = e,
+            }
+        }
+        Err(why)
+    }
+}
+
+/// Stream a blob, checking size and digest as it arrives; keep it in memory up to
+/// `memory_limit` bytes, else in a temporary file.
+async fn read_verified(
+    registry: &dyn Registry,
+    repo: &RepoName,
+    descriptor: &Descriptor,
+    memory_limit: u64,
+    progress: &ProgressBar,
+) -> Result<BlobData, String> {
+    let digest = &descriptor.digest;
+    let name = format!("{}/{repo}@{digest}", registry.name());
+    let mut stream = registry.get_blob(repo, digest).await.map_err(|e| format!("cannot read source blob: {e}"))?;
+    let mut verifier = Sha256Verifier::new(digest.clone());
+    let in_memory = descriptor.size <= memory_limit;
+    let mut buffer = BytesMut::with_capacity(if in_memory { descriptor.size as usize } else { 0 });
+    let mut spool = if in_memory {
+        None
+    } else {
+        Some(tempfile::NamedTempFile::new().map_err(|e| format!("cannot create a spool file: {e}"))?)
+    };
+    while let Some(chunk) = stream.try_next().await.map_err(|e| format!("reading source blob {name}: {e}"))? {
+        verifier.update(&chunk);
+        if verifier.len() > descriptor.size {
+            return Err(format!("source blob {name} is longer than its declared size {}", descriptor.size));
+        }
+        progress.inc(chunk.len() as u64);
+        match &mut spool {
+            Some(file) => file.write_all(&chunk).map_err(|e| format!("spooling {name}: {e}"))?,
+            None => buffer.extend_from_slice(&chunk),
+        }
+    }
+    if verifier.len() != descriptor.size {
+        return Err(format!("source blob {name} has {} bytes, expected {}", verifier.len(), descriptor.size));
+    }
+    if let Err(actual) = verifier.finish() {
+        return Err(format!("source blob {name} does not match its digest (its bytes hash to {actual}); not pushed"));
+    }
+    Ok(match spool {
+        Some(file) => BlobData::File(Arc::new(file.into_temp_path())),
+        None => BlobData::Memory(Bytes::from(buffer)),
+    })
+}
+
+/// Push one (destination repository, digest) group's manifests. Returns failed edges.
+async fn push_manifests(
+    registries: &Registries,
+    plan: &[PlannedEdge],
+    members: &[usize],
+    graph: &Result<Graph, String>,
+    transfer: &Transfer,
+) -> Vec<(usize, String)> {
+    let graph = graph.as_ref().expect("groups only hold edges with graphs");
+    let first = &plan[members[0]].edge;
+    let registry = registries.get(&first.destination);
+    let repo = first.destination.repo(&first.image);
+    let (top, children) = graph.manifests.split_last().expect("a graph has its top manifest");
+    let fail_all = |why: String| members.iter().map(|&i| (i, why.clone())).collect::<Vec<_>>();
+    let copying = members.iter().any(|&i| plan[i].action == Action::Copy);
+    if copying {
+        for child in children {
+            if let Err(e) = registry.put_manifest(&repo, &Reference::Digest(child.digest.clone()), child).await {
+                return fail_all(format!("cannot push manifest {}: {e}", child.digest));
+            }
+            transfer.manifests_pushed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let mut failed = Vec::new();
+    let digest_only = members.iter().any(|&i| plan[i].edge.tag.is_none());
+    let mut references: Vec<(Option<usize>, Reference)> = Vec::new();
+    if digest_only {
+        references.push((None, Reference::Digest(top.digest.clone())));
+    }
+    references.extend(members.iter().filter_map(|&i| Some((Some(i), Reference::Tag(plan[i].edge.tag.clone()?)))));
+    for (member, reference) in references {
+        if let Err(e) = registry.put_manifest(&repo, &reference, top).await {
+            let why = format!("cannot push manifest {}/{repo}:{reference}: {e}", registry.name());
+            match member {
+                Some(i) => failed.push((i, why)),
+                None => return fail_all(why),
+            }
+        } else {
+            transfer.manifests_pushed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    failed
+}

@@ -1,0 +1,107 @@
+//! Manifests → edges. An edge is one thing to make true: "destination has image@digest (under tag)".
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use ferry_manifest::PromotionManifest;
+use ferry_oci::{Digest, RegistryAddress, RepoName, Tag};
+use serde::Serialize;
+
+/// Why an edge exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EdgeKind {
+    /// Listed in a manifest.
+    Image,
+    /// A cosign `sha256-<hex>.sig`/`.att`/`.sbom` tag (or the `sha256-<hex>` referrers fallback
+    /// tag) of a promoted digest, found in the source.
+    Signature,
+    /// An OCI referrer of a promoted digest, found through the source's referrers API.
+    Referrer,
+}
+
+/// Source image@digest → destination image under `tag` (or by digest only when `tag` is `None`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Edge {
+    pub image: RepoName,
+    pub digest: Digest,
+    pub tag: Option<Tag>,
+    pub source: RegistryAddress,
+    pub destination: RegistryAddress,
+    pub kind: EdgeKind,
+    /// The manifest entry that asked for this edge (`file:line`), or the edge it was derived from.
+    pub origin: String,
+}
+
+impl Edge {
+    /// `dest/image:tag` or `dest/image@digest`, as a user would write it.
+    pub fn destination_ref(&self) -> String {
+        match &self.tag {
+            Some(tag) => format!("{}/{}:{tag}", self.destination, self.image),
+            None => format!("{}/{}@{}", self.destination, self.image, self.digest),
+        }
+    }
+
+    pub fn source_ref(&self) -> String {
+        format!("{}/{}@{}", self.source, self.image, self.digest)
+    }
+}
+
+/// Expand manifests into edges, deduplicated (the same edge from two manifests is one edge).
+/// Returns the edges and, for each destination tag given two or more digests, the conflict
+/// message to refuse all of that tag's edges with.
+pub fn expand(manifests: &[PromotionManifest]) -> (Vec<Edge>, BTreeMap<usize, String>) {
+    let mut edges = Vec::new();
+    let mut seen = HashSet::new();
+    for manifest in manifests {
+        for image in &manifest.images {
+            let origin = format!("{}:{}", manifest.images_path.display(), image.line);
+            for (digest, tags) in &image.digests {
+                for destination in &manifest.destinations {
+                    let tags: Vec<Option<Tag>> =
+                        if tags.is_empty() { vec![None] } else { tags.iter().cloned().map(Some).collect() };
+                    for tag in tags {
+                        let edge = Edge {
+                            image: image.name.clone(),
+                            digest: digest.clone(),
+                            tag,
+                            source: manifest.source.clone(),
+                            destination: destination.clone(),
+                            kind: EdgeKind::Image,
+                            origin: origin.clone(),
+                        };
+                        let key = (edge.image.clone(), edge.digest.clone(), edge.tag.clone(), edge.destination.clone());
+                        if seen.insert(key) {
+                            edges.push(edge);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let conflicts = conflicts(&edges);
+    (edges, conflicts)
+}
+
+/// Edges whose destination tag is asked to point at more than one digest, with the reason.
+fn conflicts(edges: &[Edge]) -> BTreeMap<usize, String> {
+    let mut by_tag: BTreeMap<(String, &Tag), BTreeSet<(&Digest, &str)>> = BTreeMap::new();
+    for edge in edges {
+        if let Some(tag) = &edge.tag {
+            by_tag
+                .entry((format!("{}/{}", edge.destination, edge.image), tag))
+                .or_default()
+                .insert((&edge.digest, edge.origin.as_str()));
+        }
+    }
+    let mut refused = BTreeMap::new();
+    for (i, edge) in edges.iter().enumerate() {
+        let Some(tag) = &edge.tag else { continue };
+        let claims = &by_tag[&(format!("{}/{}", edge.destination, edge.image), tag)];
+        let digests: BTreeSet<&Digest> = claims.iter().map(|c| c.0).collect();
+        if digests.len() > 1 {
+            let list: Vec<String> = claims.iter().map(|(d, o)| format!("{d} ({o})")).collect();
+            refused.insert(i, format!("manifests disagree on tag {tag}: {}", list.join(", ")));
+        }
+    }
+    refused
+}

@@ -1,0 +1,96 @@
+//! The `ferry` binary as a user runs it: exit statuses, messages, text and JSON output.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use ferry_testkit::images::{push, repo, ImageSpec};
+use ferry_testkit::registry_server::RegistryServer;
+
+fn ferry(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry")).args(args).output().expect("run ferry")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A plain manifest promoting `image` (tag v1) from `source` to `destinations`.
+fn write_manifest(dir: &Path, source: &str, destinations: &[&str], digest: &str) -> String {
+    let mut yaml = format!("registries:\n- name: {source}\n  src: true\n");
+    for d in destinations {
+        yaml += &format!("- name: {d}\n");
+    }
+    yaml += &format!("images:\n- name: app\n  dmap:\n    \"{digest}\": [\"v1\"]\n");
+    let path = dir.join("manifest.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn layout_to_layout_dry_run_promote_and_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let staging = dir.path().join("staging");
+    let image = ImageSpec::two_arch("cli", 8192, 1024).build();
+    let layout = ferry_registry::layout::LayoutRegistry::new(&staging);
+    push(&layout, &repo("app"), &image, &["v1"]).await.unwrap();
+    let prod = dir.path().join("prod");
+    let manifest = write_manifest(
+        dir.path(),
+        &format!("oci:{}", staging.display()),
+        &[&format!("oci:{}", prod.display())],
+        image.digest().as_str(),
+    );
+
+    let dry = ferry(&["promote", "images", "--manifest", &manifest]);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    let out = text(&dry.stdout);
+    assert!(out.contains("copy") && out.contains("/app:v1") && out.contains("dry run"), "{out}");
+    assert!(!prod.exists());
+
+    let run = ferry(&["promote", "images", "--manifest", &manifest, "--confirm", "--output", "json"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON on stdout");
+    assert_eq!(report["summary"]["promoted"], 1);
+    assert_eq!(report["edges"][0]["status"], "promoted");
+    assert_eq!(report["edges"][0]["tag"], "v1");
+    assert!(prod.join("app/index.json").exists());
+
+    let again = ferry(&["promote", "images", "--manifest", &manifest, "--confirm", "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(report["summary"]["skipped"], 1);
+    assert_eq!(report["summary"]["bytes_read"], 0);
+}
+
+#[test]
+fn bad_manifest_names_file_and_line_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("manifest.yaml");
+    std::fs::write(&path, "registries:\n- name: gcr.io/a\n  src: true\n- name: gcr.io/b\nimages:\n- name: app\n  dmap:\n    \"sha256:nothex\": [\"v1\"]\n").unwrap();
+    let out = ferry(&["promote", "images", "--manifest", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("manifest.yaml:8"), "{err}");
+    assert!(err.contains("sha256:nothex"), "{err}");
+}
+
+#[tokio::test]
+async fn unreachable_registry_is_named_and_exits_1() {
+    let src = RegistryServer::start().await.unwrap();
+    let image = ImageSpec::single("unreachable", 1024).build();
+    let staging = ferry_registry::open(&format!("{}/staging", src.host()).parse().unwrap(), &ferry_registry::remote::RemoteClient::new(Default::default()).unwrap());
+    push(staging.as_ref(), &repo("app"), &image, &["v1"]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), &format!("{}/staging", src.host()), &["127.0.0.1:1/prod"], image.digest().as_str());
+    let out = ferry(&["promote", "images", "--manifest", &manifest, "--confirm", "--retries", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("REFUSE") && stdout.contains("127.0.0.1:1"), "{stdout}");
+    assert!(stdout.contains("unreachable"), "{stdout}");
+}
+
+#[test]
+fn help_explains_the_dry_run() {
+    let out = ferry(&["promote", "images", "--help"]);
+    let help = text(&out.stdout);
+    assert!(help.contains("--thin-manifest-dir") && help.contains("--confirm") && help.contains("dry run"), "{help}");
+}
