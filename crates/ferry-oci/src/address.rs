@@ -5,8 +5,8 @@ use std::str::FromStr;
 use crate::RepoName;
 
 /// Where a registry is, as written in a promoter manifest's `registries[].name`:
-/// - `host[:port][/prefix]` — a registry speaking the OCI distribution API; repositories are
-///   `prefix/NAME`. IPv6 hosts are bracketed (`[::1]:5000`).
+/// - `host[:port][/prefix]` — a registry speaking the OCI distribution API; image `NAME` is the
+///   repository `prefix/NAME` (the registry backend adds the prefix). IPv6 hosts are bracketed (`[::1]:5000`).
 /// - `oci:DIR` — a directory of OCI image layouts; repository `NAME` is the layout `DIR/NAME`.
 ///   A relative `DIR` is relative to the current directory, as with skopeo.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
@@ -18,24 +18,6 @@ pub enum RegistryAddress {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid registry {0:?}: expected host[:port][/path] (like gcr.io/project) or oci:DIR")]
 pub struct AddressError(pub String);
-
-impl RegistryAddress {
-    /// The repository path on the registry for image `name`: `prefix/name`.
-    pub fn repo(&self, name: &RepoName) -> RepoName {
-        match self {
-            RegistryAddress::Remote { prefix: Some(p), .. } => p.join(name),
-            _ => name.clone(),
-        }
-    }
-
-    /// The host part without a port, for loopback checks.
-    pub fn is_loopback(&self) -> bool {
-        match self {
-            RegistryAddress::Remote { host, .. } => is_loopback_host(host),
-            RegistryAddress::Layout { .. } => false,
-        }
-    }
-}
 
 /// `true` for `localhost`, 127.0.0.0/8 and `[::1]`, with or without a port.
 pub fn is_loopback_host(host_port: &str) -> bool {
@@ -122,12 +104,12 @@ mod tests {
     #[test]
     fn parses() {
         let a: RegistryAddress = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images".parse().unwrap();
-        assert_eq!(a.repo(&"pause".parse().unwrap()).as_str(), "k8s-artifacts-prod/images/pause");
+        assert!(matches!(&a, RegistryAddress::Remote { prefix: Some(p), .. } if p.as_str() == "k8s-artifacts-prod/images"));
         assert_eq!(a.to_string(), "us-central1-docker.pkg.dev/k8s-artifacts-prod/images");
-        assert!("127.0.0.1:5000".parse::<RegistryAddress>().unwrap().is_loopback());
-        assert!("[::1]:5000/x".parse::<RegistryAddress>().unwrap().is_loopback());
-        assert!("localhost/x".parse::<RegistryAddress>().unwrap().is_loopback());
-        assert!(!"gcr.io/x".parse::<RegistryAddress>().unwrap().is_loopback());
+        for (host, loopback) in [("127.0.0.1:5000", true), ("[::1]:5000", true), ("localhost", true), ("gcr.io", false)] {
+            assert!(format!("{host}/x").parse::<RegistryAddress>().is_ok());
+            assert_eq!(is_loopback_host(host), loopback, "{host}");
+        }
         assert_eq!(
             "oci:/tmp/x".parse::<RegistryAddress>().unwrap(),
             RegistryAddress::Layout { dir: "/tmp/x".into() }

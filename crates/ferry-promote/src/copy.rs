@@ -71,7 +71,7 @@ pub async fn execute(
     let graphs: HashMap<_, Result<Graph, String>> = stream::iter(graph_keys)
         .map(|key| async move {
             let registry = registries.get(&key.0);
-            let graph = fetch_graph(registry.as_ref(), &key.0.repo(&key.1), &key.2, key.3).await;
+            let graph = fetch_graph(registry.as_ref(), &key.1, &key.2, key.3).await;
             (key, graph)
         })
         .buffer_unordered(concurrency)
@@ -97,11 +97,11 @@ pub async fn execute(
                         sources: Vec::new(),
                         targets: Vec::new(),
                     });
-                    let source = (e.source.clone(), e.source.repo(&e.image));
+                    let source = (e.source.clone(), e.image.clone());
                     if !job.sources.contains(&source) {
                         job.sources.push(source);
                     }
-                    let target = (e.destination.clone(), e.destination.repo(&e.image));
+                    let target = (e.destination.clone(), e.image.clone());
                     if !job.targets.contains(&target) {
                         job.targets.push(target);
                     }
@@ -124,7 +124,7 @@ pub async fn execute(
             continue;
         }
         let e = &plan[i].edge;
-        let target = (e.destination.clone(), e.destination.repo(&e.image));
+        let target = (e.destination.clone(), e.image.clone());
         let graph = graph_of(i).as_ref().expect("graph errors already recorded");
         if let Some(why) = graph.blobs.iter().find_map(|b| blob_failures.get(&(target.clone(), b.digest.clone()))) {
             failures.insert(i, why.clone());
@@ -135,7 +135,11 @@ pub async fn execute(
     }
     for derived in [false, true] {
         let results: Vec<Vec<(usize, String)>> = stream::iter(groups.iter().filter(|(k, _)| k.0 == derived))
-            .map(|(_, members)| push_manifests(registries, plan, members, graph_of(members[0]), transfer))
+            .map(|(_, members)| {
+                // A copying member's graph holds the children too.
+                let lead = members.iter().copied().find(|&i| plan[i].action == Action::Copy).unwrap_or(members[0]);
+                push_manifests(registries, plan, members, graph_of(lead), transfer)
+            })
             .buffer_unordered(concurrency)
             .collect()
             .await;
@@ -147,7 +151,7 @@ pub async fn execute(
         .map(|&i| async move {
             let e = &plan[i].edge;
             let reference = e.tag.clone().map_or(Reference::Digest(e.digest.clone()), Reference::Tag);
-            let got = registries.get(&e.destination).head_manifest(&e.destination.repo(&e.image), &reference).await;
+            let got = registries.get(&e.destination).head_manifest(&e.image, &reference).await;
             let problem = match got {
                 Ok(Some(head)) if head.digest == e.digest => None,
                 Ok(Some(head)) => Some(format!("verification failed: {} is {}", e.destination_ref(), head.digest)),
@@ -347,7 +351,7 @@ async fn push_manifests(
     let graph = graph.as_ref().expect("groups only hold edges with graphs");
     let first = &plan[members[0]].edge;
     let registry = registries.get(&first.destination);
-    let repo = first.destination.repo(&first.image);
+    let repo = first.image.clone();
     let (top, children) = graph.manifests.split_last().expect("a graph has its top manifest");
     let fail_all = |why: String| members.iter().map(|&i| (i, why.clone())).collect::<Vec<_>>();
     let copying = members.iter().any(|&i| plan[i].action == Action::Copy);

@@ -69,7 +69,7 @@ pub async fn plan(
         edges.iter().map(|e| (e.source.clone(), e.image.clone(), e.digest.clone())),
         concurrency,
         |(src, image, digest)| async move {
-            registries.get(&src).head_manifest(&src.repo(&image), &Reference::Digest(digest)).await
+            registries.get(&src).head_manifest(&image, &Reference::Digest(digest)).await
         },
     )
     .await;
@@ -86,24 +86,24 @@ pub async fn plan(
     let dest_tags = for_each_unique(
         edges.iter().map(|e| (e.destination.clone(), e.image.clone())),
         concurrency,
-        |(dst, image)| async move { registries.get(&dst).list_tags(&dst.repo(&image)).await },
+        |(dst, image)| async move { registries.get(&dst).list_tags(&image).await },
     )
     .await;
     let tag_exists = |e: &Edge, tag: &Tag| {
         matches!(dest_tags.get(&(e.destination.clone(), e.image.clone())), Some(Ok(tags)) if tags.contains(tag))
     };
     let dest_refs = for_each_unique(
-        edges.iter().filter(|e| source_ok(e) || e.kind != EdgeKind::Image).flat_map(|e| {
-            let by_tag = e.tag.clone().filter(|t| tag_exists(e, t)).map(Reference::Tag);
-            [Some(Reference::Digest(e.digest.clone())), by_tag]
-                .into_iter()
-                .flatten()
-                .map(|r| (e.destination.clone(), e.image.clone(), r))
-                .collect::<Vec<_>>()
+        edges.iter().filter(|e| source_ok(e) || e.kind != EdgeKind::Image).map(|e| {
+            // An existing tag decides the edge by itself; otherwise ask whether the digest is there.
+            let reference = match &e.tag {
+                Some(tag) if tag_exists(e, tag) => Reference::Tag(tag.clone()),
+                _ => Reference::Digest(e.digest.clone()),
+            };
+            (e.destination.clone(), e.image.clone(), reference)
         }),
         concurrency,
         |(dst, image, reference)| async move {
-            registries.get(&dst).head_manifest(&dst.repo(&image), &reference).await.map(|h| h.map(|h| h.digest))
+            registries.get(&dst).head_manifest(&image, &reference).await.map(|h| h.map(|h| h.digest))
         },
     )
     .await;
@@ -140,25 +140,27 @@ fn decide(
         Ok(tags) => tags,
         Err(e) => return unreadable(e),
     };
-    let digest_present = match lookup(Reference::Digest(edge.digest.clone())) {
-        Some(Ok(found)) => found.is_some(),
-        Some(Err(e)) => return unreadable(e),
-        None => false,
-    };
-    match &edge.tag {
-        Some(tag) if tags.contains(tag) => match lookup(Reference::Tag(tag.clone())) {
+    if let Some(tag) = edge.tag.as_ref().filter(|t| tags.contains(t)) {
+        return match lookup(Reference::Tag(tag.clone())) {
             Some(Ok(Some(current))) if *current == edge.digest => (Action::Skip, None),
             Some(Ok(Some(current))) => (
                 Action::Refuse,
                 Some(format!("tag move: {} already points at {current}; tags never move", edge.destination_ref())),
             ),
-            // Listed but gone by the time we looked: treat as absent.
-            Some(Ok(None)) | None => (if digest_present { Action::AddTag } else { Action::Copy }, None),
+            // Listed but gone by the time we looked: copy (which skips whatever is present).
+            Some(Ok(None)) | None => (Action::Copy, None),
             Some(Err(e)) => unreadable(e),
-        },
-        Some(_) if digest_present => (Action::AddTag, None),
-        None if digest_present => (Action::Skip, None),
-        _ => (Action::Copy, None),
+        };
+    }
+    let digest_present = match lookup(Reference::Digest(edge.digest.clone())) {
+        Some(Ok(found)) => found.is_some(),
+        Some(Err(e)) => return unreadable(e),
+        None => false,
+    };
+    match (&edge.tag, digest_present) {
+        (Some(_), true) => (Action::AddTag, None),
+        (None, true) => (Action::Skip, None),
+        (_, false) => (Action::Copy, None),
     }
 }
 
@@ -180,7 +182,7 @@ async fn derive_signature_edges(
     let source_tags = for_each_unique(
         parents.iter().map(|e| (e.source.clone(), e.image.clone())),
         concurrency,
-        |(src, image)| async move { registries.get(&src).list_tags(&src.repo(&image)).await.unwrap_or_default() },
+        |(src, image)| async move { registries.get(&src).list_tags(&image).await.unwrap_or_default() },
     )
     .await;
     let artifact_tags: Vec<(RegistryAddress, RepoName, Tag)> = source_tags
@@ -192,14 +194,14 @@ async fn derive_signature_edges(
         })
         .collect();
     let tag_digests = for_each_unique(artifact_tags, concurrency, |(src, image, tag)| async move {
-        registries.get(&src).head_manifest(&src.repo(&image), &Reference::Tag(tag)).await
+        registries.get(&src).head_manifest(&image, &Reference::Tag(tag)).await
     })
     .await;
     let referrers = for_each_unique(
         parents.iter().map(|e| (e.source.clone(), e.image.clone(), e.digest.clone())),
         concurrency,
         |(src, image, digest)| async move {
-            registries.get(&src).referrers(&src.repo(&image), &digest).await.ok().flatten().unwrap_or_default()
+            registries.get(&src).referrers(&image, &digest).await.ok().flatten().unwrap_or_default()
         },
     )
     .await;

@@ -276,6 +276,7 @@ async fn oci_layouts_as_source_and_destination() {
     // The source layout is written by skopeo, as a user would.
     let work = tempfile::tempdir().unwrap();
     let staging = work.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
     skopeo(&[
         "copy",
         "--all",

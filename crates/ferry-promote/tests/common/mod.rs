@@ -1,7 +1,7 @@
 //! Shared set-up for promotion tests: real registries, manifests written as YAML files and read
 //! back through `ferry-manifest`, exactly as the CLI does.
 
-#![allow(dead_code)] // each test binary uses a different part
+#![allow(dead_code, unused_imports)] // each test binary uses a different part
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
