@@ -24,7 +24,11 @@ impl fmt::Display for LineSuffix {
 
 impl ManifestError {
     pub(crate) fn at(path: &Path, line: Option<usize>, message: impl Into<String>) -> Self {
-        ManifestError { path: path.to_path_buf(), line, message: message.into() }
+        ManifestError {
+            path: path.to_path_buf(),
+            line,
+            message: message.into(),
+        }
     }
 
     pub(crate) fn file(path: &Path, message: impl Into<String>) -> Self {
@@ -40,6 +44,10 @@ impl ManifestError {
             if let Some(i) = message.find(&suffix) {
                 message.replace_range(i..i + suffix.len(), "");
             }
+        }
+        // The path of an entry of a root list is written `.[0]`; `[0]` reads better.
+        if message.starts_with(".[") {
+            message.remove(0);
         }
         Self::at(path, location.map(|l| l.line()), message)
     }

@@ -43,7 +43,7 @@ pub(crate) struct PlainFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegistryEntry {
     pub name: Parsed<RegistryAddress>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub src: bool,
     /// kpromo impersonates this account for GCP; Ferry authenticates through the usual Docker
     /// credentials instead, so the account is accepted and ignored.
@@ -127,13 +127,40 @@ impl Visitor<'_> for NewDigest<'_> {
     fn visit_str<E: de::Error>(self, s: &str) -> Result<Digest, E> {
         let digest: Digest = s.parse().map_err(E::custom)?;
         if self.0.contains_key(&digest) {
-            return Err(E::custom(format_args!("digest {digest} is listed twice in this dmap")));
+            return Err(E::custom(format_args!(
+                "digest {digest} is listed twice in this dmap"
+            )));
         }
         Ok(digest)
     }
 }
 
 /// yaml.v2 decodes `key:` with no value (null) into an empty list; serde would reject it.
-fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    d: D,
+) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A boolean as yaml.v2 (YAML 1.1) reads one into a Go bool: `yes`, `on`, `y` and the like count,
+/// and an empty value is `false`.
+fn yaml11_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("true or false")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<bool, E> {
+            match s {
+                "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "y" | "Y" | "on" | "On"
+                | "ON" => Ok(true),
+                "false" | "False" | "FALSE" | "no" | "No" | "NO" | "n" | "N" | "off" | "Off"
+                | "OFF" => Ok(false),
+                "" | "~" | "null" | "Null" | "NULL" => Ok(false),
+                _ => Err(E::invalid_value(de::Unexpected::Str(s), &self)),
+            }
+        }
+    }
+    d.deserialize_str(V)
 }
