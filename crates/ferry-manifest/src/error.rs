@@ -24,11 +24,7 @@ impl fmt::Display for LineSuffix {
 
 impl ManifestError {
     pub(crate) fn at(path: &Path, line: Option<usize>, message: impl Into<String>) -> Self {
-        ManifestError {
-            path: path.to_path_buf(),
-            line,
-            message: message.into(),
-        }
+        ManifestError { path: path.to_path_buf(), line, message: message.into() }
     }
 
     pub(crate) fn file(path: &Path, message: impl Into<String>) -> Self {

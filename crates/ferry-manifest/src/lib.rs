@@ -63,17 +63,10 @@ pub fn load_thin_dir(dir: &Path) -> Result<Vec<PromotionManifest>, ManifestError
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(ManifestError::file(
                 &manifests_dir,
-                format!(
-                    "missing: a thin manifest directory holds manifests/<project>/{MANIFEST_FILE}"
-                ),
+                format!("missing: a thin manifest directory holds manifests/<project>/{MANIFEST_FILE}"),
             ))
         }
-        Err(e) => {
-            return Err(ManifestError::file(
-                &manifests_dir,
-                format!("cannot read: {e}"),
-            ))
-        }
+        Err(e) => return Err(ManifestError::file(&manifests_dir, format!("cannot read: {e}"))),
     }
     let mut found = Vec::new();
     find_manifests(&manifests_dir, 0, &mut found)?;
@@ -101,39 +94,26 @@ pub fn load_plain(file: &Path) -> Result<PromotionManifest, ManifestError> {
             format!("image {}: dmap must list at least one digest", image.name),
         ));
     }
-    Ok(PromotionManifest {
-        path: file.to_path_buf(),
-        images_path: file.to_path_buf(),
-        source,
-        destinations,
-        images,
-    })
+    Ok(PromotionManifest { path: file.to_path_buf(), images_path: file.to_path_buf(), source, destinations, images })
 }
 
 /// Collects the `promoter-manifest.yaml` files under `dir` (`depth` levels below `manifests`),
 /// refusing any that is not exactly one level down, as kpromo does.
 fn find_manifests(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) -> Result<(), ManifestError> {
     let unreadable = |e: io::Error| ManifestError::file(dir, format!("cannot read directory: {e}"));
-    let mut entries = fs::read_dir(dir)
-        .map_err(unreadable)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(unreadable)?;
+    let mut entries = fs::read_dir(dir).map_err(unreadable)?.collect::<Result<Vec<_>, _>>().map_err(unreadable)?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
         // Not following symlinked directories, like kpromo's filepath.Walk: no loops, no escapes.
-        let file_type = entry
-            .file_type()
-            .map_err(|e| ManifestError::file(&path, format!("cannot read: {e}")))?;
+        let file_type = entry.file_type().map_err(|e| ManifestError::file(&path, format!("cannot read: {e}")))?;
         if file_type.is_dir() {
             find_manifests(&path, depth + 1, found)?;
         } else if entry.file_name() == MANIFEST_FILE {
             if depth != 1 {
                 return Err(ManifestError::file(
                     &path,
-                    format!(
-                        "misplaced: a thin manifest must be at manifests/<project>/{MANIFEST_FILE}"
-                    ),
+                    format!("misplaced: a thin manifest must be at manifests/<project>/{MANIFEST_FILE}"),
                 ));
             }
             found.push(path);
@@ -143,10 +123,7 @@ fn find_manifests(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) -> Result<
 }
 
 fn load_project(dir: &Path, manifest: &Path) -> Result<PromotionManifest, ManifestError> {
-    let project = manifest
-        .parent()
-        .and_then(Path::file_name)
-        .unwrap_or_default();
+    let project = manifest.parent().and_then(Path::file_name).unwrap_or_default();
     let images_path = dir.join("images").join(project).join(IMAGES_FILE);
     match fs::metadata(&images_path) {
         Ok(m) if m.is_file() => {}
@@ -154,18 +131,10 @@ fn load_project(dir: &Path, manifest: &Path) -> Result<PromotionManifest, Manife
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(ManifestError::file(
                 &images_path,
-                format!(
-                    "missing: {} needs its images listed here",
-                    manifest.display()
-                ),
+                format!("missing: {} needs its images listed here", manifest.display()),
             ))
         }
-        Err(e) => {
-            return Err(ManifestError::file(
-                &images_path,
-                format!("cannot read: {e}"),
-            ))
-        }
+        Err(e) => return Err(ManifestError::file(&images_path, format!("cannot read: {e}"))),
     }
 
     let text = read(manifest)?;
@@ -175,13 +144,7 @@ fn load_project(dir: &Path, manifest: &Path) -> Result<PromotionManifest, Manife
     let images_text = read(&images_path)?;
     let entries: Vec<ImageEntry> = parse(&images_path, &images_text)?;
     let images = images(&images_text, List::Root, entries);
-    Ok(PromotionManifest {
-        path: manifest.to_path_buf(),
-        images_path,
-        source,
-        destinations,
-        images,
-    })
+    Ok(PromotionManifest { path: manifest.to_path_buf(), images_path, source, destinations, images })
 }
 
 fn read(path: &Path) -> Result<String, ManifestError> {
@@ -190,9 +153,7 @@ fn read(path: &Path) -> Result<String, ManifestError> {
 
 /// Deserializes `text`; an empty document (or one of only comments) is `T::default()`.
 fn parse<T: DeserializeOwned + Default>(path: &Path, text: &str) -> Result<T, ManifestError> {
-    serde_yaml_ng::from_str::<Option<T>>(text)
-        .map(Option::unwrap_or_default)
-        .map_err(|e| ManifestError::yaml(path, &e))
+    serde_yaml_ng::from_str::<Option<T>>(text).map(Option::unwrap_or_default).map_err(|e| ManifestError::yaml(path, &e))
 }
 
 /// Splits `registries:` into the source and the destinations: exactly one `src: true`, at least
@@ -234,11 +195,7 @@ fn registries(
         }
     }
     let Some((source, i)) = source else {
-        return Err(ManifestError::at(
-            path,
-            line(0),
-            "no source registry: exactly one registry must have `src: true`",
-        ));
+        return Err(ManifestError::at(path, line(0), "no source registry: exactly one registry must have `src: true`"));
     };
     if destinations.is_empty() {
         return Err(ManifestError::at(

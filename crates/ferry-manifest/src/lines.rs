@@ -97,18 +97,14 @@ impl MarkedEventReceiver for Walk<'_, '_> {
         let (node, start) = match event {
             Event::Scalar(value, style, anchor, tag) => {
                 let start = match (properties(anchor, tag.is_some()), style) {
-                    (Start::Content, TScalarStyle::Literal | TScalarStyle::Folded) => {
-                        Start::BlockScalar
-                    }
+                    (Start::Content, TScalarStyle::Literal | TScalarStyle::Folded) => Start::BlockScalar,
                     (Start::Content, TScalarStyle::Plain) if value.is_empty() => Start::Empty,
                     (start, _) => start,
                 };
                 (Node::Scalar(value), start)
             }
             Event::Alias(_) => (Node::Alias, Start::Content),
-            Event::SequenceStart(anchor, tag) => {
-                (Node::Sequence, properties(anchor, tag.is_some()))
-            }
+            Event::SequenceStart(anchor, tag) => (Node::Sequence, properties(anchor, tag.is_some())),
             Event::MappingStart(anchor, tag) => (Node::Mapping, properties(anchor, tag.is_some())),
             Event::SequenceEnd | Event::MappingEnd => return self.collection_end(),
             Event::StreamStart | Event::DocumentStart => return,
@@ -142,15 +138,12 @@ impl Walk<'_, '_> {
         });
         let in_root_mapping = depth == 1 && self.open[0].0;
         if in_root_mapping && index.is_some_and(|i| i % 2 == 0) {
-            self.after_wanted_key =
-                matches!((self.list, &node), (List::Key(k), Node::Scalar(s)) if s == k);
+            self.after_wanted_key = matches!((self.list, &node), (List::Key(k), Node::Scalar(s)) if s == k);
         }
         let starts_list = matches!(node, Node::Sequence)
             && match self.list {
                 List::Root => depth == 0,
-                List::Key(_) => {
-                    in_root_mapping && index.is_some_and(|i| i % 2 == 1) && self.after_wanted_key
-                }
+                List::Key(_) => in_root_mapping && index.is_some_and(|i| i % 2 == 1) && self.after_wanted_key,
             };
         if starts_list {
             self.entries_at = Some(depth + 1);
@@ -235,10 +228,7 @@ fn first_filled_line(text: &str, line: usize, col: usize) -> Option<usize> {
         .skip(from)
         .find(|&(i, text)| {
             let skip = if i == from { col } else { 0 };
-            let mut rest = text
-                .chars()
-                .skip(skip)
-                .skip_while(|c| matches!(c, ' ' | '\t'));
+            let mut rest = text.chars().skip(skip).skip_while(|c| matches!(c, ' ' | '\t'));
             rest.next().is_some_and(|c| c != '#')
         })
         .map(|(i, _)| i + 1)
@@ -246,8 +236,7 @@ fn first_filled_line(text: &str, line: usize, col: usize) -> Option<usize> {
 
 /// The lines of `text` as YAML counts them: each ends at `\n`, `\r\n` or `\r`.
 fn yaml_lines(text: &str) -> impl Iterator<Item = &str> {
-    text.split('\n')
-        .flat_map(|line| line.strip_suffix('\r').unwrap_or(line).split('\r'))
+    text.split('\n').flat_map(|line| line.strip_suffix('\r').unwrap_or(line).split('\r'))
 }
 
 #[cfg(test)]
@@ -279,10 +268,7 @@ mod tests {
         // Lines where libyaml starts these nodes: at the first property (anchor or tag), at a
         // block scalar's header, and on the `-` line of an empty entry.
         let text = "images:\n- &a # c\n\n  name: x\n- !!map &b\n  name: y\n- *a\n-  # c\n  |\n  text\n- \n- [&c\n   z, !!str\n\n   w]\n- >-\n";
-        assert_eq!(
-            entry_lines(text, List::Key("images")),
-            [2, 5, 7, 9, 11, 12, 16]
-        );
+        assert_eq!(entry_lines(text, List::Key("images")), [2, 5, 7, 9, 11, 12, 16]);
         let text = "[&c\n z, !!str\n\n w, !t\n  {a: 1},\n &d [2]]\n";
         assert_eq!(entry_lines(text, List::Root), [1, 2, 4, 6]);
         let text = "images:\r\n- &a\r\n  name: x\r\n- |\r\n\r\n  text\r\n-\r\n- y\r\n";
@@ -293,9 +279,6 @@ mod tests {
     fn broken_or_empty_text() {
         assert_eq!(entry_lines("", List::Root), [] as [usize; 0]);
         assert_eq!(entry_lines("- a\n- [b\n", List::Root), [1, 2]);
-        assert_eq!(
-            entry_lines("images: x\n", List::Key("images")),
-            [] as [usize; 0]
-        );
+        assert_eq!(entry_lines("images: x\n", List::Key("images")), [] as [usize; 0]);
     }
 }

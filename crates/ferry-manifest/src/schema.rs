@@ -127,18 +127,14 @@ impl Visitor<'_> for NewDigest<'_> {
     fn visit_str<E: de::Error>(self, s: &str) -> Result<Digest, E> {
         let digest: Digest = s.parse().map_err(E::custom)?;
         if self.0.contains_key(&digest) {
-            return Err(E::custom(format_args!(
-                "digest {digest} is listed twice in this dmap"
-            )));
+            return Err(E::custom(format_args!("digest {digest} is listed twice in this dmap")));
         }
         Ok(digest)
     }
 }
 
 /// yaml.v2 decodes `key:` with no value (null) into an empty list; serde would reject it.
-fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
-    d: D,
-) -> Result<T, D::Error> {
+fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
@@ -153,10 +149,8 @@ fn yaml11_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         }
         fn visit_str<E: de::Error>(self, s: &str) -> Result<bool, E> {
             match s {
-                "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "y" | "Y" | "on" | "On"
-                | "ON" => Ok(true),
-                "false" | "False" | "FALSE" | "no" | "No" | "NO" | "n" | "N" | "off" | "Off"
-                | "OFF" => Ok(false),
+                "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "y" | "Y" | "on" | "On" | "ON" => Ok(true),
+                "false" | "False" | "FALSE" | "no" | "No" | "NO" | "n" | "N" | "off" | "Off" | "OFF" => Ok(false),
                 "" | "~" | "null" | "Null" | "NULL" => Ok(false),
                 _ => Err(E::invalid_value(de::Unexpected::Str(s), &self)),
             }

@@ -34,10 +34,7 @@ registries:
 fn assert_at(err: &ManifestError, path: &Path, line: usize, needle: &str) {
     let text = err.to_string();
     let prefix = format!("{}:{line}: ", path.display());
-    assert!(
-        text.starts_with(&prefix),
-        "{text:?} should start with {prefix:?}"
-    );
+    assert!(text.starts_with(&prefix), "{text:?} should start with {prefix:?}");
     assert!(text.contains(needle), "{text:?} should mention {needle:?}");
     assert_eq!((err.path.as_path(), err.line), (path, Some(line)));
 }
@@ -47,10 +44,7 @@ fn assert_at(err: &ManifestError, path: &Path, line: usize, needle: &str) {
 fn assert_file(err: &ManifestError, path: &Path, needle: &str) {
     let text = err.to_string();
     let prefix = format!("{}: ", path.display());
-    assert!(
-        text.starts_with(&prefix),
-        "{text:?} should start with {prefix:?}"
-    );
+    assert!(text.starts_with(&prefix), "{text:?} should start with {prefix:?}");
     assert!(text.contains(needle), "{text:?} should mention {needle:?}");
     assert_eq!(err.line, None);
 }
@@ -65,10 +59,7 @@ fn plain_err(text: &str) -> (ManifestError, PathBuf, tempfile::TempDir) {
 /// A thin dir whose single project `foo` has these two files; returns the error and both paths.
 fn thin_err(manifest: &str, images: &str) -> (ManifestError, PathBuf, PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let m = write(
-        &dir.path().join("manifests/foo/promoter-manifest.yaml"),
-        manifest,
-    );
+    let m = write(&dir.path().join("manifests/foo/promoter-manifest.yaml"), manifest);
     let i = write(&dir.path().join("images/foo/images.yaml"), images);
     let err = load_thin_dir(dir.path()).expect_err("should be refused");
     (err, m, i, dir)
@@ -79,14 +70,8 @@ fn thin_dir_with_two_projects() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     // Written out of order: the result is sorted by path.
-    write(
-        &root.join("manifests/zeta/promoter-manifest.yaml"),
-        REGISTRIES,
-    );
-    write(
-        &root.join("images/zeta/images.yaml"),
-        &format!("- name: z\n  dmap:\n    \"{}\": [\"v1\"]\n", digest('c')),
-    );
+    write(&root.join("manifests/zeta/promoter-manifest.yaml"), REGISTRIES);
+    write(&root.join("images/zeta/images.yaml"), &format!("- name: z\n  dmap:\n    \"{}\": [\"v1\"]\n", digest('c')));
     write(
         &root.join("manifests/alpha/promoter-manifest.yaml"),
         "registries:\n- name: oci:staging\n  src: true\n- name: localhost:5000/prod\n- name: oci:/srv/mirror\n",
@@ -104,50 +89,25 @@ fn thin_dir_with_two_projects() {
 
     let manifests = load_thin_dir(root).unwrap();
     assert_eq!(manifests.len(), 2);
-    let [alpha, zeta] = &manifests[..] else {
-        unreachable!()
-    };
+    let [alpha, zeta] = &manifests[..] else { unreachable!() };
 
-    assert_eq!(
-        alpha.path,
-        root.join("manifests/alpha/promoter-manifest.yaml")
-    );
+    assert_eq!(alpha.path, root.join("manifests/alpha/promoter-manifest.yaml"));
     assert_eq!(alpha.images_path, root.join("images/alpha/images.yaml"));
-    assert_eq!(
-        alpha.source,
-        RegistryAddress::Layout {
-            dir: "staging".into()
-        }
-    );
-    assert_eq!(
-        alpha.destinations,
-        [addr("localhost:5000/prod"), addr("oci:/srv/mirror")]
-    );
+    assert_eq!(alpha.source, RegistryAddress::Layout { dir: "staging".into() });
+    assert_eq!(alpha.destinations, [addr("localhost:5000/prod"), addr("oci:/srv/mirror")]);
     assert_eq!(alpha.images.len(), 2);
     let app = &alpha.images[0];
     assert_eq!((app.name.as_str(), app.line), ("team/app", 2));
-    let tags: Vec<_> = app.digests[&digest('a').parse().unwrap()]
-        .iter()
-        .map(|t| t.as_str())
-        .collect();
+    let tags: Vec<_> = app.digests[&digest('a').parse().unwrap()].iter().map(|t| t.as_str()).collect();
     assert_eq!(tags, ["v1.0", "latest"]);
-    assert!(
-        app.digests[&digest('b').parse().unwrap()].is_empty(),
-        "digest-only entry"
-    );
+    assert!(app.digests[&digest('b').parse().unwrap()].is_empty(), "digest-only entry");
     let tool = &alpha.images[1];
     assert_eq!((tool.name.as_str(), tool.line), ("tool", 6));
     // An unquoted number-like tag keeps its text, as with kpromo.
-    assert_eq!(
-        tool.digests[&digest('d').parse().unwrap()][0].as_str(),
-        "1.10"
-    );
+    assert_eq!(tool.digests[&digest('d').parse().unwrap()][0].as_str(), "1.10");
 
     assert_eq!(zeta.source, addr("gcr.io/k8s-staging-foo"));
-    assert_eq!(
-        zeta.destinations,
-        [addr("us.gcr.io/k8s-artifacts-prod/foo")]
-    );
+    assert_eq!(zeta.destinations, [addr("us.gcr.io/k8s-artifacts-prod/foo")]);
     assert_eq!(zeta.images[0].name.as_str(), "z");
 }
 
@@ -161,25 +121,13 @@ fn plain_manifest() {
     );
     let path = write(&dir.path().join("promoter-manifest.yaml"), &text);
     let m: PromotionManifest = load_plain(&path).unwrap();
-    assert_eq!(
-        (m.path.as_path(), m.images_path.as_path()),
-        (path.as_path(), path.as_path())
-    );
+    assert_eq!((m.path.as_path(), m.images_path.as_path()), (path.as_path(), path.as_path()));
     assert_eq!(m.source, addr("gcr.io/k8s-staging-foo"));
-    assert_eq!(
-        m.destinations,
-        [
-            addr("us.gcr.io/k8s-artifacts-prod/foo"),
-            addr("eu.gcr.io/k8s-artifacts-prod/foo")
-        ]
-    );
+    assert_eq!(m.destinations, [addr("us.gcr.io/k8s-artifacts-prod/foo"), addr("eu.gcr.io/k8s-artifacts-prod/foo")]);
     let lines: Vec<_> = m.images.iter().map(|i| (i.name.as_str(), i.line)).collect();
     assert_eq!(lines, [("foo", 8), ("bar/baz", 11)]);
     // A bare digest key and a block list of tags, as `kpromo` can write them.
-    let tags: Vec<_> = m.images[1].digests[&digest('b').parse().unwrap()]
-        .iter()
-        .map(|t| t.as_str())
-        .collect();
+    let tags: Vec<_> = m.images[1].digests[&digest('b').parse().unwrap()].iter().map(|t| t.as_str()).collect();
     assert_eq!(tags, ["v2", "latest"]);
 }
 
@@ -210,10 +158,7 @@ fn kubernetes_style_thin_dir() {
              service-account: k8s-infra-gcr-promoter@k8s-artifacts-prod.iam.gserviceaccount.com\n"
         );
     }
-    write(
-        &root.join("manifests/k8s-staging-kas-network-proxy/promoter-manifest.yaml"),
-        &manifest,
-    );
+    write(&root.join("manifests/k8s-staging-kas-network-proxy/promoter-manifest.yaml"), &manifest);
     let images = "\
 - name: proxy-agent
   dmap:
@@ -227,42 +172,24 @@ fn kubernetes_style_thin_dir() {
     \"sha256:a16e56961c8e417d487666446d081e6fce691063f0530834c0df53b6b3121cef\": [\"v0.29.3\", \"v0.29.4\"]
     \"sha256:61b6bfed89291cbee0dd0d5f9bb4982c6989059b15398690cd89e830ac29f1b7\": [\"v0.36.0\"]
 ";
-    write(
-        &root.join("images/k8s-staging-kas-network-proxy/images.yaml"),
-        images,
-    );
+    write(&root.join("images/k8s-staging-kas-network-proxy/images.yaml"), images);
 
     let manifests = load_thin_dir(root).unwrap();
-    let [m] = &manifests[..] else {
-        panic!("one project expected, got {manifests:?}")
-    };
+    let [m] = &manifests[..] else { panic!("one project expected, got {manifests:?}") };
     assert_eq!(m.source, addr("gcr.io/k8s-staging-kas-network-proxy"));
     assert_eq!(m.destinations.len(), regions.len());
     assert_eq!(
         m.destinations[1],
         RegistryAddress::Remote {
             host: "asia-northeast1-docker.pkg.dev".into(),
-            prefix: Some(
-                "k8s-artifacts-prod/images/kas-network-proxy"
-                    .parse()
-                    .unwrap()
-            ),
+            prefix: Some("k8s-artifacts-prod/images/kas-network-proxy".parse().unwrap()),
         }
     );
-    let summary: Vec<_> = m
-        .images
-        .iter()
-        .map(|i| (i.name.as_str(), i.line, i.digests.len()))
-        .collect();
+    let summary: Vec<_> = m.images.iter().map(|i| (i.name.as_str(), i.line, i.digests.len())).collect();
     assert_eq!(summary, [("proxy-agent", 1, 3), ("proxy-server", 7, 3)]);
     let both = &m.images[0].digests
-        [&"sha256:e5d4082225403e2c46ddcd55a951321fa8ed8922e458cc4b4d88000a6e240f99"
-            .parse()
-            .unwrap()];
-    assert_eq!(
-        both.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
-        ["v0.29.3", "v0.29.4"]
-    );
+        [&"sha256:e5d4082225403e2c46ddcd55a951321fa8ed8922e458cc4b4d88000a6e240f99".parse().unwrap()];
+    assert_eq!(both.iter().map(|t| t.as_str()).collect::<Vec<_>>(), ["v0.29.3", "v0.29.4"]);
 }
 
 #[test]
@@ -275,10 +202,7 @@ fn deprecated_images_path_is_accepted() {
     write(&dir.path().join("images/foo/images.yaml"), "");
     assert!(load_thin_dir(dir.path()).unwrap()[0].images.is_empty());
 
-    let plain = write(
-        &dir.path().join("plain.yaml"),
-        &format!("imagesPath: whatever\n{REGISTRIES}images: []\n"),
-    );
+    let plain = write(&dir.path().join("plain.yaml"), &format!("imagesPath: whatever\n{REGISTRIES}images: []\n"));
     assert!(load_plain(&plain).unwrap().images.is_empty());
 }
 
@@ -286,31 +210,19 @@ fn deprecated_images_path_is_accepted() {
 fn empty_images_files_mean_no_images() {
     for images in ["", "# nothing yet\n", "[]\n", "~\n"] {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            &dir.path().join("manifests/foo/promoter-manifest.yaml"),
-            REGISTRIES,
-        );
+        write(&dir.path().join("manifests/foo/promoter-manifest.yaml"), REGISTRIES);
         write(&dir.path().join("images/foo/images.yaml"), images);
-        assert!(
-            load_thin_dir(dir.path()).unwrap()[0].images.is_empty(),
-            "{images:?}"
-        );
+        assert!(load_thin_dir(dir.path()).unwrap()[0].images.is_empty(), "{images:?}");
     }
 }
 
 #[test]
 fn malformed_yaml() {
-    let (err, path, _dir) =
-        plain_err("registries:\n- name: gcr.io/a\n  src: true\n - name: gcr.io/b\n");
+    let (err, path, _dir) = plain_err("registries:\n- name: gcr.io/a\n  src: true\n - name: gcr.io/b\n");
     assert_at(&err, &path, 4, "did not find expected key");
 
     let (err, path, _dir) = plain_err("registries:\n- name: a\n\tsrc: true\n");
-    assert_at(
-        &err,
-        &path,
-        3,
-        "found a tab character that violates indentation",
-    );
+    assert_at(&err, &path, 3, "found a tab character that violates indentation");
 
     let (err, _m, images, _dir) = thin_err(REGISTRIES, "- name: foo\n  dmap: {\"sha256:a\n");
     assert_eq!(err.path, images);
@@ -330,10 +242,7 @@ fn unknown_fields() {
     let (err, path, _dir) = plain_err(&format!("{REGISTRIES}images: []\nsrc-registry: gcr.io/x\n"));
     assert_at(&err, &path, 7, "unknown field `src-registry`");
 
-    let images = format!(
-        "- name: foo\n  dmap:\n    \"{}\": []\n  tags: [v1]\n",
-        digest('a')
-    );
+    let images = format!("- name: foo\n  dmap:\n    \"{}\": []\n  tags: [v1]\n", digest('a'));
     let (err, _m, images_path, _dir) = thin_err(REGISTRIES, &images);
     assert_at(&err, &images_path, 4, "unknown field `tags`");
 
@@ -354,23 +263,13 @@ fn src_is_a_yaml_1_1_boolean() {
     assert_eq!((m.source, m.destinations.len()), (addr("gcr.io/a"), 2));
 
     let (err, path, _dir) = plain_err("registries:\n- name: gcr.io/a\n  src: maybe\n");
-    assert_at(
-        &err,
-        &path,
-        3,
-        "registries[0].src: invalid value: string \"maybe\", expected true or false",
-    );
+    assert_at(&err, &path, 3, "registries[0].src: invalid value: string \"maybe\", expected true or false");
 }
 
 #[test]
 fn no_source_registry() {
     let (err, path, _dir) = plain_err("registries:\n- name: gcr.io/a\n- name: gcr.io/b\n");
-    assert_at(
-        &err,
-        &path,
-        2,
-        "no source registry: exactly one registry must have `src: true`",
-    );
+    assert_at(&err, &path, 2, "no source registry: exactly one registry must have `src: true`");
 
     let (err, path, _dir) = plain_err("images: []\n");
     assert_file(&err, &path, "no source registry");
@@ -390,12 +289,7 @@ fn two_source_registries() {
 #[test]
 fn no_destination_registry() {
     let (err, path, _dir) = plain_err("registries:\n# staging\n- name: gcr.io/a\n  src: true\n");
-    assert_at(
-        &err,
-        &path,
-        3,
-        "no destination registry: gcr.io/a is the source",
-    );
+    assert_at(&err, &path, 3, "no destination registry: gcr.io/a is the source");
 }
 
 #[test]
@@ -407,24 +301,15 @@ fn duplicate_registry() {
 
 #[test]
 fn bad_registry_name() {
-    let (err, path, _dir) =
-        plain_err("registries:\n- name: gcr.io/a\n  src: true\n- name: https://gcr.io/b\n");
+    let (err, path, _dir) = plain_err("registries:\n- name: gcr.io/a\n  src: true\n- name: https://gcr.io/b\n");
     assert_at(&err, &path, 4, "https://gcr.io/b");
 }
 
 #[test]
 fn bad_digest() {
-    let images = format!(
-        "- name: foo\n  dmap:\n    \"{}\": [v1]\n    \"sha256:ABC\": [v2]\n",
-        digest('a')
-    );
+    let images = format!("- name: foo\n  dmap:\n    \"{}\": [v1]\n    \"sha256:ABC\": [v2]\n", digest('a'));
     let (err, _m, images_path, _dir) = thin_err(REGISTRIES, &images);
-    assert_at(
-        &err,
-        &images_path,
-        4,
-        "[0].dmap: invalid digest \"sha256:ABC\"",
-    );
+    assert_at(&err, &images_path, 4, "[0].dmap: invalid digest \"sha256:ABC\"");
     assert!(!err.to_string().contains(".[0]"), "{err}");
 }
 
@@ -438,31 +323,16 @@ fn bad_tag() {
     let (err, _m, images_path, _dir) = thin_err(REGISTRIES, &images);
     assert_at(&err, &images_path, 6, "invalid tag \"-bad\"");
 
-    let (err, path, _dir) = plain_err(&format!(
-        "{REGISTRIES}images:\n- name: foo\n  dmap:\n    \"{}\": [\"v1\", \"a:b\"]\n",
-        digest('a')
-    ));
-    assert_at(
-        &err,
-        &path,
-        9,
-        &format!("images[0].dmap.{}[1]: invalid tag \"a:b\"", digest('a')),
-    );
+    let (err, path, _dir) =
+        plain_err(&format!("{REGISTRIES}images:\n- name: foo\n  dmap:\n    \"{}\": [\"v1\", \"a:b\"]\n", digest('a')));
+    assert_at(&err, &path, 9, &format!("images[0].dmap.{}[1]: invalid tag \"a:b\"", digest('a')));
 }
 
 #[test]
 fn bad_image_name() {
-    let images = format!(
-        "- name: foo\n  dmap: {{}}\n- dmap:\n    \"{}\": []\n  name: Foo/Bar\n",
-        digest('a')
-    );
+    let images = format!("- name: foo\n  dmap: {{}}\n- dmap:\n    \"{}\": []\n  name: Foo/Bar\n", digest('a'));
     let (err, _m, images_path, _dir) = thin_err(REGISTRIES, &images);
-    assert_at(
-        &err,
-        &images_path,
-        5,
-        "[1].name: invalid repository name \"Foo/Bar\"",
-    );
+    assert_at(&err, &images_path, 5, "[1].name: invalid repository name \"Foo/Bar\"");
 
     let (err, _m, images_path, _dir) = thin_err(REGISTRIES, "- dmap: {}\n");
     assert_at(&err, &images_path, 1, "missing field `name`");
@@ -476,70 +346,37 @@ fn duplicate_dmap_key() {
         b = digest('b')
     );
     let (err, _m, images_path, _dir) = thin_err(REGISTRIES, &images);
-    assert_at(
-        &err,
-        &images_path,
-        5,
-        &format!(
-            "[0].dmap: digest {} is listed twice in this dmap",
-            digest('a')
-        ),
-    );
+    assert_at(&err, &images_path, 5, &format!("[0].dmap: digest {} is listed twice in this dmap", digest('a')));
 }
 
 #[test]
 fn plain_images_need_digests() {
     // kpromo's plain-manifest validation refuses an empty dmap; its thin reader does not.
-    let (err, path, _dir) = plain_err(&format!(
-        "{REGISTRIES}images:\n- name: foo\n  dmap: {{}}\n- name: bar\n"
-    ));
-    assert_at(
-        &err,
-        &path,
-        7,
-        "image foo: dmap must list at least one digest",
-    );
+    let (err, path, _dir) = plain_err(&format!("{REGISTRIES}images:\n- name: foo\n  dmap: {{}}\n- name: bar\n"));
+    assert_at(&err, &path, 7, "image foo: dmap must list at least one digest");
 
     let dir = tempfile::tempdir().unwrap();
-    write(
-        &dir.path().join("manifests/foo/promoter-manifest.yaml"),
-        REGISTRIES,
-    );
+    write(&dir.path().join("manifests/foo/promoter-manifest.yaml"), REGISTRIES);
     write(&dir.path().join("images/foo/images.yaml"), "- name: foo\n");
-    assert!(load_thin_dir(dir.path()).unwrap()[0].images[0]
-        .digests
-        .is_empty());
+    assert!(load_thin_dir(dir.path()).unwrap()[0].images[0].digests.is_empty());
 }
 
 #[test]
 fn missing_images_yaml() {
     let dir = tempfile::tempdir().unwrap();
-    write(
-        &dir.path().join("manifests/foo/promoter-manifest.yaml"),
-        REGISTRIES,
-    );
+    write(&dir.path().join("manifests/foo/promoter-manifest.yaml"), REGISTRIES);
     write(&dir.path().join("images/bar/images.yaml"), "");
     let err = load_thin_dir(dir.path()).unwrap_err();
     let expected = dir.path().join("images/foo/images.yaml");
     assert_file(&err, &expected, "missing");
-    assert!(
-        err.to_string()
-            .contains("manifests/foo/promoter-manifest.yaml"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("manifests/foo/promoter-manifest.yaml"), "{err}");
 }
 
 #[test]
 fn promoter_manifest_at_wrong_depth() {
-    for misplaced in [
-        "manifests/promoter-manifest.yaml",
-        "manifests/a/b/promoter-manifest.yaml",
-    ] {
+    for misplaced in ["manifests/promoter-manifest.yaml", "manifests/a/b/promoter-manifest.yaml"] {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            &dir.path().join("manifests/foo/promoter-manifest.yaml"),
-            REGISTRIES,
-        );
+        write(&dir.path().join("manifests/foo/promoter-manifest.yaml"), REGISTRIES);
         write(&dir.path().join("images/foo/images.yaml"), "");
         let bad = write(&dir.path().join(misplaced), REGISTRIES);
         let err = load_thin_dir(dir.path()).unwrap_err();

@@ -46,8 +46,7 @@ fn valid_host(host: &str) -> bool {
             None => (Some(host), ""),
         }
     };
-    let port_ok = port.is_empty()
-        || port.strip_prefix(':').is_some_and(|p| !p.is_empty() && p.parse::<u16>().is_ok());
+    let port_ok = port.is_empty() || port.strip_prefix(':').is_some_and(|p| !p.is_empty() && p.parse::<u16>().is_ok());
     let name_ok = name.is_none_or(|n| {
         !n.is_empty()
             && n.split('.').all(|label| {
@@ -104,16 +103,16 @@ mod tests {
     #[test]
     fn parses() {
         let a: RegistryAddress = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images".parse().unwrap();
-        assert!(matches!(&a, RegistryAddress::Remote { prefix: Some(p), .. } if p.as_str() == "k8s-artifacts-prod/images"));
+        assert!(
+            matches!(&a, RegistryAddress::Remote { prefix: Some(p), .. } if p.as_str() == "k8s-artifacts-prod/images")
+        );
         assert_eq!(a.to_string(), "us-central1-docker.pkg.dev/k8s-artifacts-prod/images");
-        for (host, loopback) in [("127.0.0.1:5000", true), ("[::1]:5000", true), ("localhost", true), ("gcr.io", false)] {
+        for (host, loopback) in [("127.0.0.1:5000", true), ("[::1]:5000", true), ("localhost", true), ("gcr.io", false)]
+        {
             assert!(format!("{host}/x").parse::<RegistryAddress>().is_ok());
             assert_eq!(is_loopback_host(host), loopback, "{host}");
         }
-        assert_eq!(
-            "oci:/tmp/x".parse::<RegistryAddress>().unwrap(),
-            RegistryAddress::Layout { dir: "/tmp/x".into() }
-        );
+        assert_eq!("oci:/tmp/x".parse::<RegistryAddress>().unwrap(), RegistryAddress::Layout { dir: "/tmp/x".into() });
         for bad in ["", "oci:", "gcr.io/", "gcr.io/../x", "gcr.io:99999/x", "a b/x", "http://gcr.io/x", "[zz]:1"] {
             assert!(bad.parse::<RegistryAddress>().is_err(), "{bad}");
         }

@@ -38,9 +38,7 @@ impl Digest {
 impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hex = s
-            .strip_prefix("sha256:")
-            .ok_or_else(|| DigestError(s.to_string()))?;
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| DigestError(s.to_string()))?;
         if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             Ok(Digest(s.to_string()))
         } else {

@@ -90,7 +90,10 @@ impl ManifestRefs {
             .or_else(|| served_type.map(str::to_string))
             .or_else(|| {
                 // OCI allows omitting mediaType; infer from the shape.
-                Some(if !raw.manifests.is_empty() { media_types::OCI_INDEX } else { media_types::OCI_MANIFEST }.to_string())
+                Some(
+                    if !raw.manifests.is_empty() { media_types::OCI_INDEX } else { media_types::OCI_MANIFEST }
+                        .to_string(),
+                )
             })
             .unwrap_or_default();
         let mut blobs: Vec<Descriptor> = raw.config.into_iter().collect();

@@ -284,7 +284,8 @@ impl BlobJob {
     ) -> Result<BlobData, String> {
         let mut why = String::new();
         for (address, repo) in &self.sources {
-            match read_verified(registries.get(address).as_ref(), repo, &self.descriptor, memory_limit, progress).await {
+            match read_verified(registries.get(address).as_ref(), repo, &self.descriptor, memory_limit, progress).await
+            {
                 Ok(data) => {
                     transfer.blobs_read.fetch_add(1, Ordering::Relaxed);
                     transfer.bytes_read.fetch_add(self.descriptor.size, Ordering::Relaxed);

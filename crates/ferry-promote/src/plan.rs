@@ -65,17 +65,17 @@ pub async fn plan(
     concurrency: usize,
 ) -> Vec<PlannedEdge> {
     // 1. Is each source digest there?
-    let sources = for_each_unique(
-        edges.iter().map(|e| (e.source.clone(), e.image.clone(), e.digest.clone())),
-        concurrency,
-        |(src, image, digest)| async move {
-            registries.get(&src).head_manifest(&image, &Reference::Digest(digest)).await
-        },
-    )
-    .await;
-    let source_ok = |e: &Edge| {
-        matches!(sources.get(&(e.source.clone(), e.image.clone(), e.digest.clone())), Some(Ok(Some(_))))
-    };
+    let sources =
+        for_each_unique(
+            edges.iter().map(|e| (e.source.clone(), e.image.clone(), e.digest.clone())),
+            concurrency,
+            |(src, image, digest)| async move {
+                registries.get(&src).head_manifest(&image, &Reference::Digest(digest)).await
+            },
+        )
+        .await;
+    let source_ok =
+        |e: &Edge| matches!(sources.get(&(e.source.clone(), e.image.clone(), e.digest.clone())), Some(Ok(Some(_))));
 
     // 2. Signatures, attestations and referrers of each promotable digest come along.
     let derived = derive_signature_edges(registries, &edges, &source_ok, concurrency).await;
@@ -89,9 +89,7 @@ pub async fn plan(
         |(dst, image)| async move { registries.get(&dst).list_tags(&image).await },
     )
     .await;
-    let tag_exists = |e: &Edge, tag: &Tag| {
-        matches!(dest_tags.get(&(e.destination.clone(), e.image.clone())), Some(Ok(tags)) if tags.contains(tag))
-    };
+    let tag_exists = |e: &Edge, tag: &Tag| matches!(dest_tags.get(&(e.destination.clone(), e.image.clone())), Some(Ok(tags)) if tags.contains(tag));
     let dest_refs = for_each_unique(
         edges.iter().filter(|e| source_ok(e) || e.kind != EdgeKind::Image).map(|e| {
             // An existing tag decides the edge by itself; otherwise ask whether the digest is there.
@@ -135,7 +133,8 @@ fn decide(
     dest_refs: &DestRefs,
 ) -> (Action, Option<String>) {
     let lookup = |r: Reference| dest_refs.get(&(edge.destination.clone(), edge.image.clone(), r));
-    let unreadable = |e: &ferry_registry::RegistryError| (Action::Refuse, Some(format!("cannot read destination: {e}")));
+    let unreadable =
+        |e: &ferry_registry::RegistryError| (Action::Refuse, Some(format!("cannot read destination: {e}")));
     let tags = match &dest_tags[&(edge.destination.clone(), edge.image.clone())] {
         Ok(tags) => tags,
         Err(e) => return unreadable(e),
@@ -189,7 +188,9 @@ async fn derive_signature_edges(
         .iter()
         .flat_map(|((src, image), tags)| {
             tags.iter()
-                .filter(|t| parents.iter().any(|p| p.source == *src && p.image == *image && is_artifact_tag(t, &p.digest)))
+                .filter(|t| {
+                    parents.iter().any(|p| p.source == *src && p.image == *image && is_artifact_tag(t, &p.digest))
+                })
                 .map(|t| (src.clone(), image.clone(), t.clone()))
         })
         .collect();

@@ -16,9 +16,13 @@ async fn throttling_and_server_errors_are_retried_and_the_run_completes() {
 
     let src_proxy = FaultProxy::start(&src.host()).await.unwrap();
     let dst_proxy = FaultProxy::start(&dst.host()).await.unwrap();
-    let throttled =
-        Fault::Status { status: 429, retry_after: Some("1".into()) };
-    src_proxy.add_fault(FaultRule { method: Some("GET".into()), path_contains: "/blobs/sha256:".into(), times: 2, fault: throttled });
+    let throttled = Fault::Status { status: 429, retry_after: Some("1".into()) };
+    src_proxy.add_fault(FaultRule {
+        method: Some("GET".into()),
+        path_contains: "/blobs/sha256:".into(),
+        times: 2,
+        fault: throttled,
+    });
     src_proxy.add_fault(FaultRule {
         method: Some("GET".into()),
         path_contains: "/manifests/".into(),
@@ -31,7 +35,12 @@ async fn throttling_and_server_errors_are_retried_and_the_run_completes() {
         times: 2,
         fault: Fault::Status { status: 500, retry_after: None },
     });
-    dst_proxy.add_fault(FaultRule { method: Some("HEAD".into()), path_contains: "/manifests/".into(), times: 1, fault: Fault::Reset });
+    dst_proxy.add_fault(FaultRule {
+        method: Some("HEAD".into()),
+        path_contains: "/manifests/".into(),
+        times: 1,
+        fault: Fault::Reset,
+    });
 
     let dir = tempfile::tempdir().unwrap();
     let yaml = manifest_yaml(

@@ -43,7 +43,11 @@ async fn dry_run_plans_and_writes_nothing() {
 #[tokio::test]
 async fn multi_arch_to_three_destinations_byte_exact_then_rerun_is_a_no_op() {
     let src = RegistryServer::start().await.unwrap();
-    let dests = [RegistryServer::start().await.unwrap(), RegistryServer::start().await.unwrap(), RegistryServer::start().await.unwrap()];
+    let dests = [
+        RegistryServer::start().await.unwrap(),
+        RegistryServer::start().await.unwrap(),
+        RegistryServer::start().await.unwrap(),
+    ];
     let oci = ImageSpec::two_arch("multi-oci", 256 * KIB, 32 * KIB).build();
     let docker = ImageSpec::two_arch("multi-docker", 256 * KIB, 32 * KIB).flavour(Flavour::Docker).build();
     source_with(&src, &[("team/oci", &oci, &["v1.0"]), ("docker", &docker, &["v2.0"])]).await;
@@ -194,19 +198,18 @@ async fn overlapping_manifests_refuse_the_disputed_tag_only() {
 
     // A thin manifest directory with two projects that both write prod/app:v1.
     let dir = tempfile::tempdir().unwrap();
-    let registries = format!(
-        "registries:\n- name: {}/staging\n  src: true\n- name: {}/prod\n",
-        src.host(),
-        dst.host()
-    );
+    let registries = format!("registries:\n- name: {}/staging\n  src: true\n- name: {}/prod\n", src.host(), dst.host());
     for (project, image, tags) in [("one", &a, &["v1", "a-only"][..]), ("two", &b, &["v1"][..])] {
         let manifests = dir.path().join("manifests").join(project);
         let images = dir.path().join("images").join(project);
         std::fs::create_dir_all(&manifests).unwrap();
         std::fs::create_dir_all(&images).unwrap();
         std::fs::write(manifests.join("promoter-manifest.yaml"), &registries).unwrap();
-        std::fs::write(images.join("images.yaml"), images_yaml(&[Entry { name: "app", digests: vec![(image.digest(), tags)] }]))
-            .unwrap();
+        std::fs::write(
+            images.join("images.yaml"),
+            images_yaml(&[Entry { name: "app", digests: vec![(image.digest(), tags)] }]),
+        )
+        .unwrap();
     }
     let manifests = ferry_manifest::load_thin_dir(dir.path()).unwrap();
     let report = run(&manifests, true).await;
@@ -300,7 +303,13 @@ async fn oci_layouts_as_source_and_destination() {
     let raw = skopeo(&["inspect", "--raw", &format!("oci:{}:v1", prod.join("app").display())]);
     assert_eq!(raw, image.top.bytes.as_ref());
     let out = work.path().join("out");
-    skopeo(&["copy", "--all", "--preserve-digests", &format!("oci:{}:v1", prod.join("app").display()), &format!("dir:{}", out.display())]);
+    skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        &format!("oci:{}:v1", prod.join("app").display()),
+        &format!("dir:{}", out.display()),
+    ]);
     for blob in &image.blobs {
         assert!(out.join(blob.digest.hex()).exists(), "{} read back from the layout", blob.digest);
     }

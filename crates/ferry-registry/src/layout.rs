@@ -233,9 +233,11 @@ impl Registry for LayoutRegistry {
         }
         let media_type = match listed_type.filter(|t| !t.is_empty()) {
             Some(t) => t,
-            None => ManifestRefs::parse(&digest, &bytes, None)
-                .map_err(|e| RegistryError::Invalid { registry: self.name.clone(), message: e.to_string() })?
-                .media_type,
+            None => {
+                ManifestRefs::parse(&digest, &bytes, None)
+                    .map_err(|e| RegistryError::Invalid { registry: self.name.clone(), message: e.to_string() })?
+                    .media_type
+            }
         };
         Ok(Some(Manifest { media_type, digest, bytes }))
     }
@@ -268,8 +270,7 @@ impl Registry for LayoutRegistry {
         if media_types::is_index(&manifest.media_type) {
             if let Ok(refs) = ManifestRefs::parse(&manifest.digest, &manifest.bytes, Some(&manifest.media_type)) {
                 entries.retain(|e| {
-                    ref_name(e).is_some()
-                        || !refs.manifests.iter().any(|c| entry_digest(e) == Some(c.digest.as_str()))
+                    ref_name(e).is_some() || !refs.manifests.iter().any(|c| entry_digest(e) == Some(c.digest.as_str()))
                 });
             }
         }
@@ -285,10 +286,9 @@ impl Registry for LayoutRegistry {
         let path = self.blob_path(repo, digest);
         match tokio::fs::File::open(&path).await {
             Ok(file) => Ok(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).boxed()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(RegistryError::NotFound {
-                registry: self.name.clone(),
-                what: format!("blob {repo}@{digest}"),
-            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(RegistryError::NotFound { registry: self.name.clone(), what: format!("blob {repo}@{digest}") })
+            }
             Err(e) => Err(self.io_err(&path, e)),
         }
     }
@@ -303,8 +303,7 @@ impl Registry for LayoutRegistry {
         let repo_dir = self.repo_dir(repo);
         // Blobs are immutable once named by their digest, so a hard link is a safe, free copy.
         Ok(tokio::task::spawn_blocking(move || {
-            ensure_layout(&repo_dir).is_ok()
-                && (target.exists() || std::fs::hard_link(&source, &target).is_ok())
+            ensure_layout(&repo_dir).is_ok() && (target.exists() || std::fs::hard_link(&source, &target).is_ok())
         })
         .await
         .expect("blocking task"))

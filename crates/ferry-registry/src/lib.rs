@@ -17,6 +17,7 @@
 //! - [`Registry::put_blob`] checks the bytes against the digest before they become visible; a blob
 //!   that does not match is never published.
 
+pub mod auth;
 mod error;
 pub mod layout;
 pub mod remote;

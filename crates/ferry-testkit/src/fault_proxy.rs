@@ -1,0 +1,210 @@
+//! An HTTP proxy in front of a real registry: it records every request and injects the faults a
+//! real registry will not produce on demand (throttling, server errors, dropped connections,
+//! corrupted bodies).
+//!
+//! Connections are served with hyper directly rather than `axum::serve` because a
+//! [`Fault::Reset`] has to drop the connection the request came on, which a handler cannot do.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use bytes::Bytes;
+use futures::StreamExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::sync::Notify;
+
+/// What to do instead of (or to) the upstream's answer.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer with this status (and `Retry-After`, if given) without asking the upstream.
+    Status { status: u16, retry_after: Option<String> },
+    /// Close the connection without answering.
+    Reset,
+    /// Forward, but flip bytes of the upstream's response body (same length).
+    CorruptBody,
+}
+
+/// Fires `fault` for the first `times` requests whose method matches (any when `None`) and whose
+/// path and query contain `path_contains`.
+#[derive(Clone, Debug)]
+pub struct FaultRule {
+    pub method: Option<String>,
+    pub path_contains: String,
+    pub times: usize,
+    pub fault: Fault,
+}
+
+#[derive(Debug)]
+struct State {
+    upstream: String,
+    host: String,
+    client: reqwest::Client,
+    requests: Mutex<Vec<(String, String)>>,
+    /// Rules with how often each has fired.
+    rules: Mutex<Vec<(FaultRule, usize)>>,
+}
+
+pub struct FaultProxy {
+    state: Arc<State>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Listen on a free loopback port and forward to `upstream_host` (`host:port`, plain HTTP).
+    pub async fn start(upstream_host: &str) -> Result<FaultProxy> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let state = Arc::new(State {
+            upstream: upstream_host.to_string(),
+            host: listener.local_addr()?.to_string(),
+            // Redirects are the client's business: pass them through.
+            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?,
+            requests: Mutex::default(),
+            rules: Mutex::default(),
+        });
+        let server = tokio::spawn(serve(listener, state.clone()));
+        Ok(FaultProxy { state, server })
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        self.state.host.clone()
+    }
+
+    pub fn add_fault(&self, rule: FaultRule) {
+        self.state.rules.lock().unwrap().push((rule, 0));
+    }
+
+    /// Every request seen since the last [`FaultProxy::reset_counts`]: (method, path and query).
+    pub fn requests(&self) -> Vec<(String, String)> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, method: &str, path_contains: &str) -> usize {
+        let requests = self.state.requests.lock().unwrap();
+        requests.iter().filter(|(m, p)| m == method && p.contains(path_contains)).count()
+    }
+
+    /// Blob downloads (GET on `/blobs/sha256:`), faulted ones included.
+    pub fn blob_gets(&self) -> usize {
+        self.count("GET", "/blobs/sha256:")
+    }
+
+    pub fn reset_counts(&self) {
+        self.state.requests.lock().unwrap().clear();
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        // Aborting the accept loop drops its JoinSet, which aborts every open connection.
+        self.server.abort();
+    }
+}
+
+async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) {
+    let mut connections = tokio::task::JoinSet::new();
+    while let Ok((stream, _)) = listener.accept().await {
+        let state = state.clone();
+        let reset = Arc::new(Notify::new());
+        let service = hyper::service::service_fn({
+            let reset = reset.clone();
+            move |req| handle(state.clone(), reset.clone(), req)
+        });
+        let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        connections.spawn(async move {
+            tokio::select! {
+                _ = connection => {}
+                // Dropping the connection closes the socket with the request unanswered.
+                _ = reset.notified() => {}
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+impl State {
+    /// The first rule that matches and has not fired `times` times yet, counted as fired.
+    fn fault_for(&self, method: &str, path: &str) -> Option<Fault> {
+        let mut rules = self.rules.lock().unwrap();
+        let (rule, fired) = rules.iter_mut().find(|(r, fired)| {
+            *fired < r.times && r.method.as_deref().is_none_or(|m| m == method) && path.contains(&r.path_contains)
+        })?;
+        *fired += 1;
+        Some(rule.fault.clone())
+    }
+}
+
+const HOP_BY_HOP: [header::HeaderName; 5] =
+    [header::CONNECTION, header::HOST, header::TE, header::TRANSFER_ENCODING, header::UPGRADE];
+
+async fn handle(state: Arc<State>, reset: Arc<Notify>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    state.requests.lock().unwrap().push((method.to_string(), path.clone()));
+    let fault = state.fault_for(method.as_str(), &path);
+    match &fault {
+        Some(Fault::Status { status, retry_after }) => {
+            let body = r#"{"errors":[{"code":"UNAVAILABLE","message":"injected by the fault proxy"}]}"#;
+            let mut resp = Response::new(Body::from(body));
+            *resp.status_mut() = StatusCode::from_u16(*status).expect("valid status in fault rule");
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if let Some(after) = retry_after {
+                resp.headers_mut().insert(header::RETRY_AFTER, after.parse().expect("valid Retry-After"));
+            }
+            return Ok(resp);
+        }
+        Some(Fault::Reset) => {
+            reset.notify_one();
+            return std::future::pending().await;
+        }
+        Some(Fault::CorruptBody) | None => {}
+    }
+
+    let mut headers = req.headers().clone();
+    strip_hop_by_hop(&mut headers);
+    let has_body = headers.get(header::CONTENT_LENGTH).is_some_and(|l| l != "0")
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut upstream = state.client.request(method, format!("http://{}{path}", state.upstream)).headers(headers);
+    if has_body {
+        upstream = upstream.body(reqwest::Body::wrap_stream(Body::new(req.into_body()).into_data_stream()));
+    }
+    let upstream = match upstream.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let mut resp = Response::new(Body::from(format!("fault proxy: upstream failed: {e}")));
+            *resp.status_mut() = StatusCode::BAD_GATEWAY;
+            return Ok(resp);
+        }
+    };
+
+    let mut headers = upstream.headers().clone();
+    strip_hop_by_hop(&mut headers);
+    if let Some(location) = headers.get(header::LOCATION).and_then(|l| l.to_str().ok()) {
+        let upstream_url = format!("http://{}", state.upstream);
+        if let Some(rest) = location.strip_prefix(&upstream_url) {
+            let rewritten = format!("http://{}{rest}", state.host);
+            headers.insert(header::LOCATION, rewritten.parse().expect("was a valid header"));
+        }
+    }
+    let status = upstream.status();
+    let corrupt = matches!(fault, Some(Fault::CorruptBody));
+    let body = upstream.bytes_stream().map(move |chunk| chunk.map(|b| if corrupt { flip(&b) } else { b }));
+    let mut resp = Response::new(Body::from_stream(body));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    Ok(resp)
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn flip(chunk: &Bytes) -> Bytes {
+    chunk.iter().map(|b| !b).collect()
+}

@@ -79,8 +79,7 @@ fn layer(flavour: Flavour, seed: u64, size: usize) -> (Blob, Digest) {
     header.set_mode(0o644);
     header.set_mtime(0);
     header.set_cksum();
-    tar.append_data(&mut header, format!("data-{seed}"), &random_bytes(seed, size)[..])
-        .expect("in-memory tar");
+    tar.append_data(&mut header, format!("data-{seed}"), &random_bytes(seed, size)[..]).expect("in-memory tar");
     let tar = tar.into_inner().expect("in-memory tar");
     let diff_id = Digest::of(&tar);
     let blob = match flavour {
@@ -129,7 +128,9 @@ impl ImageSpec {
 
     pub fn build(&self) -> TestImage {
         let (manifest_type, index_type, config_type) = match self.flavour {
-            Flavour::Oci => (media_types::OCI_MANIFEST, media_types::OCI_INDEX, "application/vnd.oci.image.config.v1+json"),
+            Flavour::Oci => {
+                (media_types::OCI_MANIFEST, media_types::OCI_INDEX, "application/vnd.oci.image.config.v1+json")
+            }
             Flavour::Docker => (
                 media_types::DOCKER_MANIFEST,
                 media_types::DOCKER_MANIFEST_LIST,

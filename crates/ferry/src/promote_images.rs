@@ -68,7 +68,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         retries: args.retries,
         ..RemoteOptions::default()
     })?;
-    let registries = Registries::open(&manifests, |address| Ok::<_, anyhow::Error>(ferry_registry::open(address, &client)))?;
+    let registries =
+        Registries::open(&manifests, |address| Ok::<_, anyhow::Error>(ferry_registry::open(address, &client)))?;
     let options = PromoteOptions { confirm: args.confirm, concurrency: args.concurrency.max(1), ..Default::default() };
 
     let progress = if args.output == Output::Text && std::io::stderr().is_terminal() {

@@ -77,10 +77,14 @@ fn bad_manifest_names_file_and_line_and_exits_2() {
 async fn unreachable_registry_is_named_and_exits_1() {
     let src = RegistryServer::start().await.unwrap();
     let image = ImageSpec::single("unreachable", 1024).build();
-    let staging = ferry_registry::open(&format!("{}/staging", src.host()).parse().unwrap(), &ferry_registry::remote::RemoteClient::new(Default::default()).unwrap());
+    let staging = ferry_registry::open(
+        &format!("{}/staging", src.host()).parse().unwrap(),
+        &ferry_registry::remote::RemoteClient::new(Default::default()).unwrap(),
+    );
     push(staging.as_ref(), &repo("app"), &image, &["v1"]).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let manifest = write_manifest(dir.path(), &format!("{}/staging", src.host()), &["127.0.0.1:1/prod"], image.digest().as_str());
+    let manifest =
+        write_manifest(dir.path(), &format!("{}/staging", src.host()), &["127.0.0.1:1/prod"], image.digest().as_str());
     let out = ferry(&["promote", "images", "--manifest", &manifest, "--confirm", "--retries", "0"]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
