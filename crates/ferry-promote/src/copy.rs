@@ -19,9 +19,11 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use ferry_oci::{Descriptor, Digest, ManifestRefs, Reference, RegistryAddress, RepoName, Sha256Verifier};
 use ferry_registry::{BlobData, Manifest, Registry};
+use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{self, StreamExt};
 use futures::TryStreamExt;
 use indicatif::ProgressBar;
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::plan::{Action, PlannedEdge};
 use crate::Registries;
@@ -82,6 +84,8 @@ pub async fn execute(
         &graphs[&(e.source.clone(), e.image.clone(), e.digest.clone(), plan[i].action == Action::Copy)]
     };
 
+    tracing::debug!(graphs = graphs.len(), "fetched manifest graphs");
+
     // 2. Blobs: which destination repositories need which blob, and where to read it.
     let mut jobs: BTreeMap<Digest, BlobJob> = BTreeMap::new();
     for &i in &work {
@@ -96,12 +100,16 @@ pub async fn execute(
                         descriptor: blob.clone(),
                         sources: Vec::new(),
                         targets: Vec::new(),
+                        new_targets: HashSet::new(),
                     });
                     let source = (e.source.clone(), e.image.clone());
                     if !job.sources.contains(&source) {
                         job.sources.push(source);
                     }
                     let target = (e.destination.clone(), e.image.clone());
+                    if plan[i].new_repository {
+                        job.new_targets.insert(target.clone());
+                    }
                     if !job.targets.contains(&target) {
                         job.targets.push(target);
                     }
@@ -109,27 +117,27 @@ pub async fn execute(
             }
         }
     }
-    let blob_failures: HashMap<(Target, Digest), String> = stream::iter(jobs.into_values())
-        .map(|job| job.run(registries, memory_blob_limit, progress, transfer))
-        .buffer_unordered(concurrency)
-        .flat_map(stream::iter)
-        .collect()
-        .await;
+    // Each job runs once, when the first group that needs it asks, under a transfer permit;
+    // every group that needs the blob shares its outcome.
+    let permits = Semaphore::new(concurrency);
+    let blobs: HashMap<Digest, Shared<BoxFuture<'_, Arc<TargetResults>>>> = jobs
+        .into_iter()
+        .map(|(digest, job)| {
+            let permits = &permits;
+            let run = async move {
+                let _permit = permits.acquire().await.expect("semaphore is never closed");
+                Arc::new(job.run(registries, memory_blob_limit, progress, transfer).await)
+            };
+            (digest, run.boxed().shared())
+        })
+        .collect();
 
-    // 3. Manifests, per destination repository and digest: children first, then the top by digest
-    //    and by each tag. Image edges before signature/referrer edges, so subjects land first.
+    // 3. Per destination repository and digest, as soon as its blobs are there: manifests children
+    //    first, then the top by digest and by each tag; then read back and verify. Image edges go
+    //    before signature and referrer edges, so that subjects land first.
     let mut groups: BTreeMap<(bool, String, String, Digest), Vec<usize>> = BTreeMap::new();
-    for &i in &work {
-        if failures.contains_key(&i) {
-            continue;
-        }
+    for &i in work.iter().filter(|i| !failures.contains_key(i)) {
         let e = &plan[i].edge;
-        let target = (e.destination.clone(), e.image.clone());
-        let graph = graph_of(i).as_ref().expect("graph errors already recorded");
-        if let Some(why) = graph.blobs.iter().find_map(|b| blob_failures.get(&(target.clone(), b.digest.clone()))) {
-            failures.insert(i, why.clone());
-            continue;
-        }
         let derived = e.kind != crate::EdgeKind::Image;
         groups.entry((derived, e.destination.to_string(), e.image.to_string(), e.digest.clone())).or_default().push(i);
     }
@@ -138,33 +146,53 @@ pub async fn execute(
             .map(|(_, members)| {
                 // A copying member's graph holds the children too.
                 let lead = members.iter().copied().find(|&i| plan[i].action == Action::Copy).unwrap_or(members[0]);
-                push_manifests(registries, plan, members, graph_of(lead), transfer)
+                let graph = graph_of(lead).as_ref().expect("edges without a graph already failed");
+                land_group(registries, plan, members, graph, &blobs, transfer)
             })
-            .buffer_unordered(concurrency)
+            .buffer_unordered(concurrency * 4)
             .collect()
             .await;
         failures.extend(results.into_iter().flatten());
     }
-
-    // 4. Verify what was promoted by reading it back.
-    let verified: Vec<(usize, Option<String>)> = stream::iter(work.iter().filter(|i| !failures.contains_key(i)))
-        .map(|&i| async move {
-            let e = &plan[i].edge;
-            let reference = e.tag.clone().map_or(Reference::Digest(e.digest.clone()), Reference::Tag);
-            let got = registries.get(&e.destination).head_manifest(&e.image, &reference).await;
-            let problem = match got {
-                Ok(Some(head)) if head.digest == e.digest => None,
-                Ok(Some(head)) => Some(format!("verification failed: {} is {}", e.destination_ref(), head.digest)),
-                Ok(None) => Some(format!("verification failed: {} is missing after the push", e.destination_ref())),
-                Err(err) => Some(format!("verification failed: {err}")),
-            };
-            (i, problem)
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    failures.extend(verified.into_iter().filter_map(|(i, p)| Some((i, p?))));
     failures
+}
+
+/// Outcome of one blob job per destination repository.
+type TargetResults = HashMap<Target, Result<(), String>>;
+
+/// Wait for a group's blobs at its destination, push its manifests, verify. Returns failed edges.
+async fn land_group(
+    registries: &Registries,
+    plan: &[PlannedEdge],
+    members: &[usize],
+    graph: &Graph,
+    blobs: &HashMap<Digest, Shared<BoxFuture<'_, Arc<TargetResults>>>>,
+    transfer: &Transfer,
+) -> Vec<(usize, String)> {
+    let e = &plan[members[0]].edge;
+    let target = (e.destination.clone(), e.image.clone());
+    let outcomes = futures::future::join_all(graph.blobs.iter().map(|b| blobs[&b.digest].clone())).await;
+    if let Some(Err(why)) = outcomes.iter().find_map(|o| o.get(&target).filter(|r| r.is_err())) {
+        return members.iter().map(|&i| (i, why.clone())).collect();
+    }
+    let mut failed = push_manifests(registries, plan, members, graph, transfer).await;
+    for &i in members.iter().filter(|i| !failed.iter().any(|(f, _)| f == *i)).collect::<Vec<_>>() {
+        if let Some(problem) = verify(registries, &plan[i].edge).await {
+            failed.push((i, problem));
+        }
+    }
+    failed
+}
+
+/// Read a promoted reference back and compare its digest.
+async fn verify(registries: &Registries, e: &crate::Edge) -> Option<String> {
+    let reference = e.tag.clone().map_or(Reference::Digest(e.digest.clone()), Reference::Tag);
+    match registries.get(&e.destination).head_manifest(&e.image, &reference).await {
+        Ok(Some(head)) if head.digest == e.digest => None,
+        Ok(Some(head)) => Some(format!("verification failed: {} is {}", e.destination_ref(), head.digest)),
+        Ok(None) => Some(format!("verification failed: {} is missing after the push", e.destination_ref())),
+        Err(err) => Some(format!("verification failed: {err}")),
+    }
 }
 
 /// Read `digest` and, for a copy, every manifest and blob descriptor under it, verifying each
@@ -210,65 +238,74 @@ struct BlobJob {
     sources: Vec<Target>,
     /// Repositories that need it.
     targets: Vec<Target>,
+    /// Those of them that had no tags when planned.
+    new_targets: HashSet<Target>,
 }
 
+/// Below this size, asking a new repository whether it has a blob costs about as much as sending
+/// it, and the answer is almost always no.
+const SMALL_BLOB: u64 = 1 << 20;
+
 impl BlobJob {
-    /// Make the blob present in every target; returns the targets that failed, with why.
+    /// Make the blob present in every target. Per destination registry: HEAD the first
+    /// repository and upload there if missing; mount into the others from it (a mount is one
+    /// request, like a HEAD), falling back to HEAD and upload. The source is read at most once,
+    /// and only if some target needs the bytes.
     async fn run(
         self,
         registries: &Registries,
         memory_limit: u64,
         progress: &ProgressBar,
         transfer: &Transfer,
-    ) -> Vec<((Target, Digest), String)> {
-        let digest = self.descriptor.digest.clone();
-        let missing: Vec<Target> = stream::iter(&self.targets)
-            .map(|t| async {
-                let present = registries.get(&t.0).has_blob(&t.1, &digest).await.unwrap_or(false);
-                (!present).then(|| t.clone())
-            })
-            .buffer_unordered(8)
-            .filter_map(|t| async move { t })
-            .collect()
-            .await;
-        if missing.is_empty() {
-            return Vec::new();
-        }
-        let data = match self.read(registries, memory_limit, progress, transfer).await {
-            Ok(data) => data,
-            Err(why) => return missing.into_iter().map(|t| ((t, digest.clone()), why.clone())).collect(),
-        };
-        let size = self.descriptor.size;
-        // Per destination registry: upload into one repository, mount into the rest.
-        let mut by_registry: BTreeMap<String, Vec<Target>> = BTreeMap::new();
-        for t in missing {
+    ) -> TargetResults {
+        let digest = &self.descriptor.digest;
+        let data: OnceCell<Result<BlobData, String>> = OnceCell::new();
+        let data = &data;
+        let this = &self;
+        // Repositories that existed first: they are the likeliest to hold the blob already.
+        let mut by_registry: BTreeMap<String, Vec<&Target>> = BTreeMap::new();
+        for t in self.targets.iter().filter(|t| !self.new_targets.contains(t)) {
             by_registry.entry(t.0.to_string()).or_default().push(t);
         }
-        let results = futures::future::join_all(by_registry.into_values().map(|targets| {
-            let data = &data;
-            let digest = &digest;
-            async move {
-                let mut failed = Vec::new();
-                let mut uploaded: Option<RepoName> = None;
-                for (address, repo) in targets {
-                    let registry = registries.get(&address);
-                    if let Some(from) = &uploaded {
-                        if registry.mount_blob(&repo, digest, from).await.unwrap_or(false) {
-                            transfer.blobs_mounted.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        }
-                    }
-                    match registry.put_blob(&repo, digest, data).await {
-                        Ok(()) => {
-                            transfer.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
-                            transfer.bytes_written.fetch_add(size, Ordering::Relaxed);
-                            uploaded.get_or_insert(repo);
-                        }
-                        Err(e) => failed.push((((address, repo), digest.clone()), format!("cannot write blob: {e}"))),
+        for t in self.targets.iter().filter(|t| self.new_targets.contains(t)) {
+            by_registry.entry(t.0.to_string()).or_default().push(t);
+        }
+        let ask_first = |t: &Target| self.descriptor.size > SMALL_BLOB || !self.new_targets.contains(t);
+        let results = futures::future::join_all(by_registry.into_values().map(|targets| async move {
+            let mut results = Vec::new();
+            let mut holder: Option<&RepoName> = None;
+            for target in targets {
+                let (address, repo) = target;
+                let registry = registries.get(address);
+                if let Some(from) = holder {
+                    if registry.mount_blob(repo, digest, from).await.unwrap_or(false) {
+                        transfer.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+                        results.push((target.clone(), Ok(())));
+                        continue;
                     }
                 }
-                failed
+                let present = ask_first(target) && registry.has_blob(repo, digest).await.unwrap_or(false);
+                let outcome = if present {
+                    Ok(())
+                } else {
+                    match data.get_or_init(|| this.read(registries, memory_limit, progress, transfer)).await {
+                        Err(why) => Err(why.clone()),
+                        Ok(bytes) => match registry.put_blob(repo, digest, bytes).await {
+                            Ok(()) => {
+                                transfer.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
+                                transfer.bytes_written.fetch_add(this.descriptor.size, Ordering::Relaxed);
+                                Ok(())
+                            }
+                            Err(e) => Err(format!("cannot write blob: {e}")),
+                        },
+                    }
+                };
+                if outcome.is_ok() {
+                    holder.get_or_insert(repo);
+                }
+                results.push((target.clone(), outcome));
             }
+            results
         }))
         .await;
         results.into_iter().flatten().collect()
@@ -346,10 +383,9 @@ async fn push_manifests(
     registries: &Registries,
     plan: &[PlannedEdge],
     members: &[usize],
-    graph: &Result<Graph, String>,
+    graph: &Graph,
     transfer: &Transfer,
 ) -> Vec<(usize, String)> {
-    let graph = graph.as_ref().expect("groups only hold edges with graphs");
     let first = &plan[members[0]].edge;
     let registry = registries.get(&first.destination);
     let repo = first.image.clone();

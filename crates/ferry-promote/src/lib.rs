@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use ferry_manifest::PromotionManifest;
 use ferry_oci::RegistryAddress;
+use ferry_registry::cache::ManifestCache;
 use ferry_registry::Registry;
 use indicatif::ProgressBar;
 
@@ -36,7 +37,8 @@ pub struct Registries {
 }
 
 impl Registries {
-    /// Open every registry named by `manifests` with `open`.
+    /// Open every registry named by `manifests` with `open`, each behind a [`ManifestCache`]
+    /// (planning then copying asks for the same manifests; the registry is asked once).
     pub fn open<E>(
         manifests: &[PromotionManifest],
         mut open: impl FnMut(&RegistryAddress) -> Result<Arc<dyn Registry>, E>,
@@ -44,7 +46,8 @@ impl Registries {
         let mut by_address = HashMap::new();
         for address in manifests.iter().flat_map(|m| std::iter::once(&m.source).chain(&m.destinations)) {
             if !by_address.contains_key(address) {
-                by_address.insert(address.clone(), open(address)?);
+                let registry: Arc<dyn Registry> = Arc::new(ManifestCache::new(open(address)?));
+                by_address.insert(address.clone(), registry);
             }
         }
         Ok(Registries { by_address })
@@ -85,6 +88,7 @@ pub async fn promote(
     let (edges, conflicts) = edges::expand(manifests);
     progress.set_message("reading registries");
     let planned = plan::plan(registries, edges, &conflicts, options.concurrency).await;
+    tracing::debug!(edges = planned.len(), "planned");
     let transfer = copy::Transfer::default();
     let failures = if options.confirm {
         progress.set_message("copying");

@@ -35,6 +35,10 @@ pub struct PlannedEdge {
     pub action: Action,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The destination repository had no tags when planned: its blobs are very likely absent,
+    /// so small ones are uploaded without asking first.
+    #[serde(skip)]
+    pub new_repository: bool,
 }
 
 /// Run `f` over unique keys with bounded concurrency, collecting results by key.
@@ -120,7 +124,11 @@ pub async fn plan(
             } else {
                 decide(&edge, &dest_tags, &dest_refs)
             };
-            PlannedEdge { edge, action: decision.0, reason: decision.1 }
+            let new_repository = matches!(
+                dest_tags.get(&(edge.destination.clone(), edge.image.clone())),
+                Some(Ok(tags)) if tags.is_empty()
+            );
+            PlannedEdge { edge, action: decision.0, reason: decision.1, new_repository }
         })
         .collect()
 }

@@ -18,6 +18,7 @@
 //!   that does not match is never published.
 
 pub mod auth;
+pub mod cache;
 mod error;
 pub mod layout;
 pub mod remote;

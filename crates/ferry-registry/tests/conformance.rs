@@ -104,3 +104,9 @@ async fn layout_registry_conforms() {
     let dir = tempfile::tempdir().unwrap();
     suite(Arc::new(LayoutRegistry::new(dir.path()))).await;
 }
+
+#[tokio::test]
+async fn manifest_cache_over_a_layout_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    suite(Arc::new(ferry_registry::cache::ManifestCache::new(Arc::new(LayoutRegistry::new(dir.path()))))).await;
+}

@@ -121,7 +121,10 @@ impl RemoteRegistry {
                 request = request.body(self.body(data).await?);
             }
             self.client.counters.requests.fetch_add(1, Relaxed);
+            let started = Instant::now();
             let resp = request.send().await.map_err(|e| self.unreachable(&method, url, e))?;
+            // The path only: upload locations carry opaque state in their query.
+            tracing::debug!(registry = %self.name, %method, path = url.path(), status = resp.status().as_u16(), elapsed = ?started.elapsed(), "request");
             if !challenged && own_host && resp.status() == StatusCode::UNAUTHORIZED {
                 challenged = true;
                 if let Some((challenge, scope)) = parse_challenges(resp.headers()) {
