@@ -236,12 +236,14 @@ async fn tagless_promotion_copies_by_digest_only() {
         &[&format!("{}/prod", dst.host())],
         &[Entry { name: "app", digests: vec![(image.digest(), &[])] }],
     );
-    let report = run(&load(&write_plain(dir.path(), &yaml)), true).await;
+    let manifests = load(&write_plain(dir.path(), &yaml));
+    let report = run(&manifests, true).await;
     assert!(report.is_success(), "{:#?}", report.edges);
     let prod = open(&format!("{}/prod", dst.host()));
     assert_eq!(resolve(prod.as_ref(), "app", image.digest().as_str()).await.as_ref(), Some(image.digest()));
     assert!(prod.list_tags(&repo("app")).await.unwrap().is_empty());
     assert_byte_exact_via_skopeo(&dst.host(), "prod/app", image.digest().as_str(), &image);
+    assert_eq!(count(&run(&manifests, true).await, Status::Skipped), 1, "a tagless re-run is a no-op");
 }
 
 #[tokio::test]
