@@ -117,6 +117,7 @@ pub async fn execute(
             }
         }
     }
+    progress.set_length(jobs.values().map(|j| j.descriptor.size).sum());
     // Each job runs once, when the first group that needs it asks, under a transfer permit;
     // every group that needs the blob shares its outcome.
     let permits = Semaphore::new(concurrency);
@@ -308,6 +309,10 @@ impl BlobJob {
             results
         }))
         .await;
+        if data.get().is_none() {
+            // Every target had it: count it as done for the progress bar.
+            progress.inc(self.descriptor.size);
+        }
         results.into_iter().flatten().collect()
     }
 

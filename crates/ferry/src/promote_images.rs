@@ -75,7 +75,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let progress = if args.output == Output::Text && std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} {binary_bytes} read ({binary_bytes_per_sec}) {elapsed}")
+            ProgressStyle::with_template(
+                "{spinner} {msg} [{wide_bar}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {elapsed}",
+            )
                 .expect("valid template"),
         );
         bar.enable_steady_tick(Duration::from_millis(120));

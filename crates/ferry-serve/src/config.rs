@@ -1,0 +1,338 @@
+//! `ferry serve` configuration: the YAML types (what the operator writes) and their validation into
+//! the checked pieces a [`crate::Snapshot`] is built from. Every error names the field it is about,
+//! e.g. `mirrors[1].blobs: ...`. The fields are documented in `docs/serve.md`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use ferry_oci::RepoName;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::glob::Pattern;
+
+/// The whole `ferry.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    pub upstream: UpstreamConfig,
+    /// Owned by `ferry-locate`; kept opaque here.
+    #[serde(default)]
+    pub locations: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    pub mirrors: Vec<MirrorConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub registry: String,
+    #[serde(default)]
+    pub files: Option<String>,
+    #[serde(default)]
+    pub signatures: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorConfig {
+    pub name: String,
+    #[serde(default)]
+    pub blobs: Option<String>,
+    #[serde(default)]
+    pub files: Option<String>,
+    #[serde(default)]
+    pub serves: Vec<String>,
+    #[serde(default)]
+    pub inventory: Option<String>,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// A configuration problem, naming the field (`upstream.registry`, `mirrors[2].serves[0]`, ...).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError { field: field.into(), message: message.into() }
+    }
+}
+
+impl Config {
+    /// Parses YAML text. `origin` (usually the file name) prefixes syntax errors.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        serde_yaml_ng::from_str(text).map_err(|e| ConfigError::new(origin, e.to_string()))
+    }
+
+    /// Reads and parses a file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read: {e}")))?;
+        Config::from_yaml(&text, &path.display().to_string())
+    }
+}
+
+/// A URL template with exactly one placeholder, split around it. Rendering only ever appends
+/// validated text after a fixed, configured scheme + host + path prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    prefix: String,
+    suffix: String,
+}
+
+impl Template {
+    /// `placeholder` is `{digest}` or `{path}`. The template must be an absolute http(s) URL without
+    /// user info, contain the placeholder exactly once, and the placeholder must come after the
+    /// host (in the path or query), so no request can change where a redirect points.
+    pub fn parse(field: &str, text: &str, placeholder: &str) -> Result<Template, ConfigError> {
+        let count = text.matches(placeholder).count();
+        if count != 1 {
+            return Err(ConfigError::new(field, format!("must contain {placeholder} exactly once (found {count})")));
+        }
+        let (prefix, suffix) = text.split_once(placeholder).expect("counted");
+        if prefix.contains('{') || prefix.contains('}') || suffix.contains('{') || suffix.contains('}') {
+            return Err(ConfigError::new(field, format!("unknown placeholder; only {placeholder} is allowed")));
+        }
+        if suffix.contains('#') {
+            return Err(ConfigError::new(field, "must not contain a fragment ('#')"));
+        }
+        let sample = format!("{prefix}x{suffix}");
+        let url = absolute_http_url(field, &sample)?;
+        let authority_end = prefix.find("://").map(|i| i + 3).and_then(|start| {
+            prefix[start..].find(['/', '?']).map(|i| start + i)
+        });
+        if authority_end.is_none() {
+            return Err(ConfigError::new(
+                field,
+                format!("{placeholder} must come after the host, in the path (e.g. https://host/dir/{placeholder})"),
+            ));
+        }
+        drop(url);
+        Ok(Template { prefix: prefix.to_string(), suffix: suffix.to_string() })
+    }
+
+    /// The URL with `value` in place of the placeholder. `value` must already be validated
+    /// (a [`ferry_oci::Digest`] or a [`crate::FilePath`] without its leading `/`).
+    pub fn render(&self, value: &str) -> String {
+        format!("{}{}{}", self.prefix, value, self.suffix)
+    }
+
+    /// `scheme://host[:port]` of the template, for logs and tests.
+    pub fn origin(&self) -> String {
+        url::Url::parse(&self.render("x")).map(|u| u.origin().ascii_serialization()).unwrap_or_default()
+    }
+}
+
+fn absolute_http_url(field: &str, text: &str) -> Result<url::Url, ConfigError> {
+    let url = url::Url::parse(text).map_err(|e| ConfigError::new(field, format!("not an absolute URL ({e}): {text:?}")))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(ConfigError::new(field, format!("scheme must be http or https, not {:?}", url.scheme())));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::new(field, "URL has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::new(field, "URL must not contain user info (credentials)"));
+    }
+    if url.fragment().is_some() {
+        return Err(ConfigError::new(field, "URL must not contain a fragment"));
+    }
+    if text.chars().any(|c| c.is_control() || c == ' ' || c == '\\') {
+        return Err(ConfigError::new(field, "URL contains spaces, control characters or backslashes"));
+    }
+    Ok(url)
+}
+
+/// An upstream registry: `scheme://host[:port]` plus an optional repository prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryBase {
+    /// `https://host[:port]`, no trailing slash.
+    pub origin: String,
+    /// Repository prefix from the URL path (`my-project/images`), if any.
+    pub prefix: Option<RepoName>,
+}
+
+impl RegistryBase {
+    pub fn parse(field: &str, text: &str) -> Result<RegistryBase, ConfigError> {
+        let url = absolute_http_url(field, text)?;
+        if url.query().is_some() {
+            return Err(ConfigError::new(field, "URL must not contain a query"));
+        }
+        let path = url.path().trim_matches('/');
+        let prefix = if path.is_empty() {
+            None
+        } else {
+            let path = path.strip_prefix("v2/").unwrap_or(path);
+            Some(path.parse::<RepoName>().map_err(|e| ConfigError::new(field, format!("repository prefix: {e}")))?)
+        };
+        Ok(RegistryBase { origin: url.origin().ascii_serialization(), prefix })
+    }
+
+    /// `origin/v2/[prefix/]name/rest`. `rest` is built by the router from validated parts.
+    pub fn url(&self, name: &RepoName, rest: &str) -> String {
+        match &self.prefix {
+            Some(p) => format!("{}/v2/{}/{}/{}", self.origin, p, name, rest),
+            None => format!("{}/v2/{}/{}", self.origin, name, rest),
+        }
+    }
+}
+
+/// The origin of release files: an absolute http(s) base URL; a file `/a/b` goes to `base/a/b`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesBase {
+    base: String,
+}
+
+impl FilesBase {
+    pub fn parse(field: &str, text: &str) -> Result<FilesBase, ConfigError> {
+        let url = absolute_http_url(field, text)?;
+        if url.query().is_some() {
+            return Err(ConfigError::new(field, "URL must not contain a query"));
+        }
+        Ok(FilesBase { base: url.as_str().trim_end_matches('/').to_string() })
+    }
+
+    /// `path` is a validated [`crate::FilePath`] (starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+/// Validated `trusted_proxies`.
+pub fn parse_trusted_proxies(entries: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let field = format!("trusted_proxies[{i}]");
+            if let Ok(net) = e.parse::<IpNet>() {
+                Ok(net)
+            } else if let Ok(ip) = e.parse::<std::net::IpAddr>() {
+                Ok(IpNet::from(ip))
+            } else {
+                Err(ConfigError::new(field, format!("not an IP address or CIDR range: {e:?}")))
+            }
+        })
+        .collect()
+}
+
+/// Validated `serves` list.
+pub fn parse_serves(mirror_field: &str, entries: &[String]) -> Result<Vec<Pattern>, ConfigError> {
+    if entries.is_empty() {
+        return Err(ConfigError::new(
+            format!("{mirror_field}.serves"),
+            "must list at least one location label or glob (use \"*\" for everyone)",
+        ));
+    }
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Pattern::parse(e).map_err(|m| ConfigError::new(format!("{mirror_field}.serves[{i}]"), m)))
+        .collect()
+}
+
+/// A mirror name is used in metrics labels and logs: `[A-Za-z0-9._-]`, 1-64 characters.
+pub fn check_mirror_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(ConfigError::new(field, format!("must be 1-64 characters of [A-Za-z0-9._-], got {name:?}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_accepts_path_placeholder() {
+        let t = Template::parse("f", "https://b.s3.amazonaws.com/containers/images/{digest}", "{digest}").unwrap();
+        assert_eq!(t.render("sha256:ab"), "https://b.s3.amazonaws.com/containers/images/sha256:ab");
+        assert_eq!(t.origin(), "https://b.s3.amazonaws.com");
+        let t = Template::parse("f", "http://h:81/get?d={digest}&x=1", "{digest}").unwrap();
+        assert_eq!(t.render("v"), "http://h:81/get?d=v&x=1");
+    }
+
+    #[test]
+    fn template_refusals_name_the_field() {
+        let cases = [
+            ("https://h/{digest}/{digest}", "exactly once"),
+            ("https://h/x", "exactly once"),
+            ("https://{digest}.h/x", "after the host"),
+            ("https://h{digest}/x", "after the host"),
+            ("ftp://h/{digest}", "scheme"),
+            ("/relative/{digest}", "absolute"),
+            ("https://u:p@h/{digest}", "user info"),
+            ("https://h/{digest}#f", "fragment"),
+            ("https://h/{path}/{digest}", "unknown placeholder"),
+            ("https://h/a b/{digest}", "spaces"),
+        ];
+        for (text, want) in cases {
+            let err = Template::parse("mirrors[0].blobs", text, "{digest}").unwrap_err();
+            assert_eq!(err.field, "mirrors[0].blobs", "{text}");
+            assert!(err.message.contains(want), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn registry_base_splits_prefix() {
+        let b = RegistryBase::parse("upstream.registry", "https://us-central1-docker.pkg.dev/my-project/images").unwrap();
+        assert_eq!(b.origin, "https://us-central1-docker.pkg.dev");
+        assert_eq!(b.prefix.as_ref().unwrap().as_str(), "my-project/images");
+        let name: RepoName = "pause".parse().unwrap();
+        assert_eq!(b.url(&name, "tags/list"), "https://us-central1-docker.pkg.dev/v2/my-project/images/pause/tags/list");
+        let b = RegistryBase::parse("upstream.registry", "http://127.0.0.1:5000/").unwrap();
+        assert_eq!(b.url(&name, "tags/list"), "http://127.0.0.1:5000/v2/pause/tags/list");
+        let e = RegistryBase::parse("upstream.registry", "https://h/Bad_Prefix").unwrap_err();
+        assert_eq!(e.field, "upstream.registry");
+        assert!(RegistryBase::parse("upstream.registry", "https://h/x?y=1").is_err());
+    }
+
+    #[test]
+    fn files_base() {
+        let f = FilesBase::parse("upstream.files", "https://downloads.example.org/").unwrap();
+        assert_eq!(f.url("/a/b"), "https://downloads.example.org/a/b");
+        let f = FilesBase::parse("upstream.files", "https://h/release").unwrap();
+        assert_eq!(f.url("/a"), "https://h/release/a");
+    }
+
+    #[test]
+    fn trusted_proxies_and_names() {
+        let nets = parse_trusted_proxies(&["10.0.0.0/8".into(), "::1".into(), "192.168.1.1".into()]).unwrap();
+        assert_eq!(nets.len(), 3);
+        let e = parse_trusted_proxies(&["10.0.0.0/8".into(), "nope".into()]).unwrap_err();
+        assert_eq!(e.field, "trusted_proxies[1]");
+        assert!(check_mirror_name("mirrors[0].name", "s3-us-east-2").is_ok());
+        assert!(check_mirror_name("mirrors[0].name", "a b").is_err());
+        assert_eq!(parse_serves("mirrors[3]", &[]).unwrap_err().field, "mirrors[3].serves");
+        assert_eq!(parse_serves("mirrors[3]", &["ok".into(), "a b".into()]).unwrap_err().field, "mirrors[3].serves[1]");
+    }
+
+    #[test]
+    fn yaml_unknown_field_refused() {
+        let e = Config::from_yaml("upstream: {registry: https://h}\nlisen: 1\n", "ferry.yaml").unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+        let c = Config::from_yaml("upstream: {registry: https://h}\nlocations: {anything: [1, 2]}\n", "f").unwrap();
+        assert_eq!(c.listen.port(), 8080);
+        assert!(c.locations.is_some());
+    }
+}

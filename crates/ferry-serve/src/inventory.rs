@@ -1,0 +1,186 @@
+//! Mirror inventories: what a mirror is trusted to hold, so it needs no probe per request.
+//!
+//! Format: plain text, one entry a line: `sha256:<64 hex>` for a blob, `/path` for a release file.
+//! `#` starts a comment line; blank lines and surrounding whitespace are ignored. Any other line is
+//! an error naming the file and the line number.
+//!
+//! Blob digests are stored as raw 32-byte values in a sorted boxed slice (binary search): exactly
+//! 32 bytes an entry, so a 1,000,000-entry inventory costs 32 MB (a `HashSet<[u8; 32]>` would cost
+//! about twice that, and ~4x transiently while it grows), and a lookup is ~20 comparisons.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use ferry_oci::Digest;
+
+use crate::request::FilePath;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum InventoryError {
+    #[error("{file}:{line}: {message}")]
+    Line { file: String, line: usize, message: String },
+    #[error("{file}: {message}")]
+    Source { file: String, message: String },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    blobs: Box<[[u8; 32]]>,
+    files: HashSet<Box<str>>,
+}
+
+impl Inventory {
+    /// Parses inventory text; `origin` names the source in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Inventory, InventoryError> {
+        let mut blobs: Vec<[u8; 32]> = Vec::new();
+        let mut files = HashSet::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let err = |message: String| InventoryError::Line { file: origin.to_string(), line: i + 1, message };
+            if line.starts_with("sha256:") {
+                let digest: Digest = line.parse().map_err(|e: ferry_oci::DigestError| err(e.to_string()))?;
+                blobs.push(decode_hex(digest.hex()));
+            } else if line.starts_with('/') {
+                let path = FilePath::parse(line).map_err(err)?;
+                files.insert(Box::from(path.as_str()));
+            } else {
+                return Err(err(format!("expected \"sha256:<hex>\" or \"/path\", got {:?}", truncate(line))));
+            }
+        }
+        blobs.sort_unstable();
+        blobs.dedup();
+        files.shrink_to_fit();
+        Ok(Inventory { blobs: blobs.into_boxed_slice(), files })
+    }
+
+    /// Reads an inventory from `source`: a local path (relative ones are resolved against
+    /// `base_dir`, the configuration file's folder) or a `file://` URL. `http(s)://` and object-store
+    /// URLs (`s3://`, `gs://`) are not supported yet and are refused with an error.
+    pub fn load(source: &str, base_dir: &Path) -> Result<Inventory, InventoryError> {
+        let path = resolve(source, base_dir)?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| InventoryError::Source { file: source.to_string(), message: format!("cannot read: {e}") })?;
+        Inventory::parse(&text, source)
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blobs.binary_search(&decode_hex(digest.hex())).is_ok()
+    }
+
+    pub fn has_file(&self, path: &FilePath) -> bool {
+        self.files.contains(path.as_str())
+    }
+
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
+    }
+
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+}
+
+/// Where an inventory source lives on disk (also used to watch it for changes).
+pub fn resolve(source: &str, base_dir: &Path) -> Result<PathBuf, InventoryError> {
+    if let Some(rest) = source.strip_prefix("file://") {
+        let url = url::Url::parse(source)
+            .map_err(|e| InventoryError::Source { file: source.to_string(), message: format!("bad file URL: {e}") })?;
+        return url.to_file_path().map_err(|()| InventoryError::Source {
+            file: source.to_string(),
+            message: format!("file URL must be absolute, got {rest:?}"),
+        });
+    }
+    if let Some((scheme, _)) = source.split_once("://") {
+        return Err(InventoryError::Source {
+            file: source.to_string(),
+            message: format!("{scheme}:// inventories are not supported yet (use a local path or file://)"),
+        });
+    }
+    let path = Path::new(source);
+    Ok(if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) })
+}
+
+fn decode_hex(hex: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let b = hex.as_bytes();
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = (nibble(b[2 * i]) << 4) | nibble(b[2 * i + 1]);
+    }
+    out
+}
+
+fn nibble(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        _ => 0, // unreachable: Digest only admits lowercase hex
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    #[test]
+    fn parses_and_answers_membership() {
+        let text = format!("# inventory\n\n{}\n  {}  \n/bin/kubectl\n{}\n", d('a'), d('b'), d('a'));
+        let inv = Inventory::parse(&text, "inv.txt").unwrap();
+        assert_eq!(inv.blob_count(), 2);
+        assert_eq!(inv.file_count(), 1);
+        assert!(inv.has_blob(&d('a').parse().unwrap()));
+        assert!(inv.has_blob(&d('b').parse().unwrap()));
+        assert!(!inv.has_blob(&d('c').parse().unwrap()));
+        assert!(inv.has_file(&FilePath::parse("/bin/kubectl").unwrap()));
+        assert!(!inv.has_file(&FilePath::parse("/bin/kubeadm").unwrap()));
+    }
+
+    #[test]
+    fn malformed_line_names_file_and_line() {
+        let text = format!("{}\nsha256:abc\n", d('a'));
+        let e = Inventory::parse(&text, "s3inv.txt").unwrap_err();
+        assert!(matches!(&e, InventoryError::Line { file, line: 2, .. } if file == "s3inv.txt"), "{e}");
+        assert!(e.to_string().starts_with("s3inv.txt:2: "), "{e}");
+        for bad in ["sha512:00", "bin/kubectl", "/a/../b", "/a b"] {
+            let e = Inventory::parse(bad, "f").unwrap_err();
+            assert!(matches!(e, InventoryError::Line { line: 1, .. }), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn sources() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("inv.txt"), format!("{}\n", d('e'))).unwrap();
+        let rel = Inventory::load("inv.txt", dir.path()).unwrap();
+        assert_eq!(rel.blob_count(), 1);
+        let url = url::Url::from_file_path(dir.path().join("inv.txt")).unwrap();
+        assert_eq!(Inventory::load(url.as_str(), Path::new("/nonexistent")).unwrap().blob_count(), 1);
+        let e = Inventory::load("s3://bucket/inv.txt", dir.path()).unwrap_err();
+        assert!(e.to_string().contains("not supported yet"), "{e}");
+        let e = Inventory::load("missing.txt", dir.path()).unwrap_err();
+        assert!(e.to_string().starts_with("missing.txt: cannot read"), "{e}");
+    }
+
+    #[test]
+    fn million_entries_fit_the_budget() {
+        // 1,000,000 digests: the blob table itself is exactly 32 MB.
+        let mut text = String::with_capacity(72 * 1_000_000);
+        for i in 0u64..1_000_000 {
+            text.push_str(&format!("sha256:{:064x}\n", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        }
+        let inv = Inventory::parse(&text, "big").unwrap();
+        assert_eq!(inv.blob_count(), 1_000_000);
+        assert_eq!(std::mem::size_of_val(&*inv.blobs), 32_000_000);
+        assert!(inv.has_blob(&format!("sha256:{:064x}", 7u64.wrapping_mul(0x9E37_79B9_7F4A_7C15)).parse().unwrap()));
+    }
+}

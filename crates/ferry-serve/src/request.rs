@@ -1,0 +1,254 @@
+//! Strict, hand-written parsing of a request path (+ query) into what it asks for. Nothing that
+//! fails here is ever redirected: the only strings that reach a `Location` are a configured base or
+//! template plus the validated parts produced here ([`RepoName`], [`Digest`], [`Tag`], [`FilePath`],
+//! [`SafeQuery`]).
+
+use std::fmt;
+
+use ferry_oci::{Digest, Reference, RepoName, Tag};
+
+/// Longest request path accepted.
+pub const MAX_PATH: usize = 2048;
+/// Longest query string accepted (kept for manifests, tags lists and referrers).
+pub const MAX_QUERY: usize = 1024;
+
+/// A release-file path: `/` followed by one or more segments of `[A-Za-z0-9._~+@=,-]`, none empty
+/// and none starting with `.` (so no `.`, `..` or hidden names), at most [`MAX_PATH`] bytes.
+/// Percent-escapes are refused outright, so `%2e%2e` can never decode into `..` further along.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FilePath(String);
+
+impl FilePath {
+    pub fn parse(text: &str) -> Result<FilePath, String> {
+        if text.len() > MAX_PATH {
+            return Err(format!("path longer than {MAX_PATH} bytes"));
+        }
+        let rest = text.strip_prefix('/').ok_or("path must start with '/'")?;
+        for segment in rest.split('/') {
+            if segment.is_empty() {
+                return Err("empty path segment ('//' or trailing '/')".into());
+            }
+            if segment.starts_with('.') {
+                return Err(format!("path segment {segment:?} starts with '.'"));
+            }
+            if let Some(c) = segment.chars().find(|&c| !is_path_char(c)) {
+                return Err(format!("character {c:?} not allowed in a path (allowed: A-Z a-z 0-9 . _ ~ + @ = , -)"));
+            }
+        }
+        Ok(FilePath(text.to_string()))
+    }
+
+    /// With the leading `/`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Without the leading `/` (what a `{path}` template receives).
+    pub fn relative(&self) -> &str {
+        &self.0[1..]
+    }
+
+    /// The extension after the last `.` of the last segment, if any.
+    pub fn extension(&self) -> Option<&str> {
+        let last = self.0.rsplit('/').next().unwrap_or("");
+        last.rsplit_once('.').map(|(_, ext)| ext)
+    }
+}
+
+impl fmt::Display for FilePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn is_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '+' | '@' | '=' | ',' | '-')
+}
+
+/// A query string that is safe to copy verbatim after `?` in a redirect: at most [`MAX_QUERY`]
+/// bytes of unreserved, sub-delim and `%`/`:`/`/`/`?`/`@` characters (no `#`, space, quote, `\`,
+/// control or non-ASCII character).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafeQuery(String);
+
+impl SafeQuery {
+    pub fn parse(text: &str) -> Result<SafeQuery, String> {
+        if text.len() > MAX_QUERY {
+            return Err(format!("query longer than {MAX_QUERY} bytes"));
+        }
+        if let Some(c) = text.chars().find(|&c| {
+            !(c.is_ascii_alphanumeric()
+                || matches!(c, '-' | '.' | '_' | '~' | '%' | '&' | '=' | '+' | ',' | ';' | ':' | '/' | '?' | '@' | '!'))
+        }) {
+            return Err(format!("character {c:?} not allowed in the query"));
+        }
+        Ok(SafeQuery(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    /// `GET /v2/` (the API version check).
+    ApiBase,
+    Blob { name: RepoName, digest: Digest },
+    Manifest { name: RepoName, reference: Reference },
+    TagsList { name: RepoName },
+    Referrers { name: RepoName, digest: Digest },
+    File { path: FilePath },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRequest {
+    pub resource: Resource,
+    /// Kept (verbatim) only for manifests, tags lists and referrers.
+    pub query: Option<SafeQuery>,
+}
+
+impl RouteRequest {
+    pub fn new(resource: Resource) -> Self {
+        RouteRequest { resource, query: None }
+    }
+}
+
+/// Why a request was refused before routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reject {
+    /// 400: malformed path, name, digest, reference or query.
+    BadRequest(String),
+    /// 404: well-formed but not something Ferry serves.
+    NotFound(String),
+}
+
+impl Reject {
+    pub fn status(&self) -> u16 {
+        match self {
+            Reject::BadRequest(_) => 400,
+            Reject::NotFound(_) => 404,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Reject::BadRequest(m) | Reject::NotFound(m) => m,
+        }
+    }
+}
+
+/// Parses the raw (still percent-encoded) path and query of a request.
+pub fn parse_request(path: &str, query: Option<&str>) -> Result<RouteRequest, Reject> {
+    let bad = |m: String| Reject::BadRequest(m);
+    if path.len() > MAX_PATH {
+        return Err(bad(format!("path longer than {MAX_PATH} bytes")));
+    }
+    if let Some(c) = path.chars().find(|c| c.is_control() || !c.is_ascii() || matches!(c, '\\' | '%' | ' ')) {
+        return Err(bad(format!("character {c:?} not allowed in a path")));
+    }
+    if path == "/v2" || path == "/v2/" {
+        return Ok(RouteRequest::new(Resource::ApiBase));
+    }
+    if let Some(rest) = path.strip_prefix("/v2/") {
+        let query = match query {
+            Some(q) if !q.is_empty() => Some(SafeQuery::parse(q).map_err(bad)?),
+            _ => None,
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(bad("empty path segment ('//' or trailing '/')".into()));
+        }
+        let n = parts.len();
+        let name = |k: usize| -> Result<RepoName, Reject> {
+            if k == 0 {
+                return Err(Reject::NotFound("no repository name".into()));
+            }
+            parts[..k].join("/").parse::<RepoName>().map_err(|e| bad(e.to_string()))
+        };
+        let digest = |s: &str| s.parse::<Digest>().map_err(|e| bad(e.to_string()));
+        let resource = if n >= 3 && parts[n - 2] == "tags" && parts[n - 1] == "list" {
+            Resource::TagsList { name: name(n - 2)? }
+        } else if n >= 3 && parts[n - 2] == "blobs" {
+            Resource::Blob { name: name(n - 2)?, digest: digest(parts[n - 1])? }
+        } else if n >= 3 && parts[n - 2] == "referrers" {
+            Resource::Referrers { name: name(n - 2)?, digest: digest(parts[n - 1])? }
+        } else if n >= 3 && parts[n - 2] == "manifests" {
+            let r = parts[n - 1];
+            let reference = if r.contains(':') {
+                Reference::Digest(digest(r)?)
+            } else {
+                Reference::Tag(r.parse::<Tag>().map_err(|e| bad(e.to_string()))?)
+            };
+            Resource::Manifest { name: name(n - 2)?, reference }
+        } else {
+            return Err(Reject::NotFound("not a registry endpoint Ferry serves".into()));
+        };
+        let keep_query = !matches!(resource, Resource::Blob { .. });
+        return Ok(RouteRequest { resource, query: if keep_query { query } else { None } });
+    }
+    if path == "/" {
+        return Err(Reject::NotFound("no file named".into()));
+    }
+    let path = FilePath::parse(path).map_err(bad)?;
+    Ok(RouteRequest::new(Resource::File { path }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn registry_paths() {
+        assert_eq!(parse_request("/v2/", None).unwrap().resource, Resource::ApiBase);
+        let r = parse_request(&format!("/v2/team/app/blobs/{D}"), Some("x=1")).unwrap();
+        assert!(matches!(&r.resource, Resource::Blob { name, .. } if name.as_str() == "team/app"));
+        assert_eq!(r.query, None);
+        let r = parse_request("/v2/a/tags/list", Some("n=10&last=v1")).unwrap();
+        assert!(matches!(&r.resource, Resource::TagsList { name } if name.as_str() == "a"));
+        assert_eq!(r.query.unwrap().as_str(), "n=10&last=v1");
+        let r = parse_request("/v2/a/manifests/v1.0", None).unwrap();
+        assert!(matches!(&r.resource, Resource::Manifest { reference: Reference::Tag(_), .. }));
+        let r = parse_request(&format!("/v2/a/manifests/{D}"), None).unwrap();
+        assert!(matches!(&r.resource, Resource::Manifest { reference: Reference::Digest(_), .. }));
+        // A repository may itself be called "blobs".
+        let r = parse_request(&format!("/v2/x/blobs/blobs/{D}"), None).unwrap();
+        assert!(matches!(&r.resource, Resource::Blob { name, .. } if name.as_str() == "x/blobs"));
+    }
+
+    #[test]
+    fn registry_refusals() {
+        for (p, status) in [
+            ("/v2/a/blobs/sha256:zz", 400),
+            ("/v2/A/blobs/sha256:zz", 400),
+            (&format!("/v2/UPPER/blobs/{D}"), 400),
+            (&format!("/v2/a//b/blobs/{D}"), 400),
+            (&format!("/v2/../blobs/{D}"), 400),
+            (&format!("/v2/%2e%2e/blobs/{D}"), 400),
+            ("/v2/a/manifests/.bad", 400),
+            ("/v2/a/blobs/uploads/abc", 404),
+            ("/v2/_catalog", 404),
+            (&format!("/v2/blobs/{D}"), 404),
+        ] {
+            assert_eq!(parse_request(p, None).unwrap_err().status(), status, "{p}");
+        }
+        assert_eq!(parse_request("/v2/a/tags/list", Some("a=<b>")).unwrap_err().status(), 400);
+        assert_eq!(parse_request("/v2/a/tags/list", Some("a#b")).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn file_paths() {
+        let r = parse_request("/release/v1.30.0/bin/linux/amd64/kubectl.sha256", None).unwrap();
+        let Resource::File { path } = r.resource else { panic!() };
+        assert_eq!(path.relative(), "release/v1.30.0/bin/linux/amd64/kubectl.sha256");
+        assert_eq!(path.extension(), Some("sha256"));
+        for p in ["/a/../b", "/a/./b", "/a//b", "/a/", "/a\\b", "/%2e%2e/x", "/a/\u{7}", "/é", "/a b", "/.env", "a"] {
+            assert_eq!(parse_request(p, None).unwrap_err().status(), 400, "{p:?}");
+        }
+        assert_eq!(parse_request("/", None).unwrap_err().status(), 404);
+        assert_eq!(parse_request(&"/a".repeat(2000), None).unwrap_err().status(), 400);
+    }
+}

@@ -1,0 +1,257 @@
+//! An immutable, fully validated view of the configuration and inventories. A reload builds a
+//! whole new [`Snapshot`] and swaps it in (see [`crate::server::AppState::reload`]); a request
+//! always sees one consistent snapshot.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use crate::config::{
+    check_mirror_name, parse_serves, parse_trusted_proxies, Config, ConfigError, FilesBase, RegistryBase, Template,
+};
+use crate::glob::Pattern;
+use crate::inventory::{self, Inventory};
+
+/// Client address → location label (e.g. `aws:us-east-2`). `ferry-locate` will implement this;
+/// until it is wired in, [`NoLocations`] labels nobody.
+pub trait Locate: Send + Sync {
+    fn locate(&self, ip: IpAddr) -> Option<&str>;
+}
+
+/// Labels nobody: only mirrors serving `*` are chosen.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoLocations;
+
+impl Locate for NoLocations {
+    fn locate(&self, _ip: IpAddr) -> Option<&str> {
+        None
+    }
+}
+
+/// A fixed address → label table (tests, small setups).
+impl Locate for HashMap<IpAddr, String> {
+    fn locate(&self, ip: IpAddr) -> Option<&str> {
+        self.get(&ip).map(String::as_str)
+    }
+}
+
+#[derive(Debug)]
+pub struct Upstream {
+    pub registry: RegistryBase,
+    pub signatures: Option<RegistryBase>,
+    pub files: Option<FilesBase>,
+}
+
+#[derive(Debug)]
+pub struct Mirror {
+    pub name: String,
+    pub blobs: Option<Template>,
+    pub files: Option<Template>,
+    pub serves: Vec<Pattern>,
+    pub weight: u32,
+    /// The source as configured, if any.
+    pub inventory_source: Option<String>,
+    /// When present, the mirror is trusted for exactly what it lists (no probe).
+    pub inventory: Option<Inventory>,
+}
+
+pub struct Snapshot {
+    pub listen: SocketAddr,
+    pub trusted_proxies: Vec<IpNet>,
+    pub upstream: Upstream,
+    pub mirrors: Vec<Mirror>,
+    /// The raw `locations` section, for `ferry-locate`.
+    pub locations: Option<serde_yaml_ng::Value>,
+    pub locator: Arc<dyn Locate>,
+    /// Files whose change should trigger a reload (config + local inventories).
+    pub watched: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("listen", &self.listen)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("upstream", &self.upstream)
+            .field("mirrors", &self.mirrors)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Any error building a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{field}: {source}")]
+    Inventory { field: String, source: inventory::InventoryError },
+}
+
+impl Snapshot {
+    /// Validates `config` and loads every inventory. Relative inventory paths resolve against
+    /// `base_dir` (the configuration file's folder). The locator is [`NoLocations`] until
+    /// `ferry-locate` is wired in; replace it with [`Snapshot::with_locator`].
+    pub fn from_config(config: Config, base_dir: &Path) -> Result<Snapshot, SnapshotError> {
+        let trusted_proxies = parse_trusted_proxies(&config.trusted_proxies)?;
+        let upstream = Upstream {
+            registry: RegistryBase::parse("upstream.registry", &config.upstream.registry)?,
+            signatures: config
+                .upstream
+                .signatures
+                .as_deref()
+                .map(|s| RegistryBase::parse("upstream.signatures", s))
+                .transpose()?,
+            files: config.upstream.files.as_deref().map(|s| FilesBase::parse("upstream.files", s)).transpose()?,
+        };
+        let mut names = HashSet::new();
+        let mut mirrors = Vec::with_capacity(config.mirrors.len());
+        let mut watched = Vec::new();
+        for (i, m) in config.mirrors.into_iter().enumerate() {
+            let field = format!("mirrors[{i}]");
+            check_mirror_name(&format!("{field}.name"), &m.name)?;
+            if !names.insert(m.name.clone()) {
+                return Err(ConfigError::new(format!("{field}.name"), format!("duplicate mirror name {:?}", m.name)).into());
+            }
+            let blobs = m.blobs.as_deref().map(|t| Template::parse(&format!("{field}.blobs"), t, "{digest}")).transpose()?;
+            let files = m.files.as_deref().map(|t| Template::parse(&format!("{field}.files"), t, "{path}")).transpose()?;
+            if blobs.is_none() && files.is_none() {
+                return Err(ConfigError::new(field, "a mirror needs `blobs`, `files` or both").into());
+            }
+            let serves = parse_serves(&field, &m.serves)?;
+            if m.weight == 0 {
+                return Err(ConfigError::new(format!("{field}.weight"), "must be at least 1").into());
+            }
+            let inventory = match &m.inventory {
+                None => None,
+                Some(source) => {
+                    let ifield = format!("{field}.inventory");
+                    let wrap = |source| SnapshotError::Inventory { field: ifield.clone(), source };
+                    watched.push(inventory::resolve(source, base_dir).map_err(wrap)?);
+                    Some(Inventory::load(source, base_dir).map_err(wrap)?)
+                }
+            };
+            mirrors.push(Mirror {
+                name: m.name,
+                blobs,
+                files,
+                serves,
+                weight: m.weight,
+                inventory_source: m.inventory,
+                inventory,
+            });
+        }
+        Ok(Snapshot {
+            listen: config.listen,
+            trusted_proxies,
+            upstream,
+            mirrors,
+            locations: config.locations,
+            locator: Arc::new(NoLocations),
+            watched,
+        })
+    }
+
+    /// Reads, validates and loads `path` (and the inventories it names).
+    pub fn load(path: &Path) -> Result<Snapshot, SnapshotError> {
+        let config = Config::from_file(path)?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut snapshot = Snapshot::from_config(config, &base_dir)?;
+        snapshot.watched.insert(0, path.to_path_buf());
+        Ok(snapshot)
+    }
+
+    pub fn with_locator(mut self, locator: Arc<dyn Locate>) -> Snapshot {
+        self.locator = locator;
+        self
+    }
+
+    /// Whether `ip` is one of the `trusted_proxies`.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, as dual-stack sockets report) become IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(text: &str) -> Result<Snapshot, SnapshotError> {
+        Snapshot::from_config(Config::from_yaml(text, "t").unwrap(), Path::new("/nonexistent"))
+    }
+
+    #[test]
+    fn full_example_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("inv.txt"), "/bin/x\n").unwrap();
+        let text = r#"
+listen: 127.0.0.1:9000
+trusted_proxies: ["10.0.0.0/8"]
+upstream:
+  registry: https://us-central1-docker.pkg.dev/my-project/images
+  files: https://downloads.example.org/
+  signatures: https://sigs.example.org/sigs
+locations: {aws: {}}
+mirrors:
+  - name: s3-us-east-2
+    blobs: https://bucket.s3.us-east-2.amazonaws.com/containers/images/{digest}
+    files: https://bucket.s3.us-east-2.amazonaws.com/binaries/{path}
+    serves: ["aws:us-east-2", "aws:us-east-1"]
+    inventory: inv.txt
+    weight: 2
+  - name: everywhere
+    blobs: https://cdn.example.org/{digest}
+    serves: ["*"]
+"#;
+        std::fs::write(dir.path().join("ferry.yaml"), text).unwrap();
+        let s = Snapshot::load(&dir.path().join("ferry.yaml")).unwrap();
+        assert_eq!(s.mirrors.len(), 2);
+        assert_eq!(s.mirrors[0].weight, 2);
+        assert_eq!(s.mirrors[0].inventory.as_ref().unwrap().file_count(), 1);
+        assert_eq!(s.watched.len(), 2);
+        assert!(s.is_trusted_proxy("10.1.2.3".parse().unwrap()));
+        assert!(s.is_trusted_proxy("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!s.is_trusted_proxy("11.1.2.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let base = "upstream: {registry: https://r}\n";
+        let cases = [
+            ("upstream: {registry: 'ftp://r'}", "upstream.registry"),
+            ("upstream: {registry: https://r, files: /x}", "upstream.files"),
+            ("upstream: {registry: https://r, signatures: 'https://s/UP'}", "upstream.signatures"),
+            (&format!("{base}mirrors: [{{name: a, serves: ['*']}}]"), "mirrors[0]"),
+            (&format!("{base}mirrors: [{{name: a, blobs: 'https://m/x', serves: ['*']}}]"), "mirrors[0].blobs"),
+            (&format!("{base}mirrors: [{{name: a, files: 'https://m/{{digest}}', serves: ['*']}}]"), "mirrors[0].files"),
+            (&format!("{base}mirrors: [{{name: a, blobs: 'https://m/{{digest}}'}}]"), "mirrors[0].serves"),
+            (&format!("{base}mirrors: [{{name: a, blobs: 'https://m/{{digest}}', serves: ['a b']}}]"), "mirrors[0].serves[0]"),
+            (&format!("{base}mirrors: [{{name: a, blobs: 'https://m/{{digest}}', serves: ['*'], weight: 0}}]"), "mirrors[0].weight"),
+            (
+                &format!("{base}mirrors: [{{name: a, blobs: 'https://m/{{digest}}', serves: ['*']}}, {{name: a, blobs: 'https://m/{{digest}}', serves: ['*']}}]"),
+                "mirrors[1].name",
+            ),
+            (&format!("{base}trusted_proxies: [x]"), "trusted_proxies[0]"),
+        ];
+        for (text, field) in cases {
+            match yaml(text) {
+                Err(SnapshotError::Config(e)) => assert_eq!(e.field, field, "{text}: {e}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let e = yaml(&format!("{base}mirrors: [{{name: a, blobs: 'https://m/{{digest}}', serves: ['*'], inventory: nope.txt}}]"))
+            .unwrap_err();
+        assert!(e.to_string().starts_with("mirrors[0].inventory: nope.txt: cannot read"), "{e}");
+    }
+}
