@@ -5,6 +5,37 @@
 //! what a manifest points at without re-serialising it: manifests are always kept and copied as the
 //! exact bytes the registry served, because their digest is the hash of those bytes.
 
+/// The conversions every validated string newtype shares: `TryFrom<String>` (through `FromStr`, so
+/// serde validates while deserialising), back to `String`, and `Display`/`Debug` as the bare string.
+macro_rules! string_newtype {
+    ($name:ident, $error:ty) => {
+        impl TryFrom<String> for $name {
+            type Error = $error;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 mod address;
 mod digest;
 mod manifest;

@@ -41,30 +41,7 @@ impl FromStr for Tag {
     }
 }
 
-impl TryFrom<String> for Tag {
-    type Error = NameError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<Tag> for String {
-    fn from(t: Tag) -> String {
-        t.0
-    }
-}
-
-impl fmt::Display for Tag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Tag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(Tag, NameError);
 
 /// A repository path inside a registry (`team/app`), as the OCI distribution spec defines it.
 /// The grammar admits no `..`, no empty segment and no leading `/`, so a `RepoName` is also safe
@@ -99,30 +76,7 @@ impl FromStr for RepoName {
     }
 }
 
-impl TryFrom<String> for RepoName {
-    type Error = NameError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<RepoName> for String {
-    fn from(r: RepoName) -> String {
-        r.0
-    }
-}
-
-impl fmt::Display for RepoName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for RepoName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(RepoName, NameError);
 
 /// What a manifest request names: a tag or a digest.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
