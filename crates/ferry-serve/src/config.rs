@@ -114,17 +114,15 @@ impl Template {
             return Err(ConfigError::new(field, "must not contain a fragment ('#')"));
         }
         let sample = format!("{prefix}x{suffix}");
-        let url = absolute_http_url(field, &sample)?;
-        let authority_end = prefix.find("://").map(|i| i + 3).and_then(|start| {
-            prefix[start..].find(['/', '?']).map(|i| start + i)
-        });
+        absolute_http_url(field, &sample)?;
+        let authority_end =
+            prefix.find("://").map(|i| i + 3).and_then(|start| prefix[start..].find(['/', '?']).map(|i| start + i));
         if authority_end.is_none() {
             return Err(ConfigError::new(
                 field,
                 format!("{placeholder} must come after the host, in the path (e.g. https://host/dir/{placeholder})"),
             ));
         }
-        drop(url);
         Ok(Template { prefix: prefix.to_string(), suffix: suffix.to_string() })
     }
 
@@ -141,7 +139,8 @@ impl Template {
 }
 
 fn absolute_http_url(field: &str, text: &str) -> Result<url::Url, ConfigError> {
-    let url = url::Url::parse(text).map_err(|e| ConfigError::new(field, format!("not an absolute URL ({e}): {text:?}")))?;
+    let url =
+        url::Url::parse(text).map_err(|e| ConfigError::new(field, format!("not an absolute URL ({e}): {text:?}")))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(ConfigError::new(field, format!("scheme must be http or https, not {:?}", url.scheme())));
     }
@@ -295,11 +294,15 @@ mod tests {
 
     #[test]
     fn registry_base_splits_prefix() {
-        let b = RegistryBase::parse("upstream.registry", "https://us-central1-docker.pkg.dev/my-project/images").unwrap();
+        let b =
+            RegistryBase::parse("upstream.registry", "https://us-central1-docker.pkg.dev/my-project/images").unwrap();
         assert_eq!(b.origin, "https://us-central1-docker.pkg.dev");
         assert_eq!(b.prefix.as_ref().unwrap().as_str(), "my-project/images");
         let name: RepoName = "pause".parse().unwrap();
-        assert_eq!(b.url(&name, "tags/list"), "https://us-central1-docker.pkg.dev/v2/my-project/images/pause/tags/list");
+        assert_eq!(
+            b.url(&name, "tags/list"),
+            "https://us-central1-docker.pkg.dev/v2/my-project/images/pause/tags/list"
+        );
         let b = RegistryBase::parse("upstream.registry", "http://127.0.0.1:5000/").unwrap();
         assert_eq!(b.url(&name, "tags/list"), "http://127.0.0.1:5000/v2/pause/tags/list");
         let e = RegistryBase::parse("upstream.registry", "https://h/Bad_Prefix").unwrap_err();

@@ -95,11 +95,24 @@ impl SafeQuery {
 pub enum Resource {
     /// `GET /v2/` (the API version check).
     ApiBase,
-    Blob { name: RepoName, digest: Digest },
-    Manifest { name: RepoName, reference: Reference },
-    TagsList { name: RepoName },
-    Referrers { name: RepoName, digest: Digest },
-    File { path: FilePath },
+    Blob {
+        name: RepoName,
+        digest: Digest,
+    },
+    Manifest {
+        name: RepoName,
+        reference: Reference,
+    },
+    TagsList {
+        name: RepoName,
+    },
+    Referrers {
+        name: RepoName,
+        digest: Digest,
+    },
+    File {
+        path: FilePath,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -113,10 +113,14 @@ impl Snapshot {
             let field = format!("mirrors[{i}]");
             check_mirror_name(&format!("{field}.name"), &m.name)?;
             if !names.insert(m.name.clone()) {
-                return Err(ConfigError::new(format!("{field}.name"), format!("duplicate mirror name {:?}", m.name)).into());
+                return Err(
+                    ConfigError::new(format!("{field}.name"), format!("duplicate mirror name {:?}", m.name)).into()
+                );
             }
-            let blobs = m.blobs.as_deref().map(|t| Template::parse(&format!("{field}.blobs"), t, "{digest}")).transpose()?;
-            let files = m.files.as_deref().map(|t| Template::parse(&format!("{field}.files"), t, "{path}")).transpose()?;
+            let blobs =
+                m.blobs.as_deref().map(|t| Template::parse(&format!("{field}.blobs"), t, "{digest}")).transpose()?;
+            let files =
+                m.files.as_deref().map(|t| Template::parse(&format!("{field}.files"), t, "{path}")).transpose()?;
             if blobs.is_none() && files.is_none() {
                 return Err(ConfigError::new(field, "a mirror needs `blobs`, `files` or both").into());
             }
@@ -250,8 +254,10 @@ mirrors:
                 other => panic!("{text}: {other:?}"),
             }
         }
-        let e = yaml(&format!("{base}mirrors: [{{name: a, blobs: 'https://m/{{digest}}', serves: ['*'], inventory: nope.txt}}]"))
-            .unwrap_err();
+        let e = yaml(&format!(
+            "{base}mirrors: [{{name: a, blobs: 'https://m/{{digest}}', serves: ['*'], inventory: nope.txt}}]"
+        ))
+        .unwrap_err();
         assert!(e.to_string().starts_with("mirrors[0].inventory: nope.txt: cannot read"), "{e}");
     }
 }

@@ -1,0 +1,456 @@
+//! Presence and health probing for mirrors.
+//!
+//! - **Presence** (mirrors without an inventory): `HEAD` of the object's mirror URL, cached in a
+//!   `moka` future cache with a TTL per result (present / absent / error), concurrent misses for one
+//!   URL coalesced into one probe. A request waits for probes at most [`ProbeSettings::budget`]
+//!   (50 ms by default); a probe still running then keeps going in the background (filling the
+//!   cache for the next request) while this request treats presence as unknown, so the upstream
+//!   answers it.
+//! - **Health** (every mirror): every [`ProbeSettings::health_interval`], a `HEAD` of the mirror's
+//!   template rendered with a placeholder object. Any HTTP answer below 500 counts as up; a
+//!   connection error, timeout or 5xx as a failure. After [`ProbeSettings::health_failures`]
+//!   consecutive failures the mirror is out of the routing; one success brings it back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+
+use crate::glob::Pattern;
+use crate::request::{Resource, RouteRequest};
+use crate::route::{Holding, Object, Presence, VOUCHING_EXTENSIONS};
+use crate::server::AppState;
+use crate::snapshot::{Mirror, Snapshot};
+
+/// Timings of probing. The defaults keep a failed mirror out of the routing within 10 s
+/// (2 failures × 3 s interval + 2 s timeout).
+#[derive(Debug, Clone)]
+pub struct ProbeSettings {
+    /// Longest a request waits for presence probes.
+    pub budget: Duration,
+    /// Timeout of one probe `HEAD`.
+    pub probe_timeout: Duration,
+    pub present_ttl: Duration,
+    pub absent_ttl: Duration,
+    /// TTL of a probe that failed (connection error, timeout, unexpected status).
+    pub error_ttl: Duration,
+    pub health_interval: Duration,
+    /// Consecutive failed health probes before a mirror is out.
+    pub health_failures: u32,
+    /// Most cached probe results.
+    pub cache_capacity: u64,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        ProbeSettings {
+            budget: Duration::from_millis(50),
+            probe_timeout: Duration::from_secs(2),
+            present_ttl: Duration::from_secs(600),
+            absent_ttl: Duration::from_secs(60),
+            error_ttl: Duration::from_secs(10),
+            health_interval: Duration::from_secs(3),
+            health_failures: 2,
+            cache_capacity: 200_000,
+        }
+    }
+}
+
+/// The result of one presence probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    Present,
+    Absent,
+    Error,
+}
+
+impl Probe {
+    fn holding(self) -> Holding {
+        match self {
+            Probe::Present => Holding::Yes,
+            Probe::Absent => Holding::No,
+            Probe::Error => Holding::Unknown,
+        }
+    }
+}
+
+struct ProbeExpiry {
+    present: Duration,
+    absent: Duration,
+    error: Duration,
+}
+
+impl Expiry<String, Probe> for ProbeExpiry {
+    fn expire_after_create(&self, _key: &String, value: &Probe, _created_at: Instant) -> Option<Duration> {
+        Some(match value {
+            Probe::Present => self.present,
+            Probe::Absent => self.absent,
+            Probe::Error => self.error,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Health {
+    healthy: bool,
+    failures: u32,
+}
+
+/// Presence cache + health table, shared by all requests.
+pub struct Prober {
+    client: reqwest::Client,
+    cache: moka::future::Cache<String, Probe>,
+    health: RwLock<HashMap<String, Health>>,
+    settings: ProbeSettings,
+}
+
+impl Prober {
+    pub fn new(settings: ProbeSettings) -> Arc<Prober> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .timeout(settings.probe_timeout)
+            .build()
+            .expect("HTTP client");
+        let cache = moka::future::Cache::builder()
+            .max_capacity(settings.cache_capacity)
+            .expire_after(ProbeExpiry {
+                present: settings.present_ttl,
+                absent: settings.absent_ttl,
+                error: settings.error_ttl,
+            })
+            .build();
+        Arc::new(Prober { client, cache, health: RwLock::new(HashMap::new()), settings })
+    }
+
+    pub fn settings(&self) -> &ProbeSettings {
+        &self.settings
+    }
+
+    /// Whether a mirror is in the routing (mirrors never probed yet count as healthy).
+    pub fn is_healthy(&self, mirror: &str) -> bool {
+        self.health.read().expect("health lock").get(mirror).is_none_or(|h| h.healthy)
+    }
+
+    /// What is known, within the budget, about the mirrors without an inventory that could serve
+    /// this request. Only mirrors that could be chosen are probed: the right kind of template, a
+    /// `serves` pattern matching `label`, healthy.
+    pub async fn known(self: &Arc<Self>, snapshot: &Snapshot, request: &RouteRequest, label: Option<&str>) -> Known {
+        let mut holds = HashMap::new();
+        let targets: Vec<(String, String)> = snapshot
+            .mirrors
+            .iter()
+            .filter(|m| m.inventory.is_none() && self.is_healthy(&m.name) && serves(&m.serves, label))
+            .filter_map(|m| {
+                let url = match &request.resource {
+                    Resource::Blob { digest, .. } => m.blobs.as_ref()?.render(digest.as_str()),
+                    Resource::File { path } => {
+                        if snapshot.upstream.files.is_none()
+                            || path.extension().is_some_and(|e| VOUCHING_EXTENSIONS.contains(&e))
+                        {
+                            return None;
+                        }
+                        m.files.as_ref()?.render(path.relative())
+                    }
+                    _ => return None,
+                };
+                Some((m.name.clone(), url))
+            })
+            .collect();
+        let mut pending = Vec::new();
+        for (name, url) in targets {
+            if let Some(p) = self.cache.get(&url).await {
+                holds.insert(name, p.holding());
+                continue;
+            }
+            let this = self.clone();
+            // Spawned, so a probe outliving the budget still completes and fills the cache.
+            let task = tokio::spawn(async move {
+                let probe = this.clone().probe(url.clone());
+                this.cache.get_with(url, probe).await
+            });
+            pending.push((name, task));
+        }
+        let deadline = tokio::time::Instant::now() + self.settings.budget;
+        for (name, task) in pending {
+            if let Ok(Ok(p)) = tokio::time::timeout_at(deadline, task).await {
+                holds.insert(name, p.holding());
+            }
+        }
+        Known { holds, prober: self.clone() }
+    }
+
+    async fn probe(self: Arc<Self>, url: String) -> Probe {
+        let result = match self.client.head(&url).send().await {
+            Ok(r) if r.status().is_success() => Probe::Present,
+            // S3 answers 403 for a missing key when listing is not allowed.
+            Ok(r) if matches!(r.status().as_u16(), 403 | 404 | 410) => Probe::Absent,
+            Ok(_) | Err(_) => Probe::Error,
+        };
+        tracing::debug!(target: "ferry_serve::probe", %url, ?result, "presence probe");
+        result
+    }
+
+    /// One round of health probes over the mirrors of `snapshot`, concurrently.
+    pub async fn check_health(self: &Arc<Self>, snapshot: &Snapshot) {
+        let mut set = tokio::task::JoinSet::new();
+        for m in &snapshot.mirrors {
+            let Some(url) = health_url(m) else { continue };
+            let (this, name) = (self.clone(), m.name.clone());
+            set.spawn(async move {
+                let ok = matches!(this.client.head(&url).send().await, Ok(r) if r.status().as_u16() < 500);
+                (name, ok)
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(r) = r {
+                results.push(r);
+            }
+        }
+        let mut table = self.health.write().expect("health lock");
+        table.retain(|name, _| snapshot.mirrors.iter().any(|m| &m.name == name));
+        for (name, ok) in results {
+            let h = table.entry(name.clone()).or_insert(Health { healthy: true, failures: 0 });
+            let was = h.healthy;
+            if ok {
+                *h = Health { healthy: true, failures: 0 };
+            } else {
+                h.failures += 1;
+                if h.failures >= self.settings.health_failures {
+                    h.healthy = false;
+                }
+            }
+            if was != h.healthy {
+                if h.healthy {
+                    tracing::info!(target: "ferry_serve::health", mirror = %name, "mirror healthy again");
+                } else {
+                    tracing::warn!(target: "ferry_serve::health", mirror = %name, failures = h.failures, "mirror unhealthy: out of the routing");
+                }
+            }
+        }
+    }
+
+    /// Runs [`Prober::check_health`] every `health_interval` over the snapshot in force.
+    pub fn spawn_health(self: &Arc<Self>, state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                this.check_health(&state.snapshot()).await;
+                tokio::time::sleep(this.settings.health_interval).await;
+            }
+        })
+    }
+}
+
+fn serves(patterns: &[Pattern], label: Option<&str>) -> bool {
+    patterns.iter().any(|p| p.matches(label))
+}
+
+/// The URL a health probe `HEAD`s: the blobs (else files) template with a placeholder object.
+fn health_url(m: &Mirror) -> Option<String> {
+    match (&m.blobs, &m.files) {
+        (Some(b), _) => Some(b.render("sha256:0000000000000000000000000000000000000000000000000000000000000000")),
+        (None, Some(f)) => Some(f.render("ferry-health-check")),
+        (None, None) => None,
+    }
+}
+
+/// What [`Prober::known`] learned for one request; the [`Presence`] that request is routed with.
+pub struct Known {
+    holds: HashMap<String, Holding>,
+    prober: Arc<Prober>,
+}
+
+impl Presence for Known {
+    fn holds(&self, mirror: &Mirror, _object: Object<'_>) -> Holding {
+        self.holds.get(&mirror.name).copied().unwrap_or(Holding::Unknown)
+    }
+
+    fn healthy(&self, mirror: &Mirror) -> bool {
+        self.prober.is_healthy(&mirror.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use axum::extract::State;
+    use axum::http::{StatusCode, Uri};
+
+    use super::*;
+    use crate::route::Outcome;
+    use crate::Config;
+
+    const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    /// A fake mirror: `HEAD /b/<digest>` is 200 for listed digests, else 404; optional delay and
+    /// forced status; counts hits per path.
+    #[derive(Default)]
+    struct Fake {
+        present: Mutex<HashSet<String>>,
+        hits: Mutex<HashMap<String, usize>>,
+        total: AtomicUsize,
+        delay_ms: AtomicU64,
+        force: AtomicU16,
+    }
+
+    impl Fake {
+        fn hits(&self, digest: &str) -> usize {
+            self.hits.lock().unwrap().get(&format!("/b/{digest}")).copied().unwrap_or(0)
+        }
+    }
+
+    async fn fake_handler(State(fake): State<Arc<Fake>>, uri: Uri) -> StatusCode {
+        fake.total.fetch_add(1, Ordering::SeqCst);
+        *fake.hits.lock().unwrap().entry(uri.path().to_string()).or_default() += 1;
+        let delay = fake.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        let force = fake.force.load(Ordering::SeqCst);
+        if force != 0 {
+            return StatusCode::from_u16(force).unwrap();
+        }
+        let digest = uri.path().trim_start_matches("/b/");
+        if fake.present.lock().unwrap().contains(digest) {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        }
+    }
+
+    async fn start_fake(fake: Arc<Fake>) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback(fake_handler).with_state(fake);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    }
+
+    async fn setup(settings: ProbeSettings) -> (Arc<Fake>, Arc<AppState>, Arc<Prober>) {
+        let fake = Arc::new(Fake::default());
+        fake.present.lock().unwrap().insert(D1.to_string());
+        let addr = start_fake(fake.clone()).await;
+        let text = format!(
+            "upstream: {{registry: 'https://reg.example'}}\nmirrors:\n  - name: probed\n    blobs: 'http://{addr}/b/{{digest}}'\n    serves: ['*']\n"
+        );
+        let snapshot =
+            Snapshot::from_config(Config::from_yaml(&text, "t").unwrap(), std::path::Path::new("/")).unwrap();
+        let prober = Prober::new(settings);
+        let state = AppState::with_prober(snapshot, prober.clone());
+        (fake, state, prober)
+    }
+
+    async fn blob(state: &AppState, digest: &str) -> crate::Decision {
+        let snapshot = state.snapshot();
+        state.decide(&snapshot, "GET", &format!("/v2/a/blobs/{digest}"), None, None).await
+    }
+
+    fn generous() -> ProbeSettings {
+        ProbeSettings { budget: Duration::from_secs(2), ..ProbeSettings::default() }
+    }
+
+    #[tokio::test]
+    async fn presence_is_probed_and_cached_both_ways() {
+        let (fake, state, _p) = setup(generous()).await;
+        for _ in 0..3 {
+            let d = blob(&state, D1).await;
+            assert_eq!(d.outcome, Outcome::Mirror);
+            assert!(d.reason.contains("present (probe)"), "{}", d.reason);
+            let d = blob(&state, D2).await;
+            assert_eq!(d.outcome, Outcome::Upstream);
+            assert_eq!(d.candidates[0].skipped.as_deref(), Some("absent (probe)"));
+        }
+        assert_eq!((fake.hits(D1), fake.hits(D2)), (1, 1), "one probe each, then cached");
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_are_coalesced() {
+        let (fake, state, _p) = setup(generous()).await;
+        fake.delay_ms.store(200, Ordering::SeqCst);
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let state = state.clone();
+            tasks.push(tokio::spawn(async move { blob(&state, D1).await.outcome }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), Outcome::Mirror);
+        }
+        assert_eq!(fake.hits(D1), 1);
+    }
+
+    #[tokio::test]
+    async fn slow_probe_never_blocks_past_the_budget() {
+        let settings = ProbeSettings { budget: Duration::from_millis(50), ..ProbeSettings::default() };
+        let (fake, state, _p) = setup(settings).await;
+        fake.delay_ms.store(400, Ordering::SeqCst);
+        let start = Instant::now();
+        let d = blob(&state, D1).await;
+        assert!(start.elapsed() < Duration::from_millis(300), "{:?}", start.elapsed());
+        assert_eq!(d.outcome, Outcome::Upstream, "the upstream answers while the probe runs");
+        assert!(d.candidates[0].skipped.as_deref().unwrap().starts_with("presence unknown"));
+        // The probe finished in the background and filled the cache.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(blob(&state, D1).await.outcome, Outcome::Mirror);
+        assert_eq!(fake.hits(D1), 1);
+    }
+
+    #[tokio::test]
+    async fn probe_errors_are_unknown_and_short_lived() {
+        let settings = ProbeSettings { error_ttl: Duration::from_millis(100), ..generous() };
+        let (fake, state, _p) = setup(settings).await;
+        fake.force.store(500, Ordering::SeqCst);
+        assert_eq!(blob(&state, D1).await.outcome, Outcome::Upstream);
+        fake.force.store(0, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(blob(&state, D1).await.outcome, Outcome::Mirror);
+    }
+
+    #[tokio::test]
+    async fn unhealthy_mirror_leaves_and_returns() {
+        let (fake, state, prober) = setup(generous()).await;
+        let snapshot = state.snapshot();
+        assert_eq!(blob(&state, D1).await.outcome, Outcome::Mirror);
+        fake.force.store(503, Ordering::SeqCst);
+        prober.check_health(&snapshot).await;
+        assert!(prober.is_healthy("probed"), "one failure is not enough");
+        prober.check_health(&snapshot).await;
+        assert!(!prober.is_healthy("probed"));
+        let d = blob(&state, D1).await;
+        assert_eq!(d.outcome, Outcome::Upstream);
+        assert_eq!(d.candidates[0].skipped.as_deref(), Some("unhealthy"));
+        fake.force.store(0, Ordering::SeqCst);
+        prober.check_health(&snapshot).await;
+        assert!(prober.is_healthy("probed"));
+        assert_eq!(blob(&state, D1).await.outcome, Outcome::Mirror);
+    }
+
+    #[tokio::test]
+    async fn health_loop_removes_a_dead_mirror_quickly() {
+        let settings = ProbeSettings {
+            health_interval: Duration::from_millis(30),
+            probe_timeout: Duration::from_millis(200),
+            ..generous()
+        };
+        let (fake, state, prober) = setup(settings).await;
+        let handle = prober.spawn_health(state.clone());
+        fake.force.store(502, Ordering::SeqCst);
+        let start = Instant::now();
+        while prober.is_healthy("probed") {
+            assert!(start.elapsed() < Duration::from_secs(5), "never marked unhealthy");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        fake.force.store(0, Ordering::SeqCst);
+        while !prober.is_healthy("probed") {
+            assert!(start.elapsed() < Duration::from_secs(10), "never healthy again");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        handle.abort();
+    }
+}
