@@ -20,6 +20,16 @@ enum Command {
     /// Promote artifacts described by kpromo manifests.
     #[command(subcommand)]
     Promote(Promote),
+    /// Run the redirector: answer the registry API (/v2/...) and release-file downloads by
+    /// redirecting each one to the nearest healthy mirror that holds the bytes, else to the
+    /// upstream. See docs/serve.md for the configuration and docs/request-handling.md for exactly
+    /// how each request is answered.
+    Serve {
+        /// The configuration file (YAML). Reloaded when it or an inventory changes; a bad new
+        /// version is refused and the old one keeps serving.
+        #[arg(long, value_name = "FILE")]
+        config: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -46,14 +56,18 @@ pub enum Output {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        |default: &str| tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| default.into());
+    match cli.command {
+        // A server logs structured JSON (one access-log line per request) to stdout.
+        Command::Serve { .. } => tracing_subscriber::fmt().json().with_env_filter(filter("info")).init(),
+        _ => tracing_subscriber::fmt().with_env_filter(filter("warn")).with_writer(std::io::stderr).init(),
+    }
     let runtime = tokio::runtime::Runtime::new().expect("start the async runtime");
     let result = runtime.block_on(async {
         match cli.command {
             Command::Promote(Promote::Images(args)) => promote_images::run(args).await,
+            Command::Serve { config } => ferry_serve::serve(config).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -78,7 +78,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             ProgressStyle::with_template(
                 "{spinner} {msg} [{wide_bar}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {elapsed}",
             )
-                .expect("valid template"),
+            .expect("valid template"),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
         bar

@@ -98,3 +98,47 @@ fn help_explains_the_dry_run() {
     let help = text(&out.stdout);
     assert!(help.contains("--thin-manifest-dir") && help.contains("--confirm") && help.contains("dry run"), "{help}");
 }
+
+#[test]
+fn serve_answers_the_registry_api_and_refuses_a_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.path().join("ferry.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\nupstream:\n  registry: https://registry.example.org/images\n\
+             mirrors:\n  - name: m1\n    blobs: https://mirror.example.org/blobs/{{digest}}\n    serves: [\"*\"]\n"
+        ),
+    )
+    .unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        client.get(format!("{base}/v2/")).send().is_ok()
+    });
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let blob = client.get(format!("{base}/v2/app/blobs/{digest}")).send();
+    let post = client.post(format!("{base}/v2/")).send();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(ready, "ferry serve did not start");
+    let blob = blob.unwrap();
+    assert_eq!(blob.status(), 307);
+    assert_eq!(
+        blob.headers()["location"],
+        format!("https://registry.example.org/v2/images/app/blobs/{digest}").as_str()
+    );
+    assert_eq!(post.unwrap().status(), 405);
+
+    std::fs::write(&config, "listen: nowhere\n").unwrap();
+    let out = ferry(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("ferry.yaml: listen"), "{}", text(&out.stderr));
+}
