@@ -20,9 +20,9 @@ pub struct Config {
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
     pub upstream: UpstreamConfig,
-    /// Owned by `ferry-locate`; kept opaque here.
+    /// Where clients are: range files, the operator's prefixes, a country database (`ferry-locate`).
     #[serde(default)]
-    pub locations: Option<serde_yaml_ng::Value>,
+    pub locations: ferry_locate::LocationsConfig,
     #[serde(default)]
     pub mirrors: Vec<MirrorConfig>,
 }
@@ -334,8 +334,11 @@ mod tests {
     fn yaml_unknown_field_refused() {
         let e = Config::from_yaml("upstream: {registry: https://h}\nlisen: 1\n", "ferry.yaml").unwrap_err();
         assert!(e.to_string().contains("lisen"), "{e}");
-        let c = Config::from_yaml("upstream: {registry: https://h}\nlocations: {anything: [1, 2]}\n", "f").unwrap();
-        assert_eq!(c.listen.port(), 8080);
-        assert!(c.locations.is_some());
+        let c =
+            Config::from_yaml("upstream: {registry: https://h}\nlocations: {cidrs: {\"10.0.0.0/8\": \"x\"}}\n", "f")
+                .unwrap();
+        assert_eq!(c.locations.cidrs.len(), 1);
+        let e = Config::from_yaml("upstream: {registry: https://h}\nlocations: {anything: [1, 2]}\n", "f").unwrap_err();
+        assert!(e.to_string().contains("anything"), "{e}");
     }
 }

@@ -26,4 +26,4 @@ pub use probe::{ProbeSettings, Prober};
 pub use request::{parse_request, FilePath, Reject, Resource, RouteRequest, SafeQuery};
 pub use route::{decide, route, Candidate, Decision, Holding, NoProbes, Object, Outcome, Presence};
 pub use server::{client_address, router, serve, spawn_reloader, AppState, Metrics};
-pub use snapshot::{Locate, Mirror, NoLocations, Snapshot, SnapshotError};
+pub use snapshot::{Locate, Mirror, Snapshot, SnapshotError};

@@ -148,12 +148,9 @@ impl AppState {
 
     /// Builds a whole new snapshot from `config_path`; only if that succeeds is it swapped in. On
     /// error the old snapshot keeps serving and the error is returned (and logged).
-    /// Until `ferry-locate` builds the locator inside [`Snapshot::from_config`], the current
-    /// locator is carried over.
     pub fn reload(&self, config_path: &Path) -> Result<(), SnapshotError> {
         match Snapshot::load(config_path) {
             Ok(new) => {
-                let new = new.with_locator(self.snapshot().locator.clone());
                 tracing::info!(
                     target: "ferry_serve::reload",
                     config = %config_path.display(),
@@ -365,7 +362,6 @@ async fn debug_route(state: &AppState, snapshot: &Snapshot, query: &str) -> Resp
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use super::*;
     use crate::Config;
@@ -380,6 +376,8 @@ trusted_proxies: {trusted}
 upstream:
   registry: https://reg.example/proj
   files: https://dl.example/
+locations:
+  cidrs: {{"203.0.113.7/32": "aws:us-east-2", "127.0.0.1/32": "aws:us-east-2"}}
 mirrors:
   - name: east
     blobs: https://east.example/b/{{digest}}
@@ -394,11 +392,7 @@ mirrors:
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("inv.txt"), format!("{D1}\n/bin/kubectl\n")).unwrap();
         std::fs::write(dir.path().join("ferry.yaml"), config_text(trusted)).unwrap();
-        let locator: HashMap<IpAddr, String> = HashMap::from([
-            ("203.0.113.7".parse().unwrap(), "aws:us-east-2".to_string()),
-            ("127.0.0.1".parse().unwrap(), "aws:us-east-2".to_string()),
-        ]);
-        let snapshot = Snapshot::load(&dir.path().join("ferry.yaml")).unwrap().with_locator(Arc::new(locator));
+        let snapshot = Snapshot::load(&dir.path().join("ferry.yaml")).unwrap();
         (dir, AppState::new(snapshot))
     }
 
@@ -674,11 +668,36 @@ mirrors:
         // A bad config: refused too.
         std::fs::write(&cfg, "upstream: {registry: ftp://x}\n").unwrap();
         assert!(state.reload(&cfg).unwrap_err().to_string().starts_with("upstream.registry"));
-        // Good again (inventory now lists D2): the new snapshot serves, the locator is kept.
+        // Good again (inventory now lists D2): the new snapshot serves, located by its own config.
         std::fs::write(&cfg, config_text("[]")).unwrap();
         std::fs::write(dir.path().join("inv.txt"), format!("{D2}\n")).unwrap();
         state.reload(&cfg).unwrap();
         assert_eq!(location(&c.get(&blob).send().await.unwrap()), Some(&*format!("https://east.example/b/{D2}")));
+    }
+
+    #[tokio::test]
+    async fn clients_are_located_with_the_published_cloud_ranges() {
+        let ranges = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/cloud-ranges");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("inv.txt"), format!("{D1}\n")).unwrap();
+        let config = config_text("[]").replace(
+            "locations:\n",
+            &format!("locations:\n  aws: [{ranges}/aws-ip-ranges.json]\n  gcp: [{ranges}/gcp-cloud.json]\n"),
+        );
+        std::fs::write(dir.path().join("ferry.yaml"), config).unwrap();
+        let base = start(AppState::new(Snapshot::load(&dir.path().join("ferry.yaml")).unwrap())).await;
+        let c = client();
+        for (ip, label, mirror) in [
+            ("3.128.0.5", "aws:us-east-2", Some("east")),
+            ("2600:1f16:8000::10", "aws:us-east-2", Some("east")),
+            ("64.252.69.10", "aws:us-east-1", None),
+            ("34.76.1.1", "gcp:europe-west1", None),
+        ] {
+            let url = format!("{base}/debug/route?ip={ip}&digest={D1}");
+            let v: serde_json::Value = c.get(url).send().await.unwrap().json().await.unwrap();
+            assert_eq!(v["label"], label, "{ip}");
+            assert_eq!(v["decision"]["mirror"].as_str(), mirror, "{ip}: {v}");
+        }
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //! whole new [`Snapshot`] and swaps it in (see [`crate::server::AppState::reload`]); a request
 //! always sees one consistent snapshot.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,26 +15,15 @@ use crate::config::{
 use crate::glob::Pattern;
 use crate::inventory::{self, Inventory};
 
-/// Client address → location label (e.g. `aws:us-east-2`). `ferry-locate` will implement this;
-/// until it is wired in, [`NoLocations`] labels nobody.
+/// Client address → location label (e.g. `aws:us-east-2`). The configured one is a
+/// [`ferry_locate::Locator`].
 pub trait Locate: Send + Sync {
     fn locate(&self, ip: IpAddr) -> Option<&str>;
 }
 
-/// Labels nobody: only mirrors serving `*` are chosen.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoLocations;
-
-impl Locate for NoLocations {
-    fn locate(&self, _ip: IpAddr) -> Option<&str> {
-        None
-    }
-}
-
-/// A fixed address → label table (tests, small setups).
-impl Locate for HashMap<IpAddr, String> {
+impl Locate for ferry_locate::Locator {
     fn locate(&self, ip: IpAddr) -> Option<&str> {
-        self.get(&ip).map(String::as_str)
+        ferry_locate::Locator::locate(self, ip)
     }
 }
 
@@ -63,8 +52,6 @@ pub struct Snapshot {
     pub trusted_proxies: Vec<IpNet>,
     pub upstream: Upstream,
     pub mirrors: Vec<Mirror>,
-    /// The raw `locations` section, for `ferry-locate`.
-    pub locations: Option<serde_yaml_ng::Value>,
     pub locator: Arc<dyn Locate>,
     /// Files whose change should trigger a reload (config + local inventories).
     pub watched: Vec<PathBuf>,
@@ -88,12 +75,14 @@ pub enum SnapshotError {
     Config(#[from] ConfigError),
     #[error("{field}: {source}")]
     Inventory { field: String, source: inventory::InventoryError },
+    #[error("locations: {0}")]
+    Locations(#[from] ferry_locate::LocateError),
 }
 
 impl Snapshot {
     /// Validates `config` and loads every inventory. Relative inventory paths resolve against
-    /// `base_dir` (the configuration file's folder). The locator is [`NoLocations`] until
-    /// `ferry-locate` is wired in; replace it with [`Snapshot::with_locator`].
+    /// `base_dir` (the configuration file's folder), and so do the `locations` files, from which
+    /// the locator is built.
     pub fn from_config(config: Config, base_dir: &Path) -> Result<Snapshot, SnapshotError> {
         let trusted_proxies = parse_trusted_proxies(&config.trusted_proxies)?;
         let upstream = Upstream {
@@ -147,15 +136,19 @@ impl Snapshot {
                 inventory,
             });
         }
-        Ok(Snapshot {
-            listen: config.listen,
-            trusted_proxies,
-            upstream,
-            mirrors,
-            locations: config.locations,
-            locator: Arc::new(NoLocations),
-            watched,
-        })
+        let mut locations = config.locations;
+        for path in locations
+            .aws
+            .iter_mut()
+            .chain(&mut locations.gcp)
+            .chain(&mut locations.azure)
+            .chain(&mut locations.countries)
+        {
+            *path = base_dir.join(&*path);
+            watched.push(path.clone());
+        }
+        let locator = Arc::new(ferry_locate::Locator::load(&locations)?);
+        Ok(Snapshot { listen: config.listen, trusted_proxies, upstream, mirrors, locator, watched })
     }
 
     /// Reads, validates and loads `path` (and the inventories it names).
@@ -165,11 +158,6 @@ impl Snapshot {
         let mut snapshot = Snapshot::from_config(config, &base_dir)?;
         snapshot.watched.insert(0, path.to_path_buf());
         Ok(snapshot)
-    }
-
-    pub fn with_locator(mut self, locator: Arc<dyn Locate>) -> Snapshot {
-        self.locator = locator;
-        self
     }
 
     /// Whether `ip` is one of the `trusted_proxies`.
@@ -206,7 +194,7 @@ upstream:
   registry: https://us-central1-docker.pkg.dev/my-project/images
   files: https://downloads.example.org/
   signatures: https://sigs.example.org/sigs
-locations: {aws: {}}
+locations: {cidrs: {"198.51.100.0/24": "isp:example"}}
 mirrors:
   - name: s3-us-east-2
     blobs: https://bucket.s3.us-east-2.amazonaws.com/containers/images/{digest}
