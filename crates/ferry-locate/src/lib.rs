@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::LocateError;
 use prefix::Prefix;
-use table::{Rank, Span, Table};
+use table::{Rank, Span, Table, V4, V6};
 
 /// The `locations:` section of the redirector's config. Every field is optional. Relative paths
 /// are used as given: the caller resolves them against its config file.
@@ -84,8 +84,8 @@ pub struct Match<'a> {
 
 /// An immutable address → label index. `Send + Sync`: share it behind an `Arc`.
 pub struct Locator {
-    v4: Table<u32>,
-    v6: Table<u128>,
+    v4: Table<V4>,
+    v6: Table<V6>,
     /// What each table value means; [`table::NONE`] is out of range, so it reads as no answer.
     answers: Box<[Answer]>,
     labels: Box<[Box<str>]>,
@@ -109,8 +109,10 @@ impl Locator {
         for (cidr, label) in &config.cidrs {
             let bad = |message: String| LocateError::Cidr { cidr: cidr.clone(), message };
             let prefix = cidr.parse().map_err(bad)?;
-            if label.is_empty() {
-                return Err(bad("the label is empty".into()));
+            // The characters mirror `serves` patterns can name (docs/serve.md): a label with any
+            // other would never match a mirror.
+            if label.is_empty() || !label.bytes().all(|c| c.is_ascii_alphanumeric() || b":._/-".contains(&c)) {
+                return Err(bad(format!("the label {label:?} is not made of A-Z a-z 0-9 : . _ / -")));
             }
             let label = b.label(label);
             b.add(prefix, label, Source::Cidrs);
@@ -154,7 +156,7 @@ impl Locator {
     #[inline]
     fn answer(&self, ip: IpAddr) -> Option<&Answer> {
         let value = match ip.to_canonical() {
-            IpAddr::V4(a) => self.v4.get(a.into()),
+            IpAddr::V4(a) => self.v4.get(u32::from(a).into()),
             IpAddr::V6(a) => self.v6.get(a.into()),
         };
         self.answers.get(value as usize)

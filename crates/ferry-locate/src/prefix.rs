@@ -79,7 +79,10 @@ mod tests {
         assert_eq!((all.first, all.last()), (0, u128::MAX));
         let host: Prefix = "255.255.255.255/32".parse().unwrap();
         assert_eq!((host.first, host.last()), (0xFFFF_FFFF, 0xFFFF_FFFF));
-        assert_eq!("203.0.113.7/24".parse::<Prefix>().unwrap_err(), "host bits are set (the network is 203.0.113.0/24)");
+        assert_eq!(
+            "203.0.113.7/24".parse::<Prefix>().unwrap_err(),
+            "host bits are set (the network is 203.0.113.0/24)"
+        );
         assert!("203.0.113.0/33".parse::<Prefix>().is_err());
         assert!("203.0.113.0".parse::<Prefix>().is_err());
         assert!("2001:db8::/129".parse::<Prefix>().is_err());

@@ -81,7 +81,10 @@ impl CountryRecord<'_> {
     /// `country`, else `registered_country`, which MaxMind sets alone for networks with no
     /// physical country (anycast, satellite, some mobile operators).
     fn iso_code(&self) -> Option<&str> {
-        [&self.country, &self.registered_country].into_iter().flatten().find_map(|c| c.iso_code.filter(|c| !c.is_empty()))
+        [&self.country, &self.registered_country]
+            .into_iter()
+            .flatten()
+            .find_map(|c| c.iso_code.filter(|c| !c.is_empty()))
     }
 }
 

@@ -2,8 +2,10 @@
 //!
 //! Prefixes nest, so "longest match" is a question about a tree; but once every overlap is decided
 //! at build time, the address space falls apart into disjoint intervals, each with one answer.
-//! Storing only each interval's first address (sorted) and its answer turns a lookup into one
-//! binary search over a dense array: no pointers to chase, no allocation, nothing to lock.
+//! Storing only each interval's first address and its answer turns a lookup into one binary
+//! search over dense arrays: no allocation, nothing to lock, and a fixed number of steps. The
+//! search runs over the starts in Eytzinger order, which measured faster than a search of the
+//! sorted array once IPv4 and IPv6 lookups share the cache (see `docs/locations.md`).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -30,28 +32,64 @@ pub(crate) struct Span {
     pub value: u32,
 }
 
-/// Disjoint intervals covering the whole address space: `starts` (sorted, `starts[0] == 0`) and
-/// the value of each interval, which runs up to the next start. Adjacent intervals have different
-/// values, so the table is as small as the answers allow.
-#[derive(Debug)]
-pub(crate) struct Table<A> {
-    starts: Box<[A]>,
+/// How a table keys addresses. The binary search compares `Hi` only: an IPv6 address is split so
+/// that the search runs over 8-byte keys (half the cache lines of `u128`, and one compare each);
+/// `Lo` breaks ties between starts in the same /64, which only prefixes longer than /64 create.
+pub(crate) trait Key {
+    type Hi: Copy + Ord;
+    type Lo: Copy + Ord;
+    /// `None` for an address outside the family (the 2^32 bound after a span ending at 255.255.255.255).
+    fn split(addr: u128) -> Option<(Self::Hi, Self::Lo)>;
+}
+
+pub(crate) enum V4 {}
+pub(crate) enum V6 {}
+
+impl Key for V4 {
+    type Hi = u32;
+    type Lo = ();
+    #[inline]
+    fn split(addr: u128) -> Option<(u32, ())> {
+        Some((u32::try_from(addr).ok()?, ()))
+    }
+}
+
+impl Key for V6 {
+    type Hi = u64;
+    type Lo = u64;
+    #[inline]
+    fn split(addr: u128) -> Option<(u64, u64)> {
+        Some(((addr >> 64) as u64, addr as u64))
+    }
+}
+
+/// Disjoint intervals covering the whole address space: their sorted starts (the first is 0), as
+/// `hi` and `lo` halves, and the value of each interval, which runs up to the next start.
+/// Adjacent intervals have different values, so the table is as small as the answers allow.
+pub(crate) struct Table<K: Key> {
+    /// `hi` in Eytzinger order (a complete binary search tree laid out level by level, root at 1),
+    /// with `rank` giving each node's index in the sorted arrays: the first levels of every search
+    /// share a few cache lines, where a search of the sorted array touches a new line per step.
+    tree: Box<[K::Hi]>,
+    rank: Box<[u32]>,
+    hi: Box<[K::Hi]>,
+    lo: Box<[K::Lo]>,
     values: Box<[u32]>,
 }
 
-impl<A: Copy + Ord + TryFrom<u128>> Table<A> {
+impl<K: Key> Table<K> {
     /// Flattens the spans with a sweep over their start and end points, keeping the active spans
     /// in a max-heap by rank: the top of the heap answers until another span starts or it ends.
-    pub fn build(mut spans: Vec<Span>) -> Table<A> {
+    pub fn build(mut spans: Vec<Span>) -> Table<K> {
         // A prefix listed more than once (AWS lists one per service) is flattened once, at its best rank.
         spans.sort_unstable_by_key(|s| (s.first, s.last, Reverse(s.rank)));
         spans.dedup_by_key(|s| (s.first, s.last));
 
-        let mut bounds: Vec<(u128, u32)> = Vec::new();
+        let (mut hi, mut lo, mut values) = (Vec::new(), Vec::new(), Vec::<u32>::new());
         let mut pending = spans.iter().peekable();
         let mut active = BinaryHeap::new();
         let mut at = 0u128;
-        loop {
+        while let Some((at_hi, at_lo)) = K::split(at) {
             while let Some(s) = pending.next_if(|s| s.first <= at) {
                 active.push((s.rank, s.last, s.value));
             }
@@ -59,8 +97,10 @@ impl<A: Copy + Ord + TryFrom<u128>> Table<A> {
                 active.pop();
             }
             let value = active.peek().map_or(NONE, |&(_, _, value)| value);
-            if bounds.last().is_none_or(|&(_, previous)| previous != value) {
-                bounds.push((at, value));
+            if values.last() != Some(&value) {
+                hi.push(at_hi);
+                lo.push(at_lo);
+                values.push(value);
             }
             // The answer changes only where a span starts or where the winning span ends.
             let next_start = pending.peek().map(|s| s.first);
@@ -71,26 +111,52 @@ impl<A: Copy + Ord + TryFrom<u128>> Table<A> {
                 (None, None) => break,
             };
         }
-        // An IPv4 span ending at 255.255.255.255 leaves a bound at 2^32, outside the table's type.
-        let (starts, values): (Vec<A>, Vec<u32>) =
-            bounds.into_iter().map_while(|(start, value)| Some((A::try_from(start).ok()?, value))).unzip();
-        Table { starts: starts.into(), values: values.into() }
+        // Node 0 is no node: it is where a search for an address above every start ends up.
+        let mut tree = vec![hi[0]; hi.len() + 1];
+        let mut rank = vec![hi.len() as u32; hi.len() + 1];
+        eytzinger(&hi, &mut tree, &mut rank, &mut 0, 1);
+        Table { tree: tree.into(), rank: rank.into(), hi: hi.into(), lo: lo.into(), values: values.into() }
     }
 
-    /// The value of the interval holding `addr`, or [`NONE`].
+    /// The value of the interval holding `addr` (an address of the table's family), or [`NONE`].
     #[inline]
-    pub fn get(&self, addr: A) -> u32 {
-        // starts[0] is 0 <= addr, so the partition point is at least 1.
-        let i = self.starts.partition_point(|&start| start <= addr);
+    pub fn get(&self, addr: u128) -> u32 {
+        let Some((hi, lo)) = K::split(addr) else { return NONE };
+        // Descend to a leaf, going right past starts <= hi; the path's last left turn is the first
+        // start above hi (strip the trailing right turns and that left turn), and its rank is the
+        // number of starts <= hi. The first start is 0 <= addr, so i is at least 1.
+        let mut k = 1;
+        while k < self.tree.len() {
+            k = 2 * k + usize::from(self.tree[k] <= hi);
+        }
+        let mut i = self.rank[k >> (k.trailing_ones() + 1)] as usize;
+        while self.hi[i - 1] == hi && self.lo[i - 1] > lo {
+            i -= 1;
+        }
         self.values[i - 1]
     }
 
     pub fn len(&self) -> usize {
-        self.starts.len()
+        self.values.len()
     }
 
     pub fn heap_bytes(&self) -> usize {
-        size_of_val(&*self.starts) + size_of_val(&*self.values)
+        size_of_val(&*self.tree)
+            + size_of_val(&*self.rank)
+            + size_of_val(&*self.hi)
+            + size_of_val(&*self.lo)
+            + size_of_val(&*self.values)
+    }
+}
+
+/// Fills `tree[k]`'s subtree with the next sorted keys, in order.
+fn eytzinger<T: Copy>(sorted: &[T], tree: &mut [T], rank: &mut [u32], next: &mut usize, k: usize) {
+    if k < tree.len() {
+        eytzinger(sorted, tree, rank, next, 2 * k);
+        tree[k] = sorted[*next];
+        rank[k] = *next as u32;
+        *next += 1;
+        eytzinger(sorted, tree, rank, next, 2 * k + 1);
     }
 }
 
@@ -105,18 +171,25 @@ mod tests {
     #[test]
     fn nested_prefixes_split_their_parent() {
         // 0..=255 (value 1) holds 16..=31 (value 2); 300..=301 (value 3) is alone.
-        let t: Table<u32> = Table::build(vec![span(0, 255, true, 24, 0, 1), span(16, 31, true, 28, 1, 2), span(300, 301, true, 31, 2, 3)]);
-        assert_eq!(&*t.starts, [0, 16, 32, 256, 300, 302]);
+        let t: Table<V4> = Table::build(vec![
+            span(0, 255, true, 24, 0, 1),
+            span(16, 31, true, 28, 1, 2),
+            span(300, 301, true, 31, 2, 3),
+        ]);
+        assert_eq!(&*t.hi, [0, 16, 32, 256, 300, 302]);
         assert_eq!(&*t.values, [1, 2, 1, NONE, 3, NONE]);
-        assert_eq!([t.get(0), t.get(15), t.get(16), t.get(31), t.get(32), t.get(299), t.get(301), t.get(u32::MAX)], [1, 1, 2, 2, 1, NONE, 3, NONE]);
+        assert_eq!(
+            [t.get(0), t.get(15), t.get(16), t.get(31), t.get(32), t.get(299), t.get(301), t.get(u32::MAX.into())],
+            [1, 1, 2, 2, 1, NONE, 3, NONE]
+        );
     }
 
     #[test]
     fn ties_go_to_the_first_added_and_ranges_beat_country() {
-        let t: Table<u32> = Table::build(vec![
+        let t: Table<V4> = Table::build(vec![
             span(0, 255, true, 24, 1, 1),
-            span(0, 255, true, 24, 0, 2),   // same prefix, added earlier: wins
-            span(16, 31, false, 28, 2, 3),  // longer, but country: loses
+            span(0, 255, true, 24, 0, 2),    // same prefix, added earlier: wins
+            span(16, 31, false, 28, 2, 3),   // longer, but country: loses
             span(512, 767, false, 24, 3, 4), // country where no range is
         ]);
         assert_eq!([t.get(20), t.get(600), t.get(300)], [2, 4, NONE]);
@@ -124,11 +197,35 @@ mod tests {
 
     #[test]
     fn spans_reaching_the_top_of_the_space() {
-        let t: Table<u32> = Table::build(vec![span(0xFFFF_FF00, 0xFFFF_FFFF, true, 24, 0, 7)]);
-        assert_eq!([t.get(u32::MAX), t.get(0xFFFF_FEFF)], [7, NONE]);
-        let t: Table<u128> = Table::build(vec![span(0, u128::MAX, true, 0, 0, 5), span(u128::MAX, u128::MAX, true, 128, 1, 6)]);
+        let t: Table<V4> = Table::build(vec![span(0xFFFF_FF00, 0xFFFF_FFFF, true, 24, 0, 7)]);
+        assert_eq!([t.get(u32::MAX.into()), t.get(0xFFFF_FEFF)], [7, NONE]);
+        let t: Table<V6> =
+            Table::build(vec![span(0, u128::MAX, true, 0, 0, 5), span(u128::MAX, u128::MAX, true, 128, 1, 6)]);
         assert_eq!([t.get(0), t.get(u128::MAX - 1), t.get(u128::MAX)], [5, 5, 6]);
-        let empty: Table<u128> = Table::build(Vec::new());
+        // Starts inside one /64 (here a /128 in a /48) are told apart by their lower halves.
+        let net = 0x2600_1f16_8000_0000_u128 << 64;
+        let t: Table<V6> = Table::build(vec![
+            span(net, net | ((1 << 80) - 1), true, 48, 0, 1),
+            span(net | 5, net | 5, true, 128, 1, 2),
+        ]);
+        assert_eq!(
+            [t.get(net), t.get(net | 4), t.get(net | 5), t.get(net | 6), t.get(net | (1 << 64))],
+            [1, 1, 2, 1, 1]
+        );
+        let empty: Table<V6> = Table::build(Vec::new());
         assert_eq!(empty.get(42), NONE);
+    }
+
+    /// Every tree shape, complete or not: single addresses 3j (value j) leave gaps between them.
+    #[test]
+    fn eytzinger_search_agrees_with_the_sorted_order_at_every_size() {
+        for n in 0..70u32 {
+            let t: Table<V4> =
+                Table::build((0..n).map(|j| span(3 * u128::from(j), 3 * u128::from(j), true, 32, j, j)).collect());
+            for x in 0..3 * n + 3 {
+                let want = if x % 3 == 0 && x / 3 < n { x / 3 } else { NONE };
+                assert_eq!(t.get(x.into()), want, "{n} spans, address {x}");
+            }
+        }
     }
 }
