@@ -127,6 +127,11 @@ impl Prober {
         &self.settings
     }
 
+    /// Presence answers currently cached.
+    pub fn cached_answers(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
     /// Whether a mirror is in the routing (mirrors never probed yet count as healthy).
     pub fn is_healthy(&self, mirror: &str) -> bool {
         self.health.read().expect("health lock").get(mirror).is_none_or(|h| h.healthy)

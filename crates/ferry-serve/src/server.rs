@@ -16,6 +16,7 @@ use axum::Router;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::probe::{ProbeSettings, Prober};
@@ -25,6 +26,11 @@ use crate::snapshot::{canonical, Snapshot, SnapshotError};
 
 /// `X-Forwarded-For` headers longer than this (all of them together) are ignored.
 pub const MAX_XFF: usize = 4096;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MirrorLabels {
+    mirror: String,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -43,6 +49,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     redirects: Family<RedirectLabels, Counter>,
+    mirror_healthy: Family<MirrorLabels, Gauge>,
+    presence_cache_entries: Gauge,
 }
 
 impl Default for Metrics {
@@ -56,7 +64,19 @@ impl Default for Metrics {
             "Redirects sent, by outcome, mirror and client location label",
             redirects.clone(),
         );
-        Metrics { registry, requests, redirects }
+        let mirror_healthy = Family::<MirrorLabels, Gauge>::default();
+        let presence_cache_entries = Gauge::default();
+        registry.register(
+            "ferry_serve_mirror_healthy",
+            "1 while the mirror's health probes pass (it is in the routing), else 0",
+            mirror_healthy.clone(),
+        );
+        registry.register(
+            "ferry_serve_presence_cache_entries",
+            "Presence probe answers cached (present, absent and error)",
+            presence_cache_entries.clone(),
+        );
+        Metrics { registry, requests, redirects, mirror_healthy, presence_cache_entries }
     }
 }
 
@@ -72,6 +92,15 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Copy the prober's state (health per mirror, cache size) into the gauges.
+    fn observe(&self, prober: &Prober, snapshot: &Snapshot) {
+        for mirror in &snapshot.mirrors {
+            let healthy = i64::from(prober.is_healthy(&mirror.name));
+            self.mirror_healthy.get_or_create(&MirrorLabels { mirror: mirror.name.clone() }).set(healthy);
+        }
+        self.presence_cache_entries.set(prober.cached_answers() as i64);
     }
 
     /// The OpenMetrics text exposition (which Prometheus reads).
@@ -274,11 +303,16 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
         }
         return match path {
             "/healthz" => (StatusCode::OK, "ok").into_response(),
-            "/metrics" => (
-                [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-                state.metrics.encode(),
-            )
-                .into_response(),
+            "/metrics" => {
+                if let Some(prober) = &state.prober {
+                    state.metrics.observe(prober, &snapshot);
+                }
+                (
+                    [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    state.metrics.encode(),
+                )
+                    .into_response()
+            }
             _ => debug_route(&state, &snapshot, query.unwrap_or("")).await,
         };
     }

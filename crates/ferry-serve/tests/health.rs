@@ -35,6 +35,7 @@ async fn a_killed_mirror_leaves_the_routing_within_ten_seconds() {
         r.headers()["location"].to_str().unwrap().to_string()
     };
     assert!(location().await.starts_with(&format!("http://{}/", mirror.host())));
+    let metrics = || async { client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap() };
 
     drop(mirror); // kills the registry process
     let killed = Instant::now();
@@ -45,5 +46,8 @@ async fn a_killed_mirror_leaves_the_routing_within_ten_seconds() {
         assert!(killed.elapsed() < Duration::from_secs(10), "the dead mirror is still routed to");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let text = metrics().await;
+    assert!(text.contains(r#"ferry_serve_mirror_healthy{mirror="local"} 0"#), "{text}");
+    assert!(text.contains("ferry_serve_presence_cache_entries"), "{text}");
     health.abort();
 }
