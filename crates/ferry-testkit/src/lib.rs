@@ -6,7 +6,9 @@
 //!   the faults a real server will not produce (429 with Retry-After, 5xx, resets, corrupted bodies).
 //! - [`images`]: builds test images (layers, configs, manifests, multi-arch indexes) in memory
 //!   and pushes them through any `Registry`.
+//! - [`s3_server`]: starts a real S3 server (`s3s-fs`) on a free loopback port.
 
 pub mod fault_proxy;
 pub mod images;
 pub mod registry_server;
+pub mod s3_server;

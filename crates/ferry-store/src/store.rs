@@ -1,0 +1,293 @@
+//! `Store`: one object store (S3, Google Cloud Storage, Azure Blob, a local folder) and a base
+//! prefix inside it, opened from a URL.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{Attribute, Attributes, GetOptions, GetResultPayload, ObjectStore, ObjectStoreScheme, PutPayload};
+use url::Url;
+
+use crate::name::ObjectName;
+use crate::upload::Upload;
+use crate::StoreError;
+
+/// Chunk size for reads from a local folder (object_store's own file stream uses 8 KiB, which
+/// costs a thread hop per 8 KiB).
+const LOCAL_READ_CHUNK: usize = 1 << 20;
+
+/// The user-defined metadata key that records an object's sha256 (hex) on cloud stores, so a
+/// later run can prove what an object holds without reading it back.
+pub const SHA256_METADATA: &str = "sha256";
+
+/// Which kind of backend a store is. Decides what can be proved without a read (only cloud
+/// stores keep the sha256 metadata) and the multipart part size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Local,
+    S3,
+    Gcs,
+    Azure,
+    Memory,
+}
+
+/// A store and a base prefix: every object name is relative to the base.
+#[derive(Clone)]
+pub struct Store {
+    url: Arc<str>,
+    backend: Backend,
+    inner: Arc<dyn ObjectStore>,
+    base: Path,
+}
+
+/// What a HEAD tells about an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+    /// The sha256 recorded in the object's metadata when Ferry wrote it (cloud stores only).
+    pub sha256: Option<String>,
+}
+
+/// The bytes of an object, in order.
+pub type ByteStream = BoxStream<'static, Result<Bytes, StoreError>>;
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl Store {
+    /// Opens `url`:
+    /// - `s3://bucket/prefix/` (also `s3a://`, `https://bucket.s3.region.amazonaws.com/...`):
+    ///   credentials, region and endpoint from the standard `AWS_*` environment
+    ///   (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
+    ///   `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, ...) or the instance's metadata service;
+    /// - `gs://bucket/prefix/`: `GOOGLE_SERVICE_ACCOUNT`/`GOOGLE_APPLICATION_CREDENTIALS`, else
+    ///   application default credentials;
+    /// - `az://container/prefix/` (also `azure://`, `abfs://`, `https://account.blob.core.windows.net/...`):
+    ///   `AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_SAS_KEY`, ...;
+    /// - `file:///abs/path/` or a plain path (relative to the current directory): a local folder,
+    ///   created on first write;
+    /// - `memory://` for tests.
+    pub fn open(url: &str) -> Result<Store, StoreError> {
+        Store::open_with(url, &[])
+    }
+
+    /// [`Store::open`], with settings that override the environment's, named as the environment
+    /// names them (`AWS_ENDPOINT_URL`, `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`;
+    /// case does not matter). Unknown names are refused.
+    pub fn open_with(url: &str, settings: &[(String, String)]) -> Result<Store, StoreError> {
+        let fail = |message: String| StoreError::Url { url: url.to_string(), message };
+        let parsed = match Url::parse(url) {
+            Ok(parsed) if parsed.scheme().len() > 1 => parsed,
+            // No scheme (or a Windows drive letter): a local path.
+            _ => return Store::local(url, std::path::Path::new(url)),
+        };
+        let (scheme, base) = ObjectStoreScheme::parse(&parsed).map_err(|e| fail(e.to_string()))?;
+        let base = Path::parse(base).map_err(|e| fail(e.to_string()))?;
+        let (backend, inner): (Backend, Arc<dyn ObjectStore>) = match scheme {
+            ObjectStoreScheme::Local => {
+                let path = parsed.to_file_path().map_err(|()| fail("not an absolute file path".into()))?;
+                return Store::local(url, &path);
+            }
+            ObjectStoreScheme::Memory => (Backend::Memory, Arc::new(object_store::memory::InMemory::new())),
+            ObjectStoreScheme::AmazonS3 => {
+                let builder = object_store::aws::AmazonS3Builder::from_env().with_url(url);
+                let store = configure(builder, settings, |b, k, v| b.with_config(k, v)).map_err(fail)?.build();
+                (Backend::S3, Arc::new(store.map_err(|e| fail(e.to_string()))?))
+            }
+            ObjectStoreScheme::GoogleCloudStorage => {
+                let builder = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url);
+                let store = configure(builder, settings, |b, k, v| b.with_config(k, v)).map_err(fail)?.build();
+                (Backend::Gcs, Arc::new(store.map_err(|e| fail(e.to_string()))?))
+            }
+            ObjectStoreScheme::MicrosoftAzure => {
+                let builder = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url);
+                let store = configure(builder, settings, |b, k, v| b.with_config(k, v)).map_err(fail)?.build();
+                (Backend::Azure, Arc::new(store.map_err(|e| fail(e.to_string()))?))
+            }
+            other => return Err(fail(format!("unsupported store kind {other:?}"))),
+        };
+        Ok(Store { url: url.into(), backend, inner, base })
+    }
+
+    fn local(url: &str, path: &std::path::Path) -> Result<Store, StoreError> {
+        let fail = |message: String| StoreError::Url { url: url.to_string(), message };
+        let absolute = std::path::absolute(path).map_err(|e| fail(e.to_string()))?;
+        let base = Path::from_absolute_path(&absolute).map_err(|e| fail(e.to_string()))?;
+        let inner = Arc::new(object_store::local::LocalFileSystem::new());
+        Ok(Store { url: url.into(), backend: Backend::Local, inner, base })
+    }
+
+    /// The URL or path the store was opened from, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner
+    }
+
+    pub(crate) fn location(&self, name: &ObjectName) -> Path {
+        let mut location = self.base.clone();
+        for part in name.as_str().split('/') {
+            location = location.child(part);
+        }
+        location
+    }
+
+    pub(crate) fn error(&self, name: &ObjectName, source: object_store::Error) -> StoreError {
+        StoreError::Object { store: self.url.to_string(), name: name.to_string(), message: source.to_string() }
+    }
+
+    /// Size and recorded sha256 of `name`, or `None` when it does not exist.
+    pub async fn head(&self, name: &ObjectName) -> Result<Option<ObjectInfo>, StoreError> {
+        let options = GetOptions { head: true, ..Default::default() };
+        match self.inner.get_opts(&self.location(name), options).await {
+            Ok(result) => {
+                let sha256 = result.attributes.get(&Attribute::Metadata(SHA256_METADATA.into())).map(|v| v.to_string());
+                Ok(Some(ObjectInfo { size: result.meta.size, sha256 }))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(name, e)),
+        }
+    }
+
+    /// The bytes of `name`. A missing object is an error.
+    pub async fn read(&self, name: &ObjectName) -> Result<ByteStream, StoreError> {
+        let result = self.inner.get(&self.location(name)).await.map_err(|e| self.error(name, e))?;
+        let (store, object) = (self.url.to_string(), name.to_string());
+        Ok(match result.payload {
+            GetResultPayload::File(file, _) => read_file(file, store, object),
+            GetResultPayload::Stream(stream) => stream
+                .map_err(move |e| StoreError::Object {
+                    store: store.clone(),
+                    name: object.clone(),
+                    message: e.to_string(),
+                })
+                .boxed(),
+        })
+    }
+
+    /// The whole of `name` in memory (inventories and other small objects), or `None` when it
+    /// does not exist.
+    pub async fn read_small(&self, name: &ObjectName) -> Result<Option<Bytes>, StoreError> {
+        match self.inner.get(&self.location(name)).await {
+            Ok(result) => Ok(Some(result.bytes().await.map_err(|e| self.error(name, e))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(name, e)),
+        }
+    }
+
+    /// Writes a small object whole, atomically (inventories): readers see the old or the new
+    /// version, never a part.
+    pub async fn put_small(&self, name: &ObjectName, bytes: Bytes) -> Result<(), StoreError> {
+        self.inner.put(&self.location(name), PutPayload::from(bytes)).await.map_err(|e| self.error(name, e))?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, name: &ObjectName) -> Result<(), StoreError> {
+        match self.inner.delete(&self.location(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(name, e)),
+        }
+    }
+
+    /// Every object under the base (recursively) whose name starts with `prefix` (a whole
+    /// path segment prefix: `""` for all), with its size, sorted by name. Names that are not
+    /// valid `ObjectName`s (left by other tools) are skipped.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(ObjectName, u64)>, StoreError> {
+        let base = self.base.clone();
+        let fail = |e: object_store::Error| StoreError::Object {
+            store: self.url.to_string(),
+            name: prefix.to_string(),
+            message: e.to_string(),
+        };
+        let listing: Vec<_> = match self.inner.list(Some(&base)).try_collect().await {
+            Ok(listing) => listing,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(fail(e)),
+        };
+        let mut objects: Vec<_> = listing
+            .into_iter()
+            .filter_map(|meta| {
+                let relative: Vec<_> = meta.location.prefix_match(&base)?.map(|p| p.as_ref().to_string()).collect();
+                let name = ObjectName::parse(&relative.join("/")).ok()?;
+                name.as_str().starts_with(prefix).then_some((name, meta.size))
+            })
+            .collect();
+        objects.sort();
+        Ok(objects)
+    }
+
+    /// Starts writing `name`, to be committed only once its bytes are known to hash to
+    /// `sha256_hex`. Nothing is visible at `name` until [`Upload::commit`].
+    pub fn upload(&self, name: &ObjectName, sha256_hex: &str) -> Upload {
+        let mut attributes = Attributes::new();
+        if !matches!(self.backend, Backend::Local) {
+            attributes.insert(Attribute::Metadata(SHA256_METADATA.into()), sha256_hex.to_string().into());
+        }
+        Upload::new(self.clone(), name.clone(), attributes)
+    }
+}
+
+/// Applies `settings` to a cloud store builder, whose config keys parse from lower-case names.
+fn configure<B, K: std::str::FromStr>(
+    mut builder: B,
+    settings: &[(String, String)],
+    set: impl Fn(B, K, String) -> B,
+) -> Result<B, String> {
+    for (name, value) in settings {
+        let key = name.to_ascii_lowercase().parse().map_err(|_| format!("unknown setting {name}"))?;
+        builder = set(builder, key, value.clone());
+    }
+    Ok(builder)
+}
+
+/// Reads a local file on one blocking thread in large chunks, handing them over through a small
+/// bounded channel (so memory stays bounded when the consumer is slower).
+fn read_file(mut file: std::fs::File, store: String, name: String) -> ByteStream {
+    use std::io::Read;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, StoreError>>(4);
+    tokio::task::spawn_blocking(move || loop {
+        let mut buffer = vec![0u8; LOCAL_READ_CHUNK];
+        let mut filled = 0;
+        let result = loop {
+            match file.read(&mut buffer[filled..]) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    filled += n;
+                    if filled == buffer.len() {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        match result {
+            Ok(()) if filled == 0 => return,
+            Ok(()) => {
+                buffer.truncate(filled);
+                if tx.blocking_send(Ok(Bytes::from(buffer))).is_err() || filled < LOCAL_READ_CHUNK {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = tx.blocking_send(Err(StoreError::Object { store, name, message: e.to_string() }));
+                return;
+            }
+        }
+    });
+    tokio_stream_from(rx)
+}
+
+fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, StoreError>>) -> ByteStream {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}

@@ -1,0 +1,144 @@
+//! One conformance suite, run against every backend: a local folder, the in-memory store and a
+//! real S3 server (`s3s-fs`).
+
+use bytes::Bytes;
+use ferry_oci::Digest;
+use ferry_store::{fan_out, Backend, ObjectName, SourceError, Store};
+use ferry_testkit::s3_server::S3Server;
+use futures::StreamExt;
+
+struct Backends {
+    stores: Vec<Store>,
+    _dir: tempfile::TempDir,
+    _s3: S3Server,
+}
+
+async fn backends() -> Backends {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start().await.unwrap();
+    s3.create_bucket("bucket").unwrap();
+    let stores = vec![
+        Store::open(dir.path().join("folder").to_str().unwrap()).unwrap(),
+        Store::open("memory:///base").unwrap(),
+        Store::open_with("s3://bucket/some/prefix", &s3.env()).unwrap(),
+    ];
+    Backends { stores, _dir: dir, _s3: s3 }
+}
+
+fn name(s: &str) -> ObjectName {
+    ObjectName::parse(s).unwrap()
+}
+
+fn chunks(data: &[u8], size: usize) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Unpin {
+    let chunks: Vec<_> = data.chunks(size).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    futures::stream::iter(chunks)
+}
+
+async fn read_all(store: &Store, object: &ObjectName) -> Vec<u8> {
+    let mut stream = store.read(object).await.unwrap();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
+    out
+}
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn verified_copy_lands_byte_exact_everywhere() {
+    let b = backends().await;
+    // Below one part, and above (a multipart upload on every backend).
+    for len in [0, 1000, 9 << 20] {
+        let bytes = data(len);
+        let digest = Digest::of(&bytes);
+        let object = name(&format!("release/{len}/file.bin"));
+        let uploads = b.stores.iter().map(|s| s.upload(&object, digest.hex())).collect();
+        let result = fan_out(chunks(&bytes, 100_000), &digest, uploads).await;
+        assert_eq!(result.source, Ok(()));
+        assert_eq!(result.bytes, len as u64);
+        for (store, outcome) in b.stores.iter().zip(&result.destinations) {
+            assert!(outcome.is_ok(), "{store:?}: {outcome:?}");
+            assert_eq!(read_all(store, &object).await, bytes, "{store:?}");
+            let info = store.head(&object).await.unwrap().unwrap();
+            assert_eq!(info.size, len as u64, "{store:?}");
+            if store.backend() != Backend::Local {
+                assert_eq!(info.sha256.as_deref(), Some(digest.hex()), "{store:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn bytes_that_do_not_match_are_written_nowhere() {
+    let b = backends().await;
+    for len in [1000, 9 << 20] {
+        let bytes = data(len);
+        let wrong = Digest::of(b"something else");
+        let object = name("sha256:bad");
+        let uploads = b.stores.iter().map(|s| s.upload(&object, wrong.hex())).collect();
+        let result = fan_out(chunks(&bytes, 65536), &wrong, uploads).await;
+        assert!(matches!(result.source, Err(SourceError::Mismatch { .. })), "{:?}", result.source);
+        for store in &b.stores {
+            assert_eq!(store.head(&object).await.unwrap(), None, "{store:?}");
+            assert_eq!(store.list("").await.unwrap(), vec![], "{store:?} holds leftovers");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failed_read_commits_nothing() {
+    let b = backends().await;
+    let good: Vec<Result<Bytes, std::io::Error>> =
+        vec![Ok(Bytes::from(vec![1u8; 6 << 20])), Err(std::io::Error::other("connection reset"))];
+    let object = name("partial");
+    let uploads = b.stores.iter().map(|s| s.upload(&object, Digest::of(b"x").hex())).collect();
+    let result = fan_out(futures::stream::iter(good), &Digest::of(b"x"), uploads).await;
+    assert!(matches!(result.source, Err(SourceError::Read(ref e)) if e.contains("connection reset")));
+    for store in &b.stores {
+        assert_eq!(store.head(&object).await.unwrap(), None, "{store:?}");
+    }
+}
+
+#[tokio::test]
+async fn small_objects_list_and_delete() {
+    let b = backends().await;
+    for store in &b.stores {
+        assert_eq!(store.read_small(&name("inventory.txt")).await.unwrap(), None);
+        store.put_small(&name("inventory.txt"), Bytes::from_static(b"v1\n")).await.unwrap();
+        store.put_small(&name("inventory.txt"), Bytes::from_static(b"v2\n")).await.unwrap();
+        store.put_small(&name("sha256:aa"), Bytes::from_static(b"a")).await.unwrap();
+        store.put_small(&name("dir/sha256:bb"), Bytes::from_static(b"bb")).await.unwrap();
+        assert_eq!(store.read_small(&name("inventory.txt")).await.unwrap().unwrap(), "v2\n");
+        let listed = store.list("").await.unwrap();
+        let names: Vec<_> = listed.iter().map(|(n, size)| (n.as_str(), *size)).collect();
+        assert_eq!(names, [("dir/sha256:bb", 2), ("inventory.txt", 3), ("sha256:aa", 1)], "{store:?}");
+        let sha: Vec<_> = store.list("sha256:").await.unwrap().into_iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(sha, ["sha256:aa"], "{store:?}");
+        store.delete(&name("sha256:aa")).await.unwrap();
+        store.delete(&name("sha256:aa")).await.unwrap();
+        assert_eq!(store.head(&name("sha256:aa")).await.unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn stores_only_see_their_own_prefix() {
+    let s3 = S3Server::start().await.unwrap();
+    s3.create_bucket("bucket").unwrap();
+    let outer = Store::open_with("s3://bucket/", &s3.env()).unwrap();
+    let inner = Store::open_with("s3://bucket/prod", &s3.env()).unwrap();
+    outer.put_small(&name("staging/a"), Bytes::from_static(b"a")).await.unwrap();
+    inner.put_small(&name("b"), Bytes::from_static(b"b")).await.unwrap();
+    assert_eq!(inner.list("").await.unwrap(), vec![(name("b"), 1)]);
+    assert!(outer.head(&name("prod/b")).await.unwrap().is_some());
+}
+
+#[test]
+fn bad_urls_and_settings_are_refused_with_the_url() {
+    let err = Store::open_with("s3://bucket/", &[("AWS_NOT_A_SETTING".into(), "x".into())]).unwrap_err();
+    assert!(err.to_string().contains("AWS_NOT_A_SETTING"), "{err}");
+    let err = Store::open("ftp://host/x").unwrap_err();
+    assert!(err.to_string().contains("ftp://host/x"), "{err}");
+}

@@ -1,0 +1,118 @@
+//! A real S3 server, `s3s-fs` (crates.io; `cargo install s3s-fs --version 0.14.1 --features
+//! binary`), on a free loopback port, its buckets being folders of a temporary directory, killed
+//! on drop. It checks SigV4 signatures and request checksums, so a client bug shows as an error.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+const BINARY: &str = "s3s-fs";
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const PORT_ATTEMPTS: usize = 5;
+pub const ACCESS_KEY: &str = "ferry-test-access";
+pub const SECRET_KEY: &str = "ferry-test-secret-key";
+pub const REGION: &str = "us-east-1";
+
+pub struct S3Server {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl S3Server {
+    pub async fn start() -> Result<S3Server> {
+        for _ in 0..PORT_ATTEMPTS {
+            let mut server = Self::spawn()?;
+            if server.wait_ready().await? {
+                return Ok(server);
+            }
+            if !server.log().contains("in use") {
+                bail!("{BINARY} exited at start: {}", server.log());
+            }
+        }
+        bail!("{BINARY}: no free port after {PORT_ATTEMPTS} attempts")
+    }
+
+    fn spawn() -> Result<S3Server> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir(dir.path().join("data"))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let log = std::fs::File::create(dir.path().join("s3s.log"))?;
+        let child = match Command::new(BINARY)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(dir.path().join("data"))
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!("{BINARY} not found: cargo install s3s-fs --version 0.14.1 --features binary --locked")
+            }
+            r => r.with_context(|| format!("starting {BINARY}"))?,
+        };
+        Ok(S3Server { child, port, dir })
+    }
+
+    async fn wait_ready(&mut self) -> Result<bool> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if self.child.try_wait()?.is_some() {
+                return Ok(false);
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return Ok(true);
+            }
+            if Instant::now() > deadline {
+                bail!("{BINARY} did not listen on port {} within {READY_TIMEOUT:?}: {}", self.port, self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The server's own log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("s3s.log")).unwrap_or_default()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket (a folder of the server's root).
+    pub fn create_bucket(&self, bucket: &str) -> Result<()> {
+        Ok(std::fs::create_dir_all(self.bucket_dir(bucket))?)
+    }
+
+    /// Where the server keeps `bucket`'s objects, for tests that inspect or damage them directly.
+    pub fn bucket_dir(&self, bucket: &str) -> std::path::PathBuf {
+        self.dir.path().join("data").join(bucket)
+    }
+
+    /// The standard AWS environment that points a client at this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), SECRET_KEY.into()),
+            ("AWS_REGION".into(), REGION.into()),
+            ("AWS_ENDPOINT_URL".into(), self.endpoint()),
+            ("AWS_ALLOW_HTTP".into(), "true".into()),
+        ]
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
