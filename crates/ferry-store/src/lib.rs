@@ -8,11 +8,13 @@
 //! adds the naming rules, the verified commit and a fast local read path.
 
 mod fan_out;
+mod inventory;
 mod name;
 mod store;
 mod upload;
 
 pub use fan_out::{fan_out, FanOut, SourceError};
+pub use inventory::{Inventory, InventoryError};
 pub use name::{NameError, ObjectName};
 pub use store::{Backend, ByteStream, ObjectInfo, Store, SHA256_METADATA};
 pub use upload::{Upload, PARTS_IN_FLIGHT};

@@ -1,0 +1,249 @@
+//! Mirror inventories: the list of what a store holds, which `ferry serve` trusts so that it never
+//! probes a mirror per request (docs/serve.md, "Inventory format").
+//!
+//! Plain text, one entry a line: `sha256:<64 lowercase hex>` for a blob, `/path` for a release
+//! file. Whole-line `#` comments and blank lines are ignored, surrounding whitespace too; anything
+//! else is an error naming the source and the line. Rendering is sorted (blobs, then paths), so the
+//! same contents always give the same bytes and two inventories diff cleanly.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use ferry_oci::Digest;
+
+use crate::name::ObjectName;
+use crate::store::Store;
+use crate::StoreError;
+
+/// Longest `/path` entry, the same limit as `ferry serve`'s request paths.
+pub const MAX_PATH: usize = 2048;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum InventoryError {
+    #[error("{origin}:{line}: {message}")]
+    Line { origin: String, line: usize, message: String },
+    #[error("{origin}: {message}")]
+    Source { origin: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A set of blob digests and release-file paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory {
+    blobs: BTreeSet<Digest>,
+    files: BTreeSet<String>,
+}
+
+impl Inventory {
+    pub fn new() -> Inventory {
+        Inventory::default()
+    }
+
+    /// Parses inventory text; `origin` names the source in errors (`<origin>:<line>: <problem>`).
+    pub fn parse(text: &str, origin: &str) -> Result<Inventory, InventoryError> {
+        let mut inventory = Inventory::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let fail = |message: String| InventoryError::Line { origin: origin.to_string(), line: index + 1, message };
+            if line.starts_with("sha256:") {
+                inventory.blobs.insert(line.parse().map_err(|e: ferry_oci::DigestError| fail(e.to_string()))?);
+            } else if line.starts_with('/') {
+                inventory.insert_file(line).map_err(fail)?;
+            } else {
+                let shown: String = line.chars().take(80).collect();
+                return Err(fail(format!("expected \"sha256:<hex>\" or \"/path\", got {shown:?}")));
+            }
+        }
+        Ok(inventory)
+    }
+
+    /// The text form: blobs then paths, each sorted, one a line, newline-terminated.
+    pub fn render(&self) -> String {
+        let mut text =
+            String::with_capacity(self.blobs.len() * 72 + self.files.iter().map(|f| f.len() + 1).sum::<usize>());
+        for digest in &self.blobs {
+            text.push_str(digest.as_str());
+            text.push('\n');
+        }
+        for path in &self.files {
+            text.push_str(path);
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Reads and parses the inventory stored at `name` in `store`; `None` when there is none.
+    pub async fn read(store: &Store, name: &ObjectName) -> Result<Option<Inventory>, InventoryError> {
+        let Some(bytes) = store.read_small(name).await? else {
+            return Ok(None);
+        };
+        let origin = format!("{} {name}", store.url());
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|e| InventoryError::Source { origin: origin.clone(), message: format!("not UTF-8 text: {e}") })?;
+        Inventory::parse(text, &origin).map(Some)
+    }
+
+    /// Replaces the inventory at `name` in `store` in one atomic write: readers see the old
+    /// inventory or the new one, never a mix.
+    pub async fn write(&self, store: &Store, name: &ObjectName) -> Result<(), StoreError> {
+        store.put_small(name, Bytes::from(self.render())).await
+    }
+
+    pub fn insert_blob(&mut self, digest: Digest) -> bool {
+        self.blobs.insert(digest)
+    }
+
+    pub fn remove_blob(&mut self, digest: &Digest) -> bool {
+        self.blobs.remove(digest)
+    }
+
+    pub fn contains_blob(&self, digest: &Digest) -> bool {
+        self.blobs.contains(digest)
+    }
+
+    /// Adds a release-file path (`/release/v1.30.0/bin/linux/amd64/kubectl`). Refused unless
+    /// `ferry serve` would accept it as a request path: otherwise the whole inventory, and with it
+    /// serve's configuration, would fail to load. `Ok(false)` when it was already there.
+    pub fn insert_file(&mut self, path: &str) -> Result<bool, String> {
+        check_path(path)?;
+        Ok(self.files.insert(path.to_string()))
+    }
+
+    pub fn remove_file(&mut self, path: &str) -> bool {
+        self.files.remove(path)
+    }
+
+    pub fn contains_file(&self, path: &str) -> bool {
+        self.files.contains(path)
+    }
+
+    /// The blob digests, sorted.
+    pub fn blobs(&self) -> impl Iterator<Item = &Digest> {
+        self.blobs.iter()
+    }
+
+    /// The release-file paths, sorted.
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        self.files.iter().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.blobs.len() + self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty() && self.files.is_empty()
+    }
+}
+
+/// The rules of `ferry serve`'s `FilePath` (crates/ferry-serve/src/request.rs), repeated here
+/// because this crate sits below the redirector: `/` then segments of `[A-Za-z0-9._~+@=,-]`, none
+/// empty, none starting with `.`, at most [`MAX_PATH`] bytes.
+fn check_path(path: &str) -> Result<(), String> {
+    if path.len() > MAX_PATH {
+        return Err(format!("path longer than {MAX_PATH} bytes"));
+    }
+    let rest = path.strip_prefix('/').ok_or("path must start with '/'")?;
+    for segment in rest.split('/') {
+        if segment.is_empty() {
+            return Err("empty path segment ('//' or trailing '/')".into());
+        }
+        if segment.starts_with('.') {
+            return Err(format!("path segment {segment:?} starts with '.'"));
+        }
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '+' | '@' | '=' | ',' | '-');
+        if let Some(c) = segment.chars().find(|&c| !allowed(c)) {
+            return Err(format!("character {c:?} not allowed in a path (allowed: A-Z a-z 0-9 . _ ~ + @ = , -)"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> Digest {
+        format!("sha256:{}", c.to_string().repeat(64)).parse().unwrap()
+    }
+
+    #[test]
+    fn parses_comments_blanks_whitespace_and_duplicates() {
+        let text = format!("# mirror\n\n  {}  \n/bin/kubectl\n\t{}\n{}\n   \n# end\n", d('b'), d('a'), d('b'));
+        let inventory = Inventory::parse(&text, "inv.txt").unwrap();
+        assert_eq!(inventory.len(), 3);
+        assert!(inventory.contains_blob(&d('a')) && inventory.contains_blob(&d('b')));
+        assert!(!inventory.contains_blob(&d('c')));
+        assert!(inventory.contains_file("/bin/kubectl"));
+        assert_eq!(Inventory::parse("", "empty").unwrap(), Inventory::new());
+    }
+
+    #[test]
+    fn errors_name_the_origin_and_line() {
+        let text = format!("# ok\n{}\nsha256:abc\n", d('a'));
+        let e = Inventory::parse(&text, "s3://bucket/inventory.txt").unwrap_err();
+        assert!(matches!(&e, InventoryError::Line { line: 3, .. }), "{e:?}");
+        assert!(e.to_string().starts_with("s3://bucket/inventory.txt:3: "), "{e}");
+        let long = format!("/{}", "a".repeat(MAX_PATH));
+        for bad in [
+            "sha512:00",
+            "bin/kubectl",
+            "/a/../b",
+            "/a/.hidden",
+            "/a b",
+            "/a//b",
+            "/a/",
+            "/",
+            "/a%2e",
+            &long,
+            "sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "sha256:aaaa # trailing comment",
+        ] {
+            let e = Inventory::parse(bad, "f").unwrap_err();
+            assert!(matches!(e, InventoryError::Line { line: 1, .. }), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn renders_sorted_and_round_trips() {
+        let mut inventory = Inventory::new();
+        inventory.insert_file("/z/file").unwrap();
+        inventory.insert_blob(d('c'));
+        inventory.insert_file("/a/file-1.0+x~y@z=w,v").unwrap();
+        inventory.insert_blob(d('a'));
+        assert!(!inventory.insert_blob(d('a')));
+        assert_eq!(inventory.insert_file("/z/file"), Ok(false));
+        assert!(inventory.insert_file("relative").is_err());
+        let text = inventory.render();
+        assert_eq!(text, format!("{}\n{}\n/a/file-1.0+x~y@z=w,v\n/z/file\n", d('a'), d('c')));
+        assert_eq!(Inventory::parse(&text, "x").unwrap(), inventory);
+        assert!(inventory.remove_blob(&d('c')) && inventory.remove_file("/z/file"));
+        assert_eq!(inventory.blobs().collect::<Vec<_>>(), [&d('a')]);
+        assert_eq!(inventory.files().collect::<Vec<_>>(), ["/a/file-1.0+x~y@z=w,v"]);
+        assert_eq!(Inventory::new().render(), "");
+    }
+
+    #[tokio::test]
+    async fn reads_and_writes_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let name = ObjectName::parse("inventory.txt").unwrap();
+        assert_eq!(Inventory::read(&store, &name).await.unwrap(), None);
+        let mut inventory = Inventory::new();
+        inventory.insert_blob(d('f'));
+        inventory.write(&store, &name).await.unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("inventory.txt")).unwrap(), format!("{}\n", d('f')));
+        assert_eq!(Inventory::read(&store, &name).await.unwrap(), Some(inventory));
+
+        store.put_small(&name, Bytes::from_static(b"sha256:1\n")).await.unwrap();
+        let e = Inventory::read(&store, &name).await.unwrap_err();
+        assert!(e.to_string().contains("inventory.txt:1: "), "{e}");
+        store.put_small(&name, Bytes::from_static(b"\xff\n")).await.unwrap();
+        let e = Inventory::read(&store, &name).await.unwrap_err();
+        assert!(e.to_string().contains("not UTF-8"), "{e}");
+    }
+}
