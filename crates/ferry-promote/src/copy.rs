@@ -30,10 +30,11 @@ use crate::Registries;
 
 /// A manifest and everything under it, read and verified from the source.
 #[derive(Debug)]
-struct Graph {
+pub struct Graph {
     /// Manifests in push order: children before the index that lists them; the top one last.
-    manifests: Vec<Manifest>,
-    blobs: Vec<Descriptor>,
+    pub manifests: Vec<Manifest>,
+    /// Config and layer descriptors of every manifest in the graph, each digest once.
+    pub blobs: Vec<Descriptor>,
 }
 
 /// Counters for the summary.
@@ -196,9 +197,10 @@ async fn verify(registries: &Registries, e: &crate::Edge) -> Option<String> {
     }
 }
 
-/// Read `digest` and, for a copy, every manifest and blob descriptor under it, verifying each
-/// manifest's bytes against its digest.
-async fn fetch_graph(registry: &dyn Registry, repo: &RepoName, digest: &Digest, whole: bool) -> Result<Graph, String> {
+/// Read `digest` and, when `whole`, every manifest and blob descriptor under it (all platforms of
+/// an index), verifying each manifest's bytes against its digest. Also used by `ferry-mirror` to
+/// find the blobs of an image.
+pub async fn fetch_graph(registry: &dyn Registry, repo: &RepoName, digest: &Digest, whole: bool) -> Result<Graph, String> {
     let mut manifests = Vec::new();
     let mut blobs: Vec<Descriptor> = Vec::new();
     // Depth-first with an explicit stack; a node is emitted after its children (post-order).
