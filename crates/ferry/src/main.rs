@@ -1,5 +1,6 @@
 //! `ferry`: the command line. Parses flags and calls the library crates; no logic of its own.
 
+mod mirror;
 mod promote_images;
 
 use std::process::ExitCode;
@@ -20,6 +21,18 @@ enum Command {
     /// Promote artifacts described by kpromo manifests.
     #[command(subcommand)]
     Promote(Promote),
+    /// Copy the config and layer blobs of the manifests' images from a registry into object
+    /// stores (S3, GCS, Azure, local folders) at `<store>/sha256:<hex>`, and write each store's
+    /// inventory for `ferry serve`. See docs/mirror.md.
+    ///
+    /// Each blob is read from the registry once and streamed to every store that lacks it; what
+    /// a store's inventory lists is trusted, anything else is asked about with a HEAD. Without
+    /// --confirm this is a dry run. --verify checks the stores against their inventories by
+    /// re-hashing every blob, and with --confirm repairs them.
+    ///
+    /// Exit status: 0 when every blob is in every store (and, with --verify, nothing differs or
+    /// all was repaired), 1 when anything failed or differs, 2 for bad input.
+    Mirror(mirror::Args),
     /// Run the redirector: answer the registry API (/v2/...) and release-file downloads by
     /// redirecting each one to the nearest healthy mirror that holds the bytes, else to the
     /// upstream. See docs/serve.md for the configuration and docs/request-handling.md for exactly
@@ -67,6 +80,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Promote(Promote::Images(args)) => promote_images::run(args).await,
+            Command::Mirror(args) => mirror::run(args).await,
             Command::Serve { config } => ferry_serve::serve(config).await.map(|()| ExitCode::SUCCESS),
         }
     });
