@@ -139,6 +139,18 @@ impl Locator {
         self.answer(ip).map(|a| &*self.labels[a.label as usize])
     }
 
+    /// The client's label as an index into [`Locator::labels`], so a caller can keep per-label
+    /// state (the redirector's metric handles) in a plain array instead of hashing the label.
+    #[inline]
+    pub fn locate_id(&self, ip: IpAddr) -> Option<u32> {
+        self.answer(ip).map(|a| a.label)
+    }
+
+    /// Every label, indexed by [`Locator::locate_id`].
+    pub fn labels(&self) -> &[Box<str>] {
+        &self.labels
+    }
+
     /// The label with the prefix and source that gave it.
     pub fn explain(&self, ip: IpAddr) -> Option<Match<'_>> {
         let ip = ip.to_canonical();

@@ -19,6 +19,10 @@ pub struct Config {
     pub listen: SocketAddr,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Base of the redirects to content Ferry serves itself (local-folder mirrors); without it
+    /// those redirects are relative (`/_ferry/...`).
+    #[serde(default)]
+    pub public_url: Option<String>,
     pub upstream: UpstreamConfig,
     /// Where clients are: range files, the operator's prefixes, a country database (`ferry-locate`).
     #[serde(default)]
@@ -129,7 +133,17 @@ impl Template {
     /// The URL with `value` in place of the placeholder. `value` must already be validated
     /// (a [`ferry_oci::Digest`] or a [`crate::FilePath`] without its leading `/`).
     pub fn render(&self, value: &str) -> String {
-        format!("{}{}{}", self.prefix, value, self.suffix)
+        let mut url = String::with_capacity(self.prefix.len() + value.len() + self.suffix.len());
+        url.push_str(&self.prefix);
+        url.push_str(value);
+        url.push_str(&self.suffix);
+        url
+    }
+
+    /// A template for content Ferry serves itself: `base` is a validated `public_url` (or empty,
+    /// for a relative redirect), `path` starts with `/_ferry/`.
+    pub fn embedded(base: &str, path: String) -> Template {
+        Template { prefix: format!("{base}{path}"), suffix: String::new() }
     }
 
     /// `scheme://host[:port]` of the template, for logs and tests.
@@ -184,6 +198,23 @@ impl RegistryBase {
         Ok(RegistryBase { origin: url.origin().ascii_serialization(), prefix })
     }
 
+    /// `origin/v2/[prefix/]name/blobs/digest`, built in one allocation (every upstream blob
+    /// redirect).
+    pub fn blob_url(&self, name: &RepoName, digest: &ferry_oci::Digest) -> String {
+        let prefix = self.prefix.as_ref().map_or("", |p| p.as_str());
+        let mut url = String::with_capacity(self.origin.len() + prefix.len() + name.as_str().len() + 90);
+        url.push_str(&self.origin);
+        url.push_str("/v2/");
+        if !prefix.is_empty() {
+            url.push_str(prefix);
+            url.push('/');
+        }
+        url.push_str(name.as_str());
+        url.push_str("/blobs/");
+        url.push_str(digest.as_str());
+        url
+    }
+
     /// `origin/v2/[prefix/]name/rest`. `rest` is built by the router from validated parts.
     pub fn url(&self, name: &RepoName, rest: &str) -> String {
         match &self.prefix {
@@ -212,6 +243,48 @@ impl FilesBase {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
+}
+
+/// `public_url`: an absolute http(s) URL, optionally with a path (Ferry behind a proxy under a
+/// prefix); no query, fragment or user info. Returned without a trailing `/`.
+pub fn parse_public_url(text: &str) -> Result<String, ConfigError> {
+    let url = absolute_http_url("public_url", text)?;
+    if url.query().is_some() {
+        return Err(ConfigError::new("public_url", "URL must not contain a query"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// Whether a mirror's `blobs`/`files` value names a local folder (`file://...`, or no scheme at
+/// all) rather than a URL template.
+pub fn is_local_folder(text: &str) -> bool {
+    text.starts_with("file://") || !text.contains("://")
+}
+
+/// A local-folder mirror's `blobs`/`files`: a `file://` URL or a path (relative ones against
+/// `base_dir`, the configuration file's folder) naming an existing folder. Returned canonical
+/// (symlinks resolved), so served paths can be checked to stay inside it.
+pub fn parse_local_folder(field: &str, text: &str, base_dir: &Path) -> Result<std::path::PathBuf, ConfigError> {
+    if text.contains('{') || text.contains('}') {
+        return Err(ConfigError::new(
+            field,
+            "a local folder takes no placeholder: Ferry serves sha256:<hex> files (blobs) or paths (files) from it",
+        ));
+    }
+    let path = if text.starts_with("file://") {
+        url::Url::parse(text)
+            .ok()
+            .and_then(|u| u.to_file_path().ok())
+            .ok_or_else(|| ConfigError::new(field, format!("not an absolute file:// URL: {text:?}")))?
+    } else {
+        base_dir.join(text)
+    };
+    let canonical =
+        std::fs::canonicalize(&path).map_err(|e| ConfigError::new(field, format!("folder {}: {e}", path.display())))?;
+    if !canonical.is_dir() {
+        return Err(ConfigError::new(field, format!("{} is not a folder", path.display())));
+    }
+    Ok(canonical)
 }
 
 /// Validated `trusted_proxies`.

@@ -7,11 +7,15 @@
 //! - [`inventory`]: what a mirror is trusted to hold.
 //! - [`Snapshot`]: one immutable, validated view of config + inventories (swapped whole on reload).
 //! - [`route()`]: the routing decision, a pure function.
-//! - [`server`]: the axum router around it (method check, parsing, client address, logs, metrics,
-//!   reload) and [`serve()`], the entry point for the CLI.
+//! - [`server`]: the hyper service around it (method check, parsing, client address, metrics,
+//!   reload), [`run()`] (the accept loop) and [`serve()`], the entry point for the CLI.
+//! - [`embedded`]: local-folder mirrors, served by Ferry itself under `/_ferry/mirrors/`.
+//! - [`access_log`]: one JSON line per request, written by a background thread.
 //! - [`probe`]: presence (HEAD, cached, coalesced, 50 ms budget) and health probing of mirrors.
 
+pub mod access_log;
 pub mod config;
+pub mod embedded;
 pub mod glob;
 pub mod inventory;
 pub mod probe;
@@ -20,10 +24,11 @@ pub mod route;
 pub mod server;
 pub mod snapshot;
 
+pub use access_log::AccessLog;
 pub use config::{Config, ConfigError};
 pub use inventory::{Inventory, InventoryError};
 pub use probe::{ProbeSettings, Prober};
 pub use request::{parse_request, FilePath, Reject, Resource, RouteRequest, SafeQuery};
-pub use route::{decide, route, Candidate, Decision, Holding, NoProbes, Object, Outcome, Presence};
-pub use server::{client_address, router, serve, spawn_reloader, AppState, Metrics};
-pub use snapshot::{Locate, Mirror, Snapshot, SnapshotError};
+pub use route::{decide, route, Candidate, Decision, Detail, Holding, NoProbes, Object, Outcome, Presence, Reason};
+pub use server::{client_address, run, serve, spawn_reloader, AppState, Metrics};
+pub use snapshot::{Mirror, Snapshot, SnapshotError};

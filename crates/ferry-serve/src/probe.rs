@@ -12,6 +12,7 @@
 //!   consecutive failures the mirror is out of the routing; one success brings it back.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -102,6 +103,9 @@ pub struct Prober {
     client: reqwest::Client,
     cache: moka::future::Cache<String, Probe>,
     health: RwLock<HashMap<String, Health>>,
+    /// Whether any mirror is unhealthy: while none is (the usual case), a request learns that
+    /// without touching the health table's lock.
+    any_unhealthy: AtomicBool,
     settings: ProbeSettings,
 }
 
@@ -120,7 +124,13 @@ impl Prober {
                 error: settings.error_ttl,
             })
             .build();
-        Arc::new(Prober { client, cache, health: RwLock::new(HashMap::new()), settings })
+        Arc::new(Prober {
+            client,
+            cache,
+            health: RwLock::new(HashMap::new()),
+            any_unhealthy: AtomicBool::new(false),
+            settings,
+        })
     }
 
     pub fn settings(&self) -> &ProbeSettings {
@@ -134,7 +144,8 @@ impl Prober {
 
     /// Whether a mirror is in the routing (mirrors never probed yet count as healthy).
     pub fn is_healthy(&self, mirror: &str) -> bool {
-        self.health.read().expect("health lock").get(mirror).is_none_or(|h| h.healthy)
+        !self.any_unhealthy.load(Ordering::Relaxed)
+            || self.health.read().expect("health lock").get(mirror).is_none_or(|h| h.healthy)
     }
 
     /// What is known, within the budget, about the mirrors without an inventory that could serve
@@ -147,9 +158,12 @@ impl Prober {
             .iter()
             .filter(|m| m.inventory.is_none() && self.is_healthy(&m.name) && serves(&m.serves, label))
             .filter_map(|m| {
+                // Local folders are not probed: route() looks at the file itself.
                 let url = match &request.resource {
-                    Resource::Blob { digest, .. } => m.blobs.as_ref()?.render(digest.as_str()),
-                    Resource::File { path } => {
+                    Resource::Blob { digest, .. } if m.local_blobs.is_none() => {
+                        m.blobs.as_ref()?.render(digest.as_str())
+                    }
+                    Resource::File { path } if m.local_files.is_none() => {
                         if snapshot.upstream.files.is_none()
                             || path.extension().is_some_and(|e| VOUCHING_EXTENSIONS.contains(&e))
                         {
@@ -234,6 +248,7 @@ impl Prober {
                 }
             }
         }
+        self.any_unhealthy.store(table.values().any(|h| !h.healthy), Ordering::Relaxed);
     }
 
     /// Runs [`Prober::check_health`] every `health_interval` over the snapshot in force.
@@ -253,11 +268,26 @@ fn serves(patterns: &[Pattern], label: Option<&str>) -> bool {
 }
 
 /// The URL a health probe `HEAD`s: the blobs (else files) template with a placeholder object.
+/// Local folders are Ferry's own and are not probed.
 fn health_url(m: &Mirror) -> Option<String> {
     match (&m.blobs, &m.files) {
-        (Some(b), _) => Some(b.render("sha256:0000000000000000000000000000000000000000000000000000000000000000")),
-        (None, Some(f)) => Some(f.render("ferry-health-check")),
-        (None, None) => None,
+        (Some(b), _) if m.local_blobs.is_none() => {
+            Some(b.render("sha256:0000000000000000000000000000000000000000000000000000000000000000"))
+        }
+        (_, Some(f)) if m.local_files.is_none() => Some(f.render("ferry-health-check")),
+        _ => None,
+    }
+}
+
+/// Without a probe result: presence unknown, health from the health probes. What a request is
+/// routed with when no mirror needs a presence probe.
+impl Presence for Prober {
+    fn holds(&self, _mirror: &Mirror, _object: Object<'_>) -> Holding {
+        Holding::Unknown
+    }
+
+    fn healthy(&self, mirror: &Mirror) -> bool {
+        self.is_healthy(&mirror.name)
     }
 }
 
@@ -281,14 +311,14 @@ impl Presence for Known {
 mod tests {
     use std::collections::HashSet;
     use std::net::SocketAddr;
-    use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize};
     use std::sync::Mutex;
 
     use axum::extract::State;
     use axum::http::{StatusCode, Uri};
 
     use super::*;
-    use crate::route::Outcome;
+    use crate::route::{Detail, Outcome};
     use crate::Config;
 
     const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
@@ -348,13 +378,15 @@ mod tests {
         let snapshot =
             Snapshot::from_config(Config::from_yaml(&text, "t").unwrap(), std::path::Path::new("/")).unwrap();
         let prober = Prober::new(settings);
-        let state = AppState::with_prober(snapshot, prober.clone());
+        let state = Arc::new(AppState::with_prober(snapshot, prober.clone()));
         (fake, state, prober)
     }
 
-    async fn blob(state: &AppState, digest: &str) -> crate::Decision {
+    /// The explained decision for a blob (owned: the snapshot is this call's).
+    async fn blob(state: &AppState, digest: &str) -> (Outcome, String, Vec<crate::Candidate>) {
         let snapshot = state.snapshot();
-        state.decide(&snapshot, "GET", &format!("/v2/a/blobs/{digest}"), None, None).await
+        let d = state.decide(&snapshot, "GET", &format!("/v2/a/blobs/{digest}"), None, None, Detail::Explain).await;
+        (d.outcome, d.reason.to_string(), d.candidates)
     }
 
     fn generous() -> ProbeSettings {
@@ -365,12 +397,12 @@ mod tests {
     async fn presence_is_probed_and_cached_both_ways() {
         let (fake, state, _p) = setup(generous()).await;
         for _ in 0..3 {
-            let d = blob(&state, D1).await;
-            assert_eq!(d.outcome, Outcome::Mirror);
-            assert!(d.reason.contains("present (probe)"), "{}", d.reason);
-            let d = blob(&state, D2).await;
-            assert_eq!(d.outcome, Outcome::Upstream);
-            assert_eq!(d.candidates[0].skipped.as_deref(), Some("absent (probe)"));
+            let (outcome, reason, _) = blob(&state, D1).await;
+            assert_eq!(outcome, Outcome::Mirror);
+            assert!(reason.contains("present (probe)"), "{reason}");
+            let (outcome, _, candidates) = blob(&state, D2).await;
+            assert_eq!(outcome, Outcome::Upstream);
+            assert_eq!(candidates[0].skipped.as_deref(), Some("absent (probe)"));
         }
         assert_eq!((fake.hits(D1), fake.hits(D2)), (1, 1), "one probe each, then cached");
     }
@@ -382,7 +414,7 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..20 {
             let state = state.clone();
-            tasks.push(tokio::spawn(async move { blob(&state, D1).await.outcome }));
+            tasks.push(tokio::spawn(async move { blob(&state, D1).await.0 }));
         }
         for t in tasks {
             assert_eq!(t.await.unwrap(), Outcome::Mirror);
@@ -396,13 +428,13 @@ mod tests {
         let (fake, state, _p) = setup(settings).await;
         fake.delay_ms.store(400, Ordering::SeqCst);
         let start = Instant::now();
-        let d = blob(&state, D1).await;
+        let (outcome, _, candidates) = blob(&state, D1).await;
         assert!(start.elapsed() < Duration::from_millis(300), "{:?}", start.elapsed());
-        assert_eq!(d.outcome, Outcome::Upstream, "the upstream answers while the probe runs");
-        assert!(d.candidates[0].skipped.as_deref().unwrap().starts_with("presence unknown"));
+        assert_eq!(outcome, Outcome::Upstream, "the upstream answers while the probe runs");
+        assert!(candidates[0].skipped.as_deref().unwrap().starts_with("presence unknown"));
         // The probe finished in the background and filled the cache.
         tokio::time::sleep(Duration::from_millis(600)).await;
-        assert_eq!(blob(&state, D1).await.outcome, Outcome::Mirror);
+        assert_eq!(blob(&state, D1).await.0, Outcome::Mirror);
         assert_eq!(fake.hits(D1), 1);
     }
 
@@ -411,29 +443,29 @@ mod tests {
         let settings = ProbeSettings { error_ttl: Duration::from_millis(100), ..generous() };
         let (fake, state, _p) = setup(settings).await;
         fake.force.store(500, Ordering::SeqCst);
-        assert_eq!(blob(&state, D1).await.outcome, Outcome::Upstream);
+        assert_eq!(blob(&state, D1).await.0, Outcome::Upstream);
         fake.force.store(0, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(blob(&state, D1).await.outcome, Outcome::Mirror);
+        assert_eq!(blob(&state, D1).await.0, Outcome::Mirror);
     }
 
     #[tokio::test]
     async fn unhealthy_mirror_leaves_and_returns() {
         let (fake, state, prober) = setup(generous()).await;
         let snapshot = state.snapshot();
-        assert_eq!(blob(&state, D1).await.outcome, Outcome::Mirror);
+        assert_eq!(blob(&state, D1).await.0, Outcome::Mirror);
         fake.force.store(503, Ordering::SeqCst);
         prober.check_health(&snapshot).await;
         assert!(prober.is_healthy("probed"), "one failure is not enough");
         prober.check_health(&snapshot).await;
         assert!(!prober.is_healthy("probed"));
-        let d = blob(&state, D1).await;
-        assert_eq!(d.outcome, Outcome::Upstream);
-        assert_eq!(d.candidates[0].skipped.as_deref(), Some("unhealthy"));
+        let (outcome, _, candidates) = blob(&state, D1).await;
+        assert_eq!(outcome, Outcome::Upstream);
+        assert_eq!(candidates[0].skipped.as_deref(), Some("unhealthy"));
         fake.force.store(0, Ordering::SeqCst);
         prober.check_health(&snapshot).await;
         assert!(prober.is_healthy("probed"));
-        assert_eq!(blob(&state, D1).await.outcome, Outcome::Mirror);
+        assert_eq!(blob(&state, D1).await.0, Outcome::Mirror);
     }
 
     #[tokio::test]

@@ -150,16 +150,31 @@ impl Reject {
             Reject::BadRequest(m) | Reject::NotFound(m) => m,
         }
     }
+
+    pub fn into_message(self) -> String {
+        match self {
+            Reject::BadRequest(m) | Reject::NotFound(m) => m,
+        }
+    }
+}
+
+/// Case 2: the length and characters of a raw path.
+pub fn check_path_chars(path: &str) -> Result<(), Reject> {
+    if path.len() > MAX_PATH {
+        return Err(Reject::BadRequest(format!("path longer than {MAX_PATH} bytes")));
+    }
+    if let Some(c) = path.chars().find(|c| c.is_control() || !c.is_ascii() || matches!(c, '\\' | '%' | ' ')) {
+        return Err(Reject::BadRequest(format!("character {c:?} not allowed in a path")));
+    }
+    Ok(())
 }
 
 /// Parses the raw (still percent-encoded) path and query of a request.
 pub fn parse_request(path: &str, query: Option<&str>) -> Result<RouteRequest, Reject> {
     let bad = |m: String| Reject::BadRequest(m);
-    if path.len() > MAX_PATH {
-        return Err(bad(format!("path longer than {MAX_PATH} bytes")));
-    }
-    if let Some(c) = path.chars().find(|c| c.is_control() || !c.is_ascii() || matches!(c, '\\' | '%' | ' ')) {
-        return Err(bad(format!("character {c:?} not allowed in a path")));
+    check_path_chars(path)?;
+    if crate::embedded::is_embedded(path) {
+        return Err(Reject::NotFound("/_ferry/ is reserved for mirror content served by Ferry".into()));
     }
     if path == "/v2" || path == "/v2/" {
         return Ok(RouteRequest::new(Resource::ApiBase));

@@ -2,11 +2,13 @@
 //! label and what is known about mirror presence/health. No I/O. Every case is listed, numbered, in
 //! `docs/request-handling.md`; the tests below are named after those numbers.
 
+use std::fmt;
+
 use ferry_oci::{Digest, Reference, RepoName};
 use serde::Serialize;
 
-use crate::glob::Tier;
-use crate::request::{parse_request, FilePath, Resource, RouteRequest, SafeQuery};
+use crate::glob::{Pattern, Tier};
+use crate::request::{parse_request, FilePath, Reject, Resource, RouteRequest, SafeQuery};
 use crate::snapshot::{Mirror, Snapshot};
 
 /// Whether a mirror holds an object, as far as is known.
@@ -60,12 +62,31 @@ pub enum Outcome {
     Signatures,
     /// 307 to `upstream.files`.
     Files,
+    /// Bytes served by Ferry itself from a local-folder mirror (case 3a).
+    Served,
     BadRequest,
     NotFound,
     MethodNotAllowed,
 }
 
 impl Outcome {
+    /// Every outcome, in [`Outcome::index`] order.
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Ok,
+        Outcome::Mirror,
+        Outcome::Upstream,
+        Outcome::Signatures,
+        Outcome::Files,
+        Outcome::Served,
+        Outcome::BadRequest,
+        Outcome::NotFound,
+        Outcome::MethodNotAllowed,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
@@ -73,6 +94,7 @@ impl Outcome {
             Outcome::Upstream => "upstream",
             Outcome::Signatures => "signatures",
             Outcome::Files => "files",
+            Outcome::Served => "served",
             Outcome::BadRequest => "bad_request",
             Outcome::NotFound => "not_found",
             Outcome::MethodNotAllowed => "method_not_allowed",
@@ -84,7 +106,7 @@ impl Outcome {
     }
 }
 
-/// One mirror as considered for a request.
+/// One mirror as considered for a request (built only when a decision is explained).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Candidate {
     pub mirror: String,
@@ -98,8 +120,83 @@ pub struct Candidate {
     pub skipped: Option<String>,
 }
 
+/// Whether [`route`] lists every mirror it considered ([`Decision::candidates`]). Serving does
+/// not (no allocation per mirror per request); `/debug/route` and the tests do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    Lean,
+    Explain,
+}
+
+/// How Ferry knows the chosen mirror holds the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    Inventory,
+    Probe,
+    /// A local-folder mirror without an inventory: the file is there.
+    Folder,
+}
+
+/// Why a decision was taken. Rendered (`Display`) only when it is logged or explained, so the
+/// decision itself allocates nothing but its `Location`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason<'a> {
+    Text(&'static str),
+    /// A refusal from parsing (rare; its message is built then).
+    Owned(String),
+    /// A mirror was chosen.
+    Chosen {
+        pattern: &'a Pattern,
+        label: Option<&'a str>,
+        evidence: Evidence,
+        ties: usize,
+    },
+    /// No mirror was eligible among `considered` candidates.
+    NoEligible {
+        considered: usize,
+    },
+}
+
+impl fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Text(t) => f.write_str(t),
+            Reason::Owned(t) => f.write_str(t),
+            Reason::Chosen { pattern, label, evidence, ties } => {
+                let tier = match pattern.tier() {
+                    Tier::Exact => "exact",
+                    Tier::Glob => "glob",
+                    Tier::Any => "catch-all",
+                };
+                write!(f, "{tier} match {:?} for label ", pattern.to_string())?;
+                match label {
+                    Some(l) => write!(f, "{l:?}")?,
+                    None => f.write_str("(none)")?,
+                }
+                f.write_str(match evidence {
+                    Evidence::Inventory => ", in inventory",
+                    Evidence::Probe => ", present (probe)",
+                    Evidence::Folder => ", in its folder",
+                })?;
+                if *ties > 1 {
+                    write!(f, ", chosen among {ties} by weighted hash")?;
+                }
+                Ok(())
+            }
+            Reason::NoEligible { considered: 0 } => f.write_str("no mirror configured for this kind of object"),
+            Reason::NoEligible { considered } => write!(f, "no eligible mirror ({considered} considered)"),
+        }
+    }
+}
+
+impl Serialize for Reason<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Decision {
+pub struct Decision<'a> {
     pub status: u16,
     pub outcome: Outcome,
     /// The redirect target (status 307 only).
@@ -107,25 +204,29 @@ pub struct Decision {
     pub location: Option<String>,
     /// The chosen mirror (outcome `mirror` only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mirror: Option<String>,
-    pub reason: String,
-    /// Every mirror considered (blobs and non-checksum files only).
+    pub mirror: Option<&'a str>,
+    /// Index of the chosen mirror in [`Snapshot::mirrors`] (for the metrics).
+    #[serde(skip)]
+    pub mirror_index: Option<usize>,
+    pub reason: Reason<'a>,
+    /// Every mirror considered (blobs and non-checksum files only), with [`Detail::Explain`].
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<Candidate>,
 }
 
-impl Decision {
-    fn answer(status: u16, outcome: Outcome, reason: impl Into<String>) -> Decision {
-        Decision { status, outcome, location: None, mirror: None, reason: reason.into(), candidates: Vec::new() }
+impl<'a> Decision<'a> {
+    fn answer(status: u16, outcome: Outcome, reason: Reason<'a>) -> Decision<'a> {
+        Decision { status, outcome, location: None, mirror: None, mirror_index: None, reason, candidates: Vec::new() }
     }
 
-    fn redirect(outcome: Outcome, location: String, reason: impl Into<String>) -> Decision {
+    fn redirect(outcome: Outcome, location: String, reason: Reason<'a>) -> Decision<'a> {
         Decision {
             status: 307,
             outcome,
             location: Some(location),
             mirror: None,
-            reason: reason.into(),
+            mirror_index: None,
+            reason,
             candidates: Vec::new(),
         }
     }
@@ -136,56 +237,80 @@ impl Decision {
 pub const VOUCHING_EXTENSIONS: &[&str] = &["sha256", "sha512", "sig", "cert", "asc"];
 
 /// Cases 1, 2 and 5 (parsing), then [`route`]: the whole decision for a raw request (method, raw path, raw
-/// query). Service endpoints (`/healthz`, `/metrics`, `/debug/route`) are answered by the server
-/// before this is called.
-pub fn decide(
-    snapshot: &Snapshot,
+/// query). Service endpoints (`/healthz`, `/metrics`, `/debug/route`) and embedded mirror content
+/// (`/_ferry/...`) are answered by the server before this is called.
+pub fn decide<'a>(
+    snapshot: &'a Snapshot,
     method: &str,
     path: &str,
     query: Option<&str>,
-    label: Option<&str>,
+    label: Option<&'a str>,
     presence: &dyn Presence,
-) -> Decision {
+    detail: Detail,
+) -> Decision<'a> {
     if method != "GET" && method != "HEAD" {
-        return Decision::answer(405, Outcome::MethodNotAllowed, format!("method {method} not allowed (GET, HEAD)"));
+        return Decision::answer(
+            405,
+            Outcome::MethodNotAllowed,
+            Reason::Owned(format!("method {method} not allowed (GET, HEAD)")),
+        );
     }
     match parse_request(path, query) {
-        Ok(request) => route(snapshot, &request, label, presence),
-        Err(reject) => {
-            let outcome = if reject.status() == 400 { Outcome::BadRequest } else { Outcome::NotFound };
-            Decision::answer(reject.status(), outcome, reject.message())
-        }
+        Ok(request) => route(snapshot, &request, label, presence, detail),
+        Err(reject) => reject_decision(reject),
     }
 }
 
+/// The answer to a request refused by [`parse_request`].
+pub fn reject_decision<'a>(reject: Reject) -> Decision<'a> {
+    let outcome = if reject.status() == 400 { Outcome::BadRequest } else { Outcome::NotFound };
+    let status = reject.status();
+    Decision::answer(status, outcome, Reason::Owned(reject.into_message()))
+}
+
 /// Cases 4 and 6-11 of `docs/request-handling.md` (the request is already parsed).
-pub fn route(snapshot: &Snapshot, request: &RouteRequest, label: Option<&str>, presence: &dyn Presence) -> Decision {
+pub fn route<'a>(
+    snapshot: &'a Snapshot,
+    request: &RouteRequest,
+    label: Option<&'a str>,
+    presence: &dyn Presence,
+    detail: Detail,
+) -> Decision<'a> {
     let up = &snapshot.upstream;
     let query = request.query.as_ref();
     match &request.resource {
-        Resource::ApiBase => Decision::answer(200, Outcome::Ok, "registry API version check"),
+        Resource::ApiBase => Decision::answer(200, Outcome::Ok, Reason::Text("registry API version check")),
         Resource::Blob { name, digest } => {
-            let (chosen, candidates) = choose(snapshot, Object::Blob(digest), label, presence);
-            let mut d = match chosen {
-                Some((m, why)) => {
+            let choice = choose(snapshot, Object::Blob(digest), label, presence, detail);
+            let mut d = match choice.winner {
+                Some((i, m, reason)) => {
                     let template = m.blobs.as_ref().expect("chosen mirrors have a blobs template");
-                    let mut d = Decision::redirect(Outcome::Mirror, template.render(digest.as_str()), why);
-                    d.mirror = Some(m.name.clone());
+                    let mut d = Decision::redirect(Outcome::Mirror, template.render(digest.as_str()), reason);
+                    (d.mirror, d.mirror_index) = (Some(m.name.as_str()), Some(i));
                     d
                 }
                 None => Decision::redirect(
                     Outcome::Upstream,
-                    up.registry.url(name, &format!("blobs/{digest}")),
-                    no_mirror_reason(&candidates),
+                    up.registry.blob_url(name, digest),
+                    Reason::NoEligible { considered: choice.considered },
                 ),
             };
-            d.candidates = candidates;
+            d.candidates = choice.candidates;
             d
         }
         Resource::Manifest { name, reference } => {
             let rest = format!("manifests/{reference}");
             if is_signature_reference(reference) {
-                to_signatures(snapshot, name, &rest, query, "cosign signature/attestation tag")
+                to_signatures(
+                    snapshot,
+                    name,
+                    &rest,
+                    query,
+                    [
+                        "cosign signature/attestation tag: upstream.signatures",
+                        "cosign signature/attestation tag: upstream.registry (no upstream.signatures)",
+                    ],
+                )
             } else {
                 to_registry(snapshot, name, &rest, query, "manifests come from the upstream")
             }
@@ -193,35 +318,43 @@ pub fn route(snapshot: &Snapshot, request: &RouteRequest, label: Option<&str>, p
         Resource::TagsList { name } => {
             to_registry(snapshot, name, "tags/list", query, "tags lists come from the upstream")
         }
-        Resource::Referrers { name, digest } => {
-            to_signatures(snapshot, name, &format!("referrers/{digest}"), query, "referrers")
-        }
+        Resource::Referrers { name, digest } => to_signatures(
+            snapshot,
+            name,
+            &format!("referrers/{digest}"),
+            query,
+            ["referrers: upstream.signatures", "referrers: upstream.registry (no upstream.signatures)"],
+        ),
         Resource::File { path } => {
             let Some(files) = &up.files else {
                 return Decision::answer(
                     404,
                     Outcome::NotFound,
-                    "no upstream.files configured: file paths are not served",
+                    Reason::Text("no upstream.files configured: file paths are not served"),
                 );
             };
             if path.extension().is_some_and(|e| VOUCHING_EXTENSIONS.contains(&e)) {
                 return Decision::redirect(
                     Outcome::Files,
                     files.url(path.as_str()),
-                    "checksum/signature files always come from upstream.files",
+                    Reason::Text("checksum/signature files always come from upstream.files"),
                 );
             }
-            let (chosen, candidates) = choose(snapshot, Object::File(path), label, presence);
-            let mut d = match chosen {
-                Some((m, why)) => {
+            let choice = choose(snapshot, Object::File(path), label, presence, detail);
+            let mut d = match choice.winner {
+                Some((i, m, reason)) => {
                     let template = m.files.as_ref().expect("chosen mirrors have a files template");
-                    let mut d = Decision::redirect(Outcome::Mirror, template.render(path.relative()), why);
-                    d.mirror = Some(m.name.clone());
+                    let mut d = Decision::redirect(Outcome::Mirror, template.render(path.relative()), reason);
+                    (d.mirror, d.mirror_index) = (Some(m.name.as_str()), Some(i));
                     d
                 }
-                None => Decision::redirect(Outcome::Files, files.url(path.as_str()), no_mirror_reason(&candidates)),
+                None => Decision::redirect(
+                    Outcome::Files,
+                    files.url(path.as_str()),
+                    Reason::NoEligible { considered: choice.considered },
+                ),
             };
-            d.candidates = candidates;
+            d.candidates = choice.candidates;
             d
         }
     }
@@ -234,20 +367,33 @@ fn with_query(url: String, query: Option<&SafeQuery>) -> String {
     }
 }
 
-fn to_registry(snapshot: &Snapshot, name: &RepoName, rest: &str, query: Option<&SafeQuery>, why: &str) -> Decision {
-    Decision::redirect(Outcome::Upstream, with_query(snapshot.upstream.registry.url(name, rest), query), why)
+fn to_registry<'a>(
+    snapshot: &Snapshot,
+    name: &RepoName,
+    rest: &str,
+    query: Option<&SafeQuery>,
+    why: &'static str,
+) -> Decision<'a> {
+    Decision::redirect(
+        Outcome::Upstream,
+        with_query(snapshot.upstream.registry.url(name, rest), query),
+        Reason::Text(why),
+    )
 }
 
-fn to_signatures(snapshot: &Snapshot, name: &RepoName, rest: &str, query: Option<&SafeQuery>, what: &str) -> Decision {
+/// `why`: the reason with `upstream.signatures`, and the one without it.
+fn to_signatures<'a>(
+    snapshot: &Snapshot,
+    name: &RepoName,
+    rest: &str,
+    query: Option<&SafeQuery>,
+    why: [&'static str; 2],
+) -> Decision<'a> {
     match &snapshot.upstream.signatures {
-        Some(sig) => Decision::redirect(
-            Outcome::Signatures,
-            with_query(sig.url(name, rest), query),
-            format!("{what}: upstream.signatures"),
-        ),
-        None => {
-            to_registry(snapshot, name, rest, query, &format!("{what}: upstream.registry (no upstream.signatures)"))
+        Some(sig) => {
+            Decision::redirect(Outcome::Signatures, with_query(sig.url(name, rest), query), Reason::Text(why[0]))
         }
+        None => to_registry(snapshot, name, rest, query, why[1]),
     }
 }
 
@@ -262,25 +408,38 @@ pub fn is_signature_reference(reference: &Reference) -> bool {
         && matches!(suffix, "" | ".sig" | ".att" | ".sbom")
 }
 
-fn no_mirror_reason(candidates: &[Candidate]) -> String {
-    if candidates.is_empty() {
-        "no mirror configured for this kind of object".into()
-    } else {
-        format!("no eligible mirror ({} considered)", candidates.len())
-    }
+/// What [`choose`] found.
+struct Choice<'a> {
+    /// The chosen mirror: its index, itself, and why.
+    winner: Option<(usize, &'a Mirror, Reason<'a>)>,
+    /// How many mirrors had a template for the object.
+    considered: usize,
+    /// Each of them, with why it was skipped ([`Detail::Explain`] only).
+    candidates: Vec<Candidate>,
 }
 
-/// Cases 6 and 11, "Mirror choice": picks the mirror for an object. Returns the chosen mirror with the reason, and every
-/// mirror considered with why it was skipped.
-fn choose<'s>(
-    snapshot: &'s Snapshot,
+/// Cases 6 and 11, "Mirror choice": picks the mirror for an object. The same walk serves and
+/// explains; only with [`Detail::Explain`] is each candidate recorded (with why it was skipped).
+fn choose<'a>(
+    snapshot: &'a Snapshot,
     object: Object<'_>,
-    label: Option<&str>,
+    label: Option<&'a str>,
     presence: &dyn Presence,
-) -> (Option<(&'s Mirror, String)>, Vec<Candidate>) {
+    detail: Detail,
+) -> Choice<'a> {
+    let explain = detail == Detail::Explain;
     let mut candidates = Vec::new();
-    let mut eligible: Vec<(usize, &Mirror, Tier)> = Vec::new();
-    for m in &snapshot.mirrors {
+    let mut considered = 0;
+    // The best eligible mirror so far: (index, mirror, its pattern, score); ties at its tier.
+    let mut best: Option<(usize, &'a Mirror, &'a Pattern, f64)> = None;
+    let mut ties = 0;
+    let key = match object {
+        Object::Blob(d) => d.as_str(),
+        Object::File(p) => p.as_str(),
+    };
+    // (candidate position, tier) of every eligible mirror, to explain the losers afterwards.
+    let mut eligible: Vec<(usize, Tier)> = Vec::new();
+    for (i, m) in snapshot.mirrors.iter().enumerate() {
         let has_template = match object {
             Object::Blob(_) => m.blobs.is_some(),
             Object::File(_) => m.files.is_some(),
@@ -288,73 +447,106 @@ fn choose<'s>(
         if !has_template {
             continue; // not a mirror for this kind of object; not listed
         }
-        let mut c = Candidate { mirror: m.name.clone(), matched: None, tier: None, skipped: None };
-        let best = m.serves.iter().filter(|p| p.matches(label)).max_by_key(|p| p.tier());
-        let Some(pattern) = best else {
-            c.skipped = Some(match label {
-                Some(l) => format!("serves no pattern matching {l:?}"),
-                None => "client has no location label and the mirror does not serve \"*\"".into(),
-            });
-            candidates.push(c);
-            continue;
-        };
-        c.matched = Some(pattern.to_string());
-        c.tier = Some(pattern.tier());
-        if !presence.healthy(m) {
-            c.skipped = Some("unhealthy".into());
-            candidates.push(c);
-            continue;
-        }
-        let holding = match (&m.inventory, object) {
-            (Some(inv), Object::Blob(d)) => bool_holding(inv.has_blob(d)),
-            (Some(inv), Object::File(p)) => bool_holding(inv.has_file(p)),
-            (None, o) => presence.holds(m, o),
-        };
-        match (holding, m.inventory.is_some()) {
-            (Holding::Yes, _) => {
-                eligible.push((candidates.len(), m, pattern.tier()));
+        considered += 1;
+        let pattern = m.serves.iter().filter(|p| p.matches(label)).max_by_key(|p| p.tier());
+        let skipped = match pattern {
+            None => Some(Skip::NoMatch),
+            Some(_) if !presence.healthy(m) => Some(Skip::Unhealthy),
+            Some(_) => {
+                let holding = match (&m.inventory, object) {
+                    (Some(inv), Object::Blob(d)) => bool_holding(inv.has_blob(d)),
+                    (Some(inv), Object::File(p)) => bool_holding(inv.has_file(p)),
+                    (None, o) => m.local_holds(o).unwrap_or_else(|| presence.holds(m, o)),
+                };
+                match (holding, evidence(m, object)) {
+                    (Holding::Yes, _) => None,
+                    (Holding::No, Evidence::Inventory) => Some(Skip::NotInInventory),
+                    (Holding::No, Evidence::Probe) => Some(Skip::Absent),
+                    (Holding::No, Evidence::Folder) => Some(Skip::NotInFolder),
+                    (Holding::Unknown, _) => Some(Skip::Unknown),
+                }
             }
-            (Holding::No, true) => c.skipped = Some("not in its inventory".into()),
-            (Holding::No, false) => c.skipped = Some("absent (probe)".into()),
-            (Holding::Unknown, _) => c.skipped = Some("presence unknown (no inventory and no probe result)".into()),
+        };
+        if skipped.is_none() {
+            let pattern = pattern.expect("eligible mirrors matched");
+            let tier = pattern.tier();
+            let s = score(key, m);
+            let better = match &best {
+                None => true,
+                Some((_, bm, bp, bs)) => {
+                    tier > bp.tier() || (tier == bp.tier() && (s > *bs || (s == *bs && m.name < bm.name)))
+                }
+            };
+            match &best {
+                Some((_, _, bp, _)) if tier == bp.tier() => ties += 1,
+                Some((_, _, bp, _)) if tier < bp.tier() => {}
+                _ => ties = 1,
+            }
+            if better {
+                best = Some((i, m, pattern, s));
+            }
+            if explain {
+                eligible.push((candidates.len(), tier));
+            }
         }
-        candidates.push(c);
-    }
-    let Some(top) = eligible.iter().map(|e| e.2).max() else { return (None, candidates) };
-    let key = match object {
-        Object::Blob(d) => d.as_str(),
-        Object::File(p) => p.as_str(),
-    };
-    let (ci, winner, _) = *eligible
-        .iter()
-        .filter(|e| e.2 == top)
-        .max_by(|a, b| {
-            let (sa, sb) = (score(key, a.1), score(key, b.1));
-            sa.total_cmp(&sb).then_with(|| b.1.name.cmp(&a.1.name))
-        })
-        .expect("top tier is non-empty");
-    let ties = eligible.iter().filter(|e| e.2 == top).count();
-    for &(i, _, tier) in &eligible {
-        if i != ci {
-            candidates[i].skipped = Some(if tier == top {
-                format!("tie with {}: object assigned to {} by weighted hash", winner.name, winner.name)
-            } else {
-                format!("less specific match than {}", winner.name)
+        if explain {
+            candidates.push(Candidate {
+                mirror: m.name.clone(),
+                matched: pattern.map(|p| p.to_string()),
+                tier: pattern.map(Pattern::tier),
+                skipped: skipped.map(|s| s.text(label)),
             });
         }
     }
-    let c = &candidates[ci];
-    let mut why = format!(
-        "{} match {:?} for label {}, {}",
-        tier_word(top),
-        c.matched.as_deref().unwrap_or(""),
-        label.map(|l| format!("{l:?}")).unwrap_or_else(|| "(none)".into()),
-        if winner.inventory.is_some() { "in inventory" } else { "present (probe)" }
-    );
-    if ties > 1 {
-        why.push_str(&format!(", chosen among {ties} by weighted hash"));
+    let winner = best.map(|(i, m, pattern, _)| {
+        if explain {
+            let top = pattern.tier();
+            for &(ci, tier) in &eligible {
+                if candidates[ci].mirror != m.name {
+                    candidates[ci].skipped = Some(if tier == top {
+                        format!("tie with {}: object assigned to {} by weighted hash", m.name, m.name)
+                    } else {
+                        format!("less specific match than {}", m.name)
+                    });
+                }
+            }
+        }
+        (i, m, Reason::Chosen { pattern, label, evidence: evidence(m, object), ties })
+    });
+    Choice { winner, considered, candidates }
+}
+
+/// Why a candidate mirror was skipped (cases a-d).
+#[derive(Debug, Clone, Copy)]
+enum Skip {
+    NoMatch,
+    Unhealthy,
+    NotInInventory,
+    Absent,
+    NotInFolder,
+    Unknown,
+}
+
+fn evidence(m: &Mirror, object: Object<'_>) -> Evidence {
+    match (&m.inventory, m.local_dir(object).is_some()) {
+        (Some(_), _) => Evidence::Inventory,
+        (None, true) => Evidence::Folder,
+        (None, false) => Evidence::Probe,
     }
-    (Some((winner, why)), candidates)
+}
+
+impl Skip {
+    fn text(self, label: Option<&str>) -> String {
+        match (self, label) {
+            (Skip::NoMatch, Some(l)) => format!("serves no pattern matching {l:?}"),
+            (Skip::NoMatch, None) => "client has no location label and the mirror does not serve \"*\"".into(),
+            (Skip::Unhealthy, _) => "unhealthy".into(),
+            (Skip::NotInInventory, _) => "not in its inventory".into(),
+            (Skip::Absent, _) => "absent (probe)".into(),
+            (Skip::NotInFolder, _) => "not in its folder".into(),
+            (Skip::Unknown, _) => "presence unknown (no inventory and no probe result)".into(),
+        }
+    }
 }
 
 fn bool_holding(b: bool) -> Holding {
@@ -362,14 +554,6 @@ fn bool_holding(b: bool) -> Holding {
         Holding::Yes
     } else {
         Holding::No
-    }
-}
-
-fn tier_word(t: Tier) -> &'static str {
-    match t {
-        Tier::Exact => "exact",
-        Tier::Glob => "glob",
-        Tier::Any => "catch-all",
     }
 }
 
@@ -416,8 +600,8 @@ mod tests {
         )
     }
 
-    fn get(s: &Snapshot, path: &str, label: Option<&str>) -> Decision {
-        decide(s, "GET", path, None, label, &NoProbes)
+    fn get<'a>(s: &'a Snapshot, path: &str, label: Option<&'a str>) -> Decision<'a> {
+        decide(s, "GET", path, None, label, &NoProbes, Detail::Explain)
     }
 
     /// Test presence: fixed answers per mirror, some mirrors unhealthy.
@@ -446,10 +630,13 @@ mod tests {
     fn case_01_only_get_and_head() {
         let (_d, s) = plain();
         for m in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
-            let d = decide(&s, m, &format!("/v2/a/blobs/{D1}"), None, None, &NoProbes);
+            let d = decide(&s, m, &format!("/v2/a/blobs/{D1}"), None, None, &NoProbes, Detail::Explain);
             assert_eq!((d.status, d.outcome, d.location), (405, Outcome::MethodNotAllowed, None), "{m}");
         }
-        assert_eq!(decide(&s, "HEAD", &format!("/v2/a/blobs/{D1}"), None, None, &NoProbes).status, 307);
+        assert_eq!(
+            decide(&s, "HEAD", &format!("/v2/a/blobs/{D1}"), None, None, &NoProbes, Detail::Explain).status,
+            307
+        );
     }
 
     #[test]
@@ -497,7 +684,7 @@ mod tests {
             let d = get(&s, &p, None);
             assert_eq!((d.status, d.location.as_deref()), (status, None), "{p}");
         }
-        let d = decide(&s, "GET", "/v2/a/tags/list", Some("n=1\"x"), None, &NoProbes);
+        let d = decide(&s, "GET", "/v2/a/tags/list", Some("n=1\"x"), None, &NoProbes, Detail::Explain);
         assert_eq!(d.status, 400);
     }
 
@@ -548,21 +735,21 @@ mod tests {
         let path = format!("/v2/a/blobs/{D1}");
         // No probes: "probed" has no inventory -> unknown -> skipped.
         let p = Fixed { holds: HashMap::new(), unhealthy: HashSet::from(["sick".to_string()]) };
-        let d = decide(&s, "GET", &path, None, Some("aws:us-east-2"), &p);
+        let d = decide(&s, "GET", &path, None, Some("aws:us-east-2"), &p, Detail::Explain);
         assert_eq!(d.mirror.as_deref(), Some("fallback"));
         let why: HashMap<_, _> = d.candidates.iter().map(|c| (c.mirror.as_str(), c.skipped.clone())).collect();
         assert_eq!(why["sick"].as_deref(), Some("unhealthy"));
         assert!(why["probed"].as_deref().unwrap().starts_with("presence unknown"));
         // A positive probe result makes it eligible (exact beats "*").
         let p = Fixed { holds: HashMap::from([("probed".to_string(), Holding::Yes)]), unhealthy: HashSet::new() };
-        let d = decide(&s, "GET", &path, None, Some("aws:us-east-2"), &p);
+        let d = decide(&s, "GET", &path, None, Some("aws:us-east-2"), &p, Detail::Explain);
         assert!(d.mirror.as_deref() == Some("probed") || d.mirror.as_deref() == Some("sick"));
         // A negative probe result skips it.
         let p = Fixed {
             holds: HashMap::from([("probed".to_string(), Holding::No)]),
             unhealthy: HashSet::from(["sick".to_string()]),
         };
-        let d = decide(&s, "GET", &path, None, Some("aws:us-east-2"), &p);
+        let d = decide(&s, "GET", &path, None, Some("aws:us-east-2"), &p, Detail::Explain);
         assert_eq!(d.mirror.as_deref(), Some("fallback"));
     }
 
@@ -580,7 +767,7 @@ mod tests {
             let first = get(&s, &format!("/v2/a/blobs/{d}"), None);
             let again = get(&s, &format!("/v2/other/blobs/{d}"), Some("x"));
             assert_eq!(first.mirror, again.mirror, "one blob, one mirror");
-            assert!(first.reason.contains("chosen among 2"));
+            assert!(first.reason.to_string().contains("chosen among 2"));
             if first.mirror.as_deref() == Some("heavy") {
                 heavy += 1;
             }
@@ -600,14 +787,14 @@ mod tests {
         );
         assert_eq!(d.candidates[0].skipped.as_deref(), Some("not in its inventory"));
         // Query strings are not carried to blobs.
-        let d = decide(&s, "GET", &format!("/v2/a/blobs/{D2}"), Some("x=1"), None, &NoProbes);
+        let d = decide(&s, "GET", &format!("/v2/a/blobs/{D2}"), Some("x=1"), None, &NoProbes, Detail::Explain);
         assert!(!d.location.unwrap().contains('?'));
     }
 
     #[test]
     fn case_07_manifests_and_tags_go_upstream_with_query() {
         let (_d, s) = plain();
-        let d = decide(&s, "GET", "/v2/team/app/tags/list", Some("n=10&last=v1"), None, &NoProbes);
+        let d = decide(&s, "GET", "/v2/team/app/tags/list", Some("n=10&last=v1"), None, &NoProbes, Detail::Explain);
         assert_eq!(
             d.location.as_deref(),
             Some("https://reg.example/v2/my-project/images/team/app/tags/list?n=10&last=v1")
@@ -638,7 +825,15 @@ mod tests {
         for tag in ["sha256-abc.sig", &format!("sha256-{hex}.txt")] {
             assert_eq!(get(&with, &format!("/v2/app/manifests/{tag}"), None).outcome, Outcome::Upstream, "{tag}");
         }
-        let d = decide(&with, "GET", &format!("/v2/app/referrers/{D1}"), Some("artifactType=x"), None, &NoProbes);
+        let d = decide(
+            &with,
+            "GET",
+            &format!("/v2/app/referrers/{D1}"),
+            Some("artifactType=x"),
+            None,
+            &NoProbes,
+            Detail::Explain,
+        );
         assert_eq!(d.location.unwrap(), format!("https://sig.example/v2/sigs/app/referrers/{D1}?artifactType=x"));
         let d = get(&without, &format!("/v2/app/referrers/{D1}"), None);
         assert_eq!(d.location.unwrap(), format!("https://reg.example/v2/my-project/images/app/referrers/{D1}"));
@@ -727,7 +922,7 @@ mod tests {
             hostile.iter().map(|s| s.to_string()).chain([format!("/v2/a/blobs/{D1}"), format!("/v2/a/referrers/{D1}")])
         {
             for q in queries {
-                let d = decide(&s, "GET", &p, q, Some("l"), &NoProbes);
+                let d = decide(&s, "GET", &p, q, Some("l"), &NoProbes, Detail::Explain);
                 if let Some(loc) = d.location {
                     assert!(allowed.iter().any(|a| loc.starts_with(a)), "{p} {q:?} -> {loc}");
                     assert!(!loc.contains(['\r', '\n', ' ', '\\', '#', '"']), "{loc}");

@@ -1,31 +1,42 @@
-//! The HTTP layer around [`crate::route::decide`]: service endpoints, client address
-//! (`X-Forwarded-For` from trusted proxies only), access logs, metrics, snapshot reload.
-//! Cases 3, 12 and 13 of `docs/request-handling.md` live here.
+//! The HTTP layer around [`crate::route::route`]: service endpoints, embedded mirror content,
+//! client address (`X-Forwarded-For` from trusted proxies only), access log, metrics, snapshot
+//! reload. Cases 3, 3a, 12 and 13 of `docs/request-handling.md` live here.
+//!
+//! Hot path: a plain hyper HTTP/1.1 service (no router: the dispatch is a handful of exact
+//! comparisons). A redirect whose mirrors all have inventories (or are local folders) is answered
+//! synchronously, from a borrowed snapshot: no task, no future to box, no `Arc` count touched, and
+//! no allocation but the `Location` and the response itself. Only requests that may wait (presence
+//! probes, file bytes, `/debug/route`) take the asynchronous path.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Router;
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::access_log::{AccessLog, Entry};
+use crate::embedded;
 use crate::probe::{ProbeSettings, Prober};
 use crate::request::parse_request;
-use crate::route::{decide, route, Decision, NoProbes, Outcome, Presence};
+use crate::route::{decide, reject_decision, route, Decision, Detail, NoProbes, Outcome, Presence};
 use crate::snapshot::{canonical, Snapshot, SnapshotError};
 
 /// `X-Forwarded-For` headers longer than this (all of them together) are ignored.
 pub const MAX_XFF: usize = 4096;
+/// A client must send a request's headers within this time (slow-header clients are cut off).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MirrorLabels {
@@ -47,18 +58,20 @@ struct RedirectLabels {
 /// Prometheus metrics of one server.
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
+    /// One counter per [`Outcome`] (index [`Outcome::index`]), resolved once.
+    requests: Vec<Counter>,
     redirects: Family<RedirectLabels, Counter>,
     mirror_healthy: Family<MirrorLabels, Gauge>,
     presence_cache_entries: Gauge,
+    access_log_dropped: Counter,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
-        let requests = Family::<RequestLabels, Counter>::default();
+        let request_family = Family::<RequestLabels, Counter>::default();
         let redirects = Family::<RedirectLabels, Counter>::default();
-        registry.register("ferry_serve_requests", "Requests answered, by outcome", requests.clone());
+        registry.register("ferry_serve_requests", "Requests answered, by outcome", request_family.clone());
         registry.register(
             "ferry_serve_redirects",
             "Redirects sent, by outcome, mirror and client location label",
@@ -66,6 +79,7 @@ impl Default for Metrics {
         );
         let mirror_healthy = Family::<MirrorLabels, Gauge>::default();
         let presence_cache_entries = Gauge::default();
+        let access_log_dropped = Counter::default();
         registry.register(
             "ferry_serve_mirror_healthy",
             "1 while the mirror's health probes pass (it is in the routing), else 0",
@@ -76,21 +90,65 @@ impl Default for Metrics {
             "Presence probe answers cached (present, absent and error)",
             presence_cache_entries.clone(),
         );
-        Metrics { registry, requests, redirects, mirror_healthy, presence_cache_entries }
+        registry.register(
+            "ferry_serve_access_log_dropped",
+            "Access-log lines dropped because the log output did not keep up",
+            access_log_dropped.clone(),
+        );
+        let requests = Outcome::ALL
+            .iter()
+            .map(|o| request_family.get_or_create(&RequestLabels { outcome: o.as_str().into() }).clone())
+            .collect();
+        Metrics { registry, requests, redirects, mirror_healthy, presence_cache_entries, access_log_dropped }
+    }
+}
+
+/// Redirect counters of one snapshot, one cell per (outcome and mirror, client label), each
+/// resolved from the family the first time it is used: counting a redirect is then an index and
+/// an atomic add, with no label `String`s built per request. Cells never used never appear on
+/// `/metrics`.
+#[derive(Default)]
+pub(crate) struct RedirectCounters {
+    /// Label count + 1 (column 0: no label).
+    columns: usize,
+    cells: Box<[OnceLock<Counter>]>,
+}
+
+impl RedirectCounters {
+    /// Rows: one per mirror (outcome `mirror`), then `upstream`, `signatures`, `files`.
+    fn new(snapshot: &Snapshot) -> RedirectCounters {
+        let columns = snapshot.locator.labels().len() + 1;
+        let rows = snapshot.mirrors.len() + 3;
+        RedirectCounters { columns, cells: (0..rows * columns).map(|_| OnceLock::new()).collect() }
+    }
+
+    fn count(&self, metrics: &Metrics, snapshot: &Snapshot, decision: &Decision<'_>, label: Option<u32>) {
+        let n = snapshot.mirrors.len();
+        let row = match (decision.outcome, decision.mirror_index) {
+            (Outcome::Mirror, Some(i)) => i,
+            (Outcome::Upstream, _) => n,
+            (Outcome::Signatures, _) => n + 1,
+            (Outcome::Files, _) => n + 2,
+            _ => return,
+        };
+        let column = label.map_or(0, |l| l as usize + 1);
+        let labels = || RedirectLabels {
+            outcome: decision.outcome.as_str().into(),
+            mirror: decision.mirror.unwrap_or_default().into(),
+            location: label.map(|l| &*snapshot.locator.labels()[l as usize]).unwrap_or_default().into(),
+        };
+        match self.cells.get(row * self.columns + column) {
+            Some(cell) => cell.get_or_init(|| metrics.redirects.get_or_create(&labels()).clone()).inc(),
+            None => metrics.redirects.get_or_create(&labels()).inc(),
+        };
     }
 }
 
 impl Metrics {
-    fn record(&self, decision: &Decision, label: Option<&str>) {
-        self.requests.get_or_create(&RequestLabels { outcome: decision.outcome.as_str().into() }).inc();
+    fn record(&self, snapshot: &Snapshot, decision: &Decision<'_>, label: Option<u32>) {
+        self.requests[decision.outcome.index()].inc();
         if decision.outcome.is_redirect() {
-            self.redirects
-                .get_or_create(&RedirectLabels {
-                    outcome: decision.outcome.as_str().into(),
-                    mirror: decision.mirror.clone().unwrap_or_default(),
-                    location: label.unwrap_or_default().into(),
-                })
-                .inc();
+            snapshot.redirect_counters.count(self, snapshot, decision, label);
         }
     }
 
@@ -111,58 +169,66 @@ impl Metrics {
     }
 }
 
-/// What the handlers share: the current snapshot (swapped whole on reload), presence knowledge
-/// and metrics.
+/// What the handlers share: the current snapshot (swapped whole on reload), presence knowledge,
+/// metrics and the access log.
 pub struct AppState {
     snapshot: ArcSwap<Snapshot>,
     /// Used when there is no prober.
     presence: Arc<dyn Presence>,
     prober: Option<Arc<Prober>>,
     pub metrics: Metrics,
+    access_log: AccessLog,
 }
 
 impl AppState {
-    pub fn new(snapshot: Snapshot) -> Arc<AppState> {
+    pub fn new(snapshot: Snapshot) -> AppState {
         AppState::with_presence(snapshot, Arc::new(NoProbes))
     }
 
     /// Routes with a fixed [`Presence`] (tests, or no probing at all).
-    pub fn with_presence(snapshot: Snapshot, presence: Arc<dyn Presence>) -> Arc<AppState> {
-        Arc::new(AppState {
-            snapshot: ArcSwap::from_pointee(snapshot),
-            presence,
-            prober: None,
-            metrics: Metrics::default(),
-        })
+    pub fn with_presence(snapshot: Snapshot, presence: Arc<dyn Presence>) -> AppState {
+        let metrics = Metrics::default();
+        let snapshot = ArcSwap::from_pointee(prepare(snapshot));
+        AppState { snapshot, presence, prober: None, metrics, access_log: AccessLog::off() }
     }
 
     /// Routes with live presence probing and health (start the health loop with
     /// [`Prober::spawn_health`]).
-    pub fn with_prober(snapshot: Snapshot, prober: Arc<Prober>) -> Arc<AppState> {
-        Arc::new(AppState {
-            snapshot: ArcSwap::from_pointee(snapshot),
-            presence: Arc::new(NoProbes),
-            prober: Some(prober),
-            metrics: Metrics::default(),
-        })
+    pub fn with_prober(snapshot: Snapshot, prober: Arc<Prober>) -> AppState {
+        AppState { prober: Some(prober), ..AppState::new(snapshot) }
     }
 
-    /// The whole decision for a request, probing (within the budget) when there is a prober.
-    pub async fn decide(
+    /// Logs every request (case 13) to `log`.
+    pub fn with_access_log(self, log: AccessLog) -> AppState {
+        AppState { access_log: log, ..self }
+    }
+
+    pub fn access_log(&self) -> &AccessLog {
+        &self.access_log
+    }
+
+    /// The whole decision for a request, probing (within the budget) when there is a prober and
+    /// a mirror without an inventory could serve it.
+    pub async fn decide<'a>(
         &self,
-        snapshot: &Snapshot,
+        snapshot: &'a Snapshot,
         method: &str,
         path: &str,
         query: Option<&str>,
-        label: Option<&str>,
-    ) -> Decision {
-        if let (Some(prober), "GET" | "HEAD") = (&self.prober, method) {
+        label: Option<&'a str>,
+        detail: Detail,
+    ) -> Decision<'a> {
+        if let (Some(prober), "GET" | "HEAD", true) = (&self.prober, method, snapshot.probes_presence) {
             if let Ok(request) = parse_request(path, query) {
                 let known = prober.known(snapshot, &request, label).await;
-                return route(snapshot, &request, label, &known);
+                return route(snapshot, &request, label, &known, detail);
             }
         }
-        decide(snapshot, method, path, query, label, &*self.presence)
+        let presence: &dyn Presence = match &self.prober {
+            Some(prober) => &**prober,
+            None => &*self.presence,
+        };
+        decide(snapshot, method, path, query, label, presence, detail)
     }
 
     /// The snapshot in force.
@@ -172,7 +238,7 @@ impl AppState {
 
     /// Replaces the snapshot (atomically: a request sees the old or the new one, whole).
     pub fn store(&self, snapshot: Snapshot) {
-        self.snapshot.store(Arc::new(snapshot));
+        self.snapshot.store(Arc::new(prepare(snapshot)));
     }
 
     /// Builds a whole new snapshot from `config_path`; only if that succeeds is it swapped in. On
@@ -200,6 +266,135 @@ impl AppState {
             }
         }
     }
+
+    /// Whether this request can be answered without waiting: no presence probe can be needed,
+    /// it is not for bytes Ferry serves itself, and not `/debug/route`.
+    fn answers_at_once(&self, snapshot: &Snapshot, path: &str) -> bool {
+        !(path == "/debug/route" || embedded::is_embedded(path) || (self.prober.is_some() && snapshot.probes_presence))
+    }
+
+    /// Cases 1-13 for one request, without waiting (see [`AppState::answers_at_once`]).
+    fn answer_now(&self, snapshot: &Snapshot, peer: IpAddr, request: &Request<impl Sized>) -> Response<Body> {
+        let (method, path, query) = (request.method(), request.uri().path(), request.uri().query());
+        if let Some(response) = self.service_endpoint(snapshot, method, path) {
+            return response;
+        }
+        let client = client_address(snapshot, peer, request.headers());
+        let label_id = snapshot.locator.locate_id(client);
+        let label = label_id.map(|l| &*snapshot.locator.labels()[l as usize]);
+        let presence: &dyn Presence = match &self.prober {
+            Some(prober) => &**prober,
+            None => &*self.presence,
+        };
+        let decision = decide(snapshot, method.as_str(), path, query, label, presence, Detail::Lean);
+        self.finish(snapshot, method, path, peer, client, label_id, decision)
+    }
+
+    /// The same as [`AppState::answer_now`], for requests that may wait.
+    async fn answer_later(self: Arc<Self>, peer: IpAddr, request: Request<hyper::body::Incoming>) -> Response<Body> {
+        let snapshot = self.snapshot();
+        let (method, path, query) = (request.method(), request.uri().path(), request.uri().query());
+        if path == "/debug/route" {
+            return match *method {
+                Method::GET | Method::HEAD => debug_route(&self, &snapshot, query.unwrap_or("")).await,
+                _ => method_not_allowed(),
+            };
+        }
+        let client = client_address(&snapshot, peer, request.headers());
+        let label_id = snapshot.locator.locate_id(client);
+        let label = label_id.map(|l| &*snapshot.locator.labels()[l as usize]);
+        if embedded::is_embedded(path) {
+            let (outcome, status, response) = match (method, embedded::parse(path)) {
+                (&Method::GET | &Method::HEAD, Ok(object)) => {
+                    embedded::serve(&snapshot, &object, request.headers()).await
+                }
+                (&Method::GET | &Method::HEAD, Err(reject)) => {
+                    let d = reject_decision(reject);
+                    let r = respond(&d);
+                    (d.outcome, d.status, r)
+                }
+                _ => (Outcome::MethodNotAllowed, 405, method_not_allowed()),
+            };
+            self.metrics.requests[outcome.index()].inc();
+            self.access_log.log(&Entry {
+                method: method.as_str(),
+                path,
+                client,
+                peer,
+                label,
+                status,
+                outcome: outcome.as_str(),
+                mirror: None,
+                location: None,
+                reason: &"mirror content served by Ferry (case 3a)",
+            });
+            return response;
+        }
+        let decision = self.decide(&snapshot, method.as_str(), path, query, label, Detail::Lean).await;
+        self.finish(&snapshot, method, path, peer, client, label_id, decision)
+    }
+
+    /// Service endpoints (case 3) but `/debug/route`.
+    fn service_endpoint(&self, snapshot: &Snapshot, method: &Method, path: &str) -> Option<Response<Body>> {
+        if !matches!(path, "/healthz" | "/metrics") {
+            return None;
+        }
+        if method != Method::GET && method != Method::HEAD {
+            return Some(method_not_allowed());
+        }
+        Some(if path == "/healthz" {
+            text(StatusCode::OK, "ok")
+        } else {
+            if let Some(prober) = &self.prober {
+                self.metrics.observe(prober, snapshot);
+            }
+            self.metrics
+                .access_log_dropped
+                .inner()
+                .store(self.access_log.dropped(), std::sync::atomic::Ordering::Relaxed);
+            let mut r = Response::new(Body::from(self.metrics.encode()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            );
+            r
+        })
+    }
+
+    /// Case 13 (access log and metrics), then the response.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        snapshot: &Snapshot,
+        method: &Method,
+        path: &str,
+        peer: IpAddr,
+        client: IpAddr,
+        label_id: Option<u32>,
+        decision: Decision<'_>,
+    ) -> Response<Body> {
+        let label = label_id.map(|l| &*snapshot.locator.labels()[l as usize]);
+        self.metrics.record(snapshot, &decision, label_id);
+        self.access_log.log(&Entry {
+            method: method.as_str(),
+            path,
+            client,
+            peer,
+            label,
+            status: decision.status,
+            outcome: decision.outcome.as_str(),
+            mirror: decision.mirror,
+            location: decision.location.as_deref(),
+            reason: &decision.reason,
+        });
+        respond(&decision)
+    }
+}
+
+/// Per-snapshot state derived once, when it is put in force.
+fn prepare(mut snapshot: Snapshot) -> Snapshot {
+    snapshot.redirect_counters = RedirectCounters::new(&snapshot);
+    snapshot
 }
 
 /// Modification time and length of each watched file (missing files count as `None`).
@@ -237,138 +432,183 @@ pub fn spawn_reloader(state: Arc<AppState>, config_path: PathBuf, interval: Dura
     })
 }
 
-/// The axum router: every request goes through one handler (strict hand-written dispatch).
-/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so the peer address is
-/// known; without it every peer counts as `0.0.0.0`.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new().fallback(handle).with_state(state)
+/// The hyper service of one connection.
+struct Connection {
+    state: Arc<AppState>,
+    peer: IpAddr,
+}
+
+/// The response future: ready at once (the hot path), or boxed (requests that wait).
+enum Answer {
+    Ready(Option<Response<Body>>),
+    Later(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+}
+
+impl Future for Answer {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Answer::Ready(r) => Poll::Ready(Ok(r.take().expect("polled after completion"))),
+            Answer::Later(f) => f.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+impl hyper::service::Service<Request<hyper::body::Incoming>> for Connection {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn call(&self, request: Request<hyper::body::Incoming>) -> Answer {
+        let snapshot = self.state.snapshot.load();
+        if self.state.answers_at_once(&snapshot, request.uri().path()) {
+            Answer::Ready(Some(self.state.answer_now(&snapshot, self.peer, &request)))
+        } else {
+            Answer::Later(Box::pin(self.state.clone().answer_later(self.peer, request)))
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` until the future is dropped: one task per connection, keep-alive,
+/// request headers within [`HEADER_READ_TIMEOUT`].
+pub async fn run(listener: tokio::net::TcpListener, state: Arc<AppState>) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::warn!(target: "ferry_serve", error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = Connection { state: state.clone(), peer: canonical(peer.ip()) };
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            // A client that goes away mid-request is not an error worth logging.
+            let _ = connection.await;
+        });
+    }
 }
 
 /// Runs `ferry serve`: loads the configuration (failing if it is invalid), reloads it when it or
-/// an inventory changes (checked every 5 s), probes mirror presence and health, and serves until the process ends.
+/// an inventory changes (checked every 5 s), probes mirror presence and health, logs each request
+/// to stdout (unless `FERRY_LOG` filters `ferry_serve::access` out), and serves until SIGINT or
+/// SIGTERM, then writes the access-log lines still pending and returns.
 pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let snapshot = Snapshot::load(&config_path)?;
     let listen = snapshot.listen;
     let prober = Prober::new(ProbeSettings::default());
-    let state = AppState::with_prober(snapshot, prober.clone());
+    let log = if tracing::enabled!(target: "ferry_serve::access", tracing::Level::INFO) {
+        AccessLog::stdout()
+    } else {
+        AccessLog::off()
+    };
+    let state = Arc::new(AppState::with_prober(snapshot, prober.clone()).with_access_log(log));
     prober.spawn_health(state.clone());
     spawn_reloader(state.clone(), config_path, Duration::from_secs(5));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(target: "ferry_serve", %listen, "serving");
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>()).await?;
+    tokio::select! {
+        () = run(listener, state.clone()) => {}
+        () = shutdown_signal() => tracing::info!(target: "ferry_serve", "shutting down"),
+    }
+    state.access_log.flush();
     Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        Some(()) = async { term.as_mut()?.recv().await } => {}
+    }
 }
 
 /// Case 12: the client address. The TCP peer, unless it is a trusted proxy: then the right-most
 /// `X-Forwarded-For` entry that is not itself a trusted proxy (the left-most if all are). A
-/// malformed or oversized header is ignored (the peer is used).
+/// malformed or oversized header is ignored (the peer is used). No allocation: the list is read
+/// right to left, once to find the answer and, only if every entry is trusted, for the left-most.
 pub fn client_address(snapshot: &Snapshot, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
     let peer = canonical(peer);
     if !snapshot.is_trusted_proxy(peer) {
         return peer;
     }
+    let values = headers.get_all("x-forwarded-for");
     let mut total = 0usize;
-    let mut entries: Vec<IpAddr> = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
+    for value in values.iter() {
         total += value.len();
-        if total > MAX_XFF {
+        if total > MAX_XFF || value.to_str().is_err() {
             return peer;
         }
-        let Ok(text) = value.to_str() else { return peer };
-        for item in text.split(',') {
-            match item.trim().parse::<IpAddr>() {
-                Ok(ip) => entries.push(canonical(ip)),
-                Err(_) => return peer,
-            }
-        }
     }
-    entries.iter().rev().find(|ip| !snapshot.is_trusted_proxy(**ip)).or(entries.first()).copied().unwrap_or(peer)
-}
-
-async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let snapshot = state.snapshot();
-    let (parts, _body) = request.into_parts();
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| canonical(c.0.ip()))
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let method = parts.method.as_str();
-    let path = parts.uri.path();
-    let query = parts.uri.query();
-
-    if matches!(path, "/healthz" | "/metrics" | "/debug/route") {
-        if method != "GET" && method != "HEAD" {
-            return method_not_allowed();
-        }
-        return match path {
-            "/healthz" => (StatusCode::OK, "ok").into_response(),
-            "/metrics" => {
-                if let Some(prober) = &state.prober {
-                    state.metrics.observe(prober, &snapshot);
-                }
-                (
-                    [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-                    state.metrics.encode(),
-                )
-                    .into_response()
-            }
-            _ => debug_route(&state, &snapshot, query.unwrap_or("")).await,
-        };
+    let entries = || {
+        values.iter().rev().flat_map(|v| v.to_str().unwrap_or_default().rsplit(',')).map(|e| e.trim().parse::<IpAddr>())
+    };
+    if entries().any(|e| e.is_err()) {
+        return peer;
     }
-
-    let client = client_address(&snapshot, peer, &parts.headers);
-    let label = snapshot.locator.locate(client);
-    let decision = state.decide(&snapshot, method, path, query, label).await;
-    state.metrics.record(&decision, label);
-    tracing::info!(
-        target: "ferry_serve::access",
-        method,
-        path,
-        client = %client,
-        peer = %peer,
-        label = label.unwrap_or(""),
-        status = decision.status,
-        outcome = decision.outcome.as_str(),
-        mirror = decision.mirror.as_deref().unwrap_or(""),
-        location = decision.location.as_deref().unwrap_or(""),
-        reason = %decision.reason,
-    );
-    respond(&decision)
+    let ips = entries().map(|e| canonical(e.expect("checked above")));
+    let mut leftmost = None;
+    for ip in ips {
+        if !snapshot.is_trusted_proxy(ip) {
+            return ip;
+        }
+        leftmost = Some(ip);
+    }
+    leftmost.unwrap_or(peer)
 }
 
-fn method_not_allowed() -> Response {
-    (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "method not allowed\n").into_response()
+fn text(status: StatusCode, body: impl Into<Body>) -> Response<Body> {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
 }
 
-fn respond(decision: &Decision) -> Response {
+fn method_not_allowed() -> Response<Body> {
+    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    r
+}
+
+fn respond(decision: &Decision<'_>) -> Response<Body> {
     match decision.outcome {
         Outcome::MethodNotAllowed => method_not_allowed(),
-        Outcome::Ok => (StatusCode::OK, [("docker-distribution-api-version", "registry/2.0")], "").into_response(),
+        Outcome::Ok => {
+            let mut r = Response::new(Body::empty());
+            r.headers_mut().insert("docker-distribution-api-version", HeaderValue::from_static("registry/2.0"));
+            r
+        }
         _ if decision.status == 307 => {
             let location = decision.location.as_deref().and_then(|l| HeaderValue::from_str(l).ok());
             match location {
-                Some(l) => Response::builder()
-                    .status(StatusCode::TEMPORARY_REDIRECT)
-                    .header(header::LOCATION, l)
-                    .body(Body::empty())
-                    .expect("valid response"),
+                Some(l) => {
+                    let mut r = Response::new(Body::empty());
+                    *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+                    r.headers_mut().insert(header::LOCATION, l);
+                    r
+                }
                 None => {
                     tracing::error!(target: "ferry_serve", location = ?decision.location, "unusable Location");
-                    (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+                    text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
                 }
             }
         }
         _ => {
             let status = StatusCode::from_u16(decision.status).unwrap_or(StatusCode::BAD_REQUEST);
-            (status, format!("{}\n", decision.reason)).into_response()
+            text(status, format!("{}\n", decision.reason))
         }
     }
 }
 
 /// `/debug/route?ip=ADDR&digest=D[&name=REPO]` or `?ip=ADDR&path=P`.
-async fn debug_route(state: &AppState, snapshot: &Snapshot, query: &str) -> Response {
-    let bad = |m: &str| (StatusCode::BAD_REQUEST, format!("{m}\n")).into_response();
+async fn debug_route(state: &AppState, snapshot: &Snapshot, query: &str) -> Response<Body> {
+    let bad = |m: &str| text(StatusCode::BAD_REQUEST, format!("{m}\n"));
     let (mut ip, mut digest, mut path, mut name) = (None, None, None, None);
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         match &*k {
@@ -389,9 +629,11 @@ async fn debug_route(state: &AppState, snapshot: &Snapshot, query: &str) -> Resp
         _ => return bad("give exactly one of digest=sha256:... or path=/..."),
     };
     let label = snapshot.locator.locate(ip);
-    let decision = state.decide(snapshot, "GET", &request_path, None, label).await;
+    let decision = state.decide(snapshot, "GET", &request_path, None, label, Detail::Explain).await;
     let body = serde_json::json!({ "ip": ip, "label": label, "path": request_path, "decision": decision });
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    let mut r = Response::new(Body::from(body.to_string()));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
 }
 
 #[cfg(test)]
@@ -427,15 +669,13 @@ mirrors:
         std::fs::write(dir.path().join("inv.txt"), format!("{D1}\n/bin/kubectl\n")).unwrap();
         std::fs::write(dir.path().join("ferry.yaml"), config_text(trusted)).unwrap();
         let snapshot = Snapshot::load(&dir.path().join("ferry.yaml")).unwrap();
-        (dir, AppState::new(snapshot))
+        (dir, Arc::new(AppState::new(snapshot)))
     }
 
     async fn start(state: Arc<AppState>) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>()).await.unwrap()
-        });
+        tokio::spawn(run(listener, state));
         format!("http://{addr}")
     }
 
@@ -635,7 +875,7 @@ mirrors:
         assert_eq!(c.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
     }
 
-    /// A `MakeWriter` collecting everything into one buffer.
+    /// Collects everything written into one buffer.
     #[derive(Clone, Default)]
     struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
 
@@ -649,37 +889,43 @@ mirrors:
         }
     }
 
-    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
-        type Writer = Buffer;
-        fn make_writer(&'a self) -> Buffer {
-            self.clone()
-        }
-    }
-
-    #[test]
-    fn case_13_access_log_is_structured_json() {
+    #[tokio::test]
+    async fn case_13_access_log_is_structured_json() {
         let buffer = Buffer::default();
-        let subscriber = tracing_subscriber::fmt().json().with_writer(buffer.clone()).finish();
-        // A current-thread runtime keeps every task on this thread, under this subscriber.
-        tracing::subscriber::with_default(subscriber, || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                let (_d, state) = setup("[]");
-                let base = start(state).await;
-                client().get(format!("{base}/v2/a/blobs/{D1}")).send().await.unwrap();
-            });
-        });
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("inv.txt"), format!("{D1}\n/bin/kubectl\n")).unwrap();
+        std::fs::write(dir.path().join("ferry.yaml"), config_text("[]")).unwrap();
+        let snapshot = Snapshot::load(&dir.path().join("ferry.yaml")).unwrap();
+        let log = AccessLog::to_writer(Box::new(buffer.clone()));
+        let state = Arc::new(AppState::new(snapshot).with_access_log(log));
+        let base = start(state.clone()).await;
+        let c = client();
+        c.get(format!("{base}/v2/a/blobs/{D1}")).send().await.unwrap();
+        c.get(format!("{base}/v2/a/blobs/{D2}")).send().await.unwrap();
+        c.post(format!("{base}/bin/x")).send().await.unwrap();
+        assert_eq!(raw_get(&base, "/bin/%22x").await.0, 400);
+        c.get(format!("{base}/healthz")).send().await.unwrap();
+        state.access_log().flush();
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        let line = text.lines().find(|l| l.contains("ferry_serve::access")).expect(&text);
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let f = &v["fields"];
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 4, "one line per request, service endpoints excepted: {text}");
+        let f = &lines[0]["fields"];
+        assert_eq!(lines[0]["target"], "ferry_serve::access");
         assert_eq!(f["status"], 307);
         assert_eq!(f["outcome"], "mirror");
         assert_eq!(f["mirror"], "east");
         assert_eq!(f["label"], "aws:us-east-2");
         assert_eq!(f["client"], "127.0.0.1");
+        assert_eq!(f["peer"], "127.0.0.1");
+        assert_eq!(f["method"], "GET");
         assert_eq!(f["location"], format!("https://east.example/b/{D1}"));
-        assert!(f["reason"].as_str().unwrap().contains("exact match"), "{line}");
+        assert!(f["reason"].as_str().unwrap().contains("exact match"), "{f}");
+        let f = &lines[1]["fields"];
+        assert_eq!((&f["outcome"], &f["mirror"]), (&"upstream".into(), &"".into()));
+        assert_eq!(f["reason"], "no eligible mirror (1 considered)");
+        assert_eq!((&lines[2]["fields"]["status"], &lines[2]["fields"]["method"]), (&405.into(), &"POST".into()));
+        assert_eq!(lines[3]["fields"]["path"], "/bin/%22x");
+        assert_eq!(lines[3]["fields"]["status"], 400);
     }
 
     #[tokio::test]
@@ -719,7 +965,7 @@ mirrors:
             &format!("locations:\n  aws: [{ranges}/aws-ip-ranges.json]\n  gcp: [{ranges}/gcp-cloud.json]\n"),
         );
         std::fs::write(dir.path().join("ferry.yaml"), config).unwrap();
-        let base = start(AppState::new(Snapshot::load(&dir.path().join("ferry.yaml")).unwrap())).await;
+        let base = start(Arc::new(AppState::new(Snapshot::load(&dir.path().join("ferry.yaml")).unwrap()))).await;
         let c = client();
         for (ip, label, mirror) in [
             ("3.128.0.5", "aws:us-east-2", Some("east")),

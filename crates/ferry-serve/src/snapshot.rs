@@ -5,27 +5,17 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use ipnet::IpNet;
 
 use crate::config::{
-    check_mirror_name, parse_serves, parse_trusted_proxies, Config, ConfigError, FilesBase, RegistryBase, Template,
+    check_mirror_name, is_local_folder, parse_local_folder, parse_public_url, parse_serves, parse_trusted_proxies,
+    Config, ConfigError, FilesBase, RegistryBase, Template,
 };
 use crate::glob::Pattern;
 use crate::inventory::{self, Inventory};
-
-/// Client address → location label (e.g. `aws:us-east-2`). The configured one is a
-/// [`ferry_locate::Locator`].
-pub trait Locate: Send + Sync {
-    fn locate(&self, ip: IpAddr) -> Option<&str>;
-}
-
-impl Locate for ferry_locate::Locator {
-    fn locate(&self, ip: IpAddr) -> Option<&str> {
-        ferry_locate::Locator::locate(self, ip)
-    }
-}
+use crate::route::{Holding, Object};
+use crate::server::RedirectCounters;
 
 #[derive(Debug)]
 pub struct Upstream {
@@ -45,6 +35,37 @@ pub struct Mirror {
     pub inventory_source: Option<String>,
     /// When present, the mirror is trusted for exactly what it lists (no probe).
     pub inventory: Option<Inventory>,
+    /// The folder Ferry serves this mirror's blobs from itself (canonical), if `blobs` is local.
+    pub local_blobs: Option<PathBuf>,
+    /// The same for `files`.
+    pub local_files: Option<PathBuf>,
+}
+
+impl Mirror {
+    /// The local folder holding this kind of object, if Ferry serves it itself.
+    pub fn local_dir(&self, object: Object<'_>) -> Option<&Path> {
+        match object {
+            Object::Blob(_) => self.local_blobs.as_deref(),
+            Object::File(_) => self.local_files.as_deref(),
+        }
+    }
+
+    /// Whether a remote template (not a local folder) serves blobs or files: such a mirror is
+    /// health-probed, and presence-probed when it has no inventory.
+    pub fn is_remote(&self) -> bool {
+        (self.blobs.is_some() && self.local_blobs.is_none()) || (self.files.is_some() && self.local_files.is_none())
+    }
+
+    /// For a local-folder mirror (of this kind of object): whether the file is in the folder,
+    /// a `stat` (symlinks resolving outside the folder count as absent). `None` for a remote one.
+    pub fn local_holds(&self, object: Object<'_>) -> Option<Holding> {
+        let dir = self.local_dir(object)?;
+        let held = match object {
+            Object::Blob(d) => crate::embedded::resolve(dir, d.as_str()),
+            Object::File(p) => crate::embedded::resolve(dir, p.relative()),
+        };
+        Some(if held.is_some() { Holding::Yes } else { Holding::No })
+    }
 }
 
 pub struct Snapshot {
@@ -52,9 +73,13 @@ pub struct Snapshot {
     pub trusted_proxies: Vec<IpNet>,
     pub upstream: Upstream,
     pub mirrors: Vec<Mirror>,
-    pub locator: Arc<dyn Locate>,
+    pub locator: ferry_locate::Locator,
     /// Files whose change should trigger a reload (config + local inventories).
     pub watched: Vec<PathBuf>,
+    /// Whether any mirror without an inventory is remote (so presence probes may be needed);
+    /// when none is, the prober is never consulted on the request path.
+    pub probes_presence: bool,
+    pub(crate) redirect_counters: RedirectCounters,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -85,6 +110,7 @@ impl Snapshot {
     /// the locator is built.
     pub fn from_config(config: Config, base_dir: &Path) -> Result<Snapshot, SnapshotError> {
         let trusted_proxies = parse_trusted_proxies(&config.trusted_proxies)?;
+        let public_url = config.public_url.as_deref().map(parse_public_url).transpose()?.unwrap_or_default();
         let upstream = Upstream {
             registry: RegistryBase::parse("upstream.registry", &config.upstream.registry)?,
             signatures: config
@@ -106,10 +132,28 @@ impl Snapshot {
                     ConfigError::new(format!("{field}.name"), format!("duplicate mirror name {:?}", m.name)).into()
                 );
             }
-            let blobs =
-                m.blobs.as_deref().map(|t| Template::parse(&format!("{field}.blobs"), t, "{digest}")).transpose()?;
-            let files =
-                m.files.as_deref().map(|t| Template::parse(&format!("{field}.files"), t, "{path}")).transpose()?;
+            // A URL template, or a local folder that Ferry serves itself under
+            // /_ferry/mirrors/<name>/<kind>/ (the redirect goes there).
+            let target = |kind: &str, text: Option<&str>, placeholder: &str| -> Result<_, ConfigError> {
+                let kind_field = format!("{field}.{kind}");
+                Ok(match text {
+                    None => (None, None),
+                    Some(t) if is_local_folder(t) => {
+                        if m.name.starts_with('.') {
+                            return Err(ConfigError::new(
+                                format!("{field}.name"),
+                                "a local-folder mirror's name is part of its URL path: it must not start with '.'",
+                            ));
+                        }
+                        let dir = parse_local_folder(&kind_field, t, base_dir)?;
+                        let path = format!("{}{}/{kind}/", crate::embedded::PREFIX, m.name);
+                        (Some(Template::embedded(&public_url, path)), Some(dir))
+                    }
+                    Some(t) => (Some(Template::parse(&kind_field, t, placeholder)?), None),
+                })
+            };
+            let (blobs, local_blobs) = target("blobs", m.blobs.as_deref(), "{digest}")?;
+            let (files, local_files) = target("files", m.files.as_deref(), "{path}")?;
             if blobs.is_none() && files.is_none() {
                 return Err(ConfigError::new(field, "a mirror needs `blobs`, `files` or both").into());
             }
@@ -134,6 +178,8 @@ impl Snapshot {
                 weight: m.weight,
                 inventory_source: m.inventory,
                 inventory,
+                local_blobs,
+                local_files,
             });
         }
         let mut locations = config.locations;
@@ -147,8 +193,18 @@ impl Snapshot {
             *path = base_dir.join(&*path);
             watched.push(path.clone());
         }
-        let locator = Arc::new(ferry_locate::Locator::load(&locations)?);
-        Ok(Snapshot { listen: config.listen, trusted_proxies, upstream, mirrors, locator, watched })
+        let locator = ferry_locate::Locator::load(&locations)?;
+        let probes_presence = mirrors.iter().any(|m| m.inventory.is_none() && m.is_remote());
+        Ok(Snapshot {
+            listen: config.listen,
+            trusted_proxies,
+            upstream,
+            mirrors,
+            locator,
+            watched,
+            probes_presence,
+            redirect_counters: RedirectCounters::default(),
+        })
     }
 
     /// Reads, validates and loads `path` (and the inventories it names).

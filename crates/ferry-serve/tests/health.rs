@@ -1,9 +1,8 @@
 //! A mirror that dies leaves the routing within 10 s, with the production probe settings.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ferry_serve::{router, AppState, ProbeSettings, Prober, Snapshot};
+use ferry_serve::{run, AppState, ProbeSettings, Prober, Snapshot};
 use ferry_testkit::registry_server::RegistryServer;
 
 #[tokio::test]
@@ -22,13 +21,14 @@ async fn a_killed_mirror_leaves_the_routing_within_ten_seconds() {
     )
     .unwrap();
     let prober = Prober::new(ProbeSettings::default());
-    let state = AppState::with_prober(Snapshot::load(&dir.path().join("ferry.yaml")).unwrap(), prober.clone());
+    let state = std::sync::Arc::new(AppState::with_prober(
+        Snapshot::load(&dir.path().join("ferry.yaml")).unwrap(),
+        prober.clone(),
+    ));
     let health = prober.spawn_health(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>()).await.unwrap()
-    });
+    tokio::spawn(run(listener, state));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap();
     let location = || async {
         let r = client.get(format!("{base}/v2/app/blobs/{digest}")).send().await.unwrap();

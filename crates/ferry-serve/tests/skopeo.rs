@@ -1,12 +1,11 @@
 //! A real client pulls through `ferry serve`: manifests come from the upstream registry, blobs from
 //! the mirror that lists them, and the one blob the mirror lacks from the upstream.
 
-use std::net::SocketAddr;
 use std::process::Command;
 
 use ferry_oci::Digest;
 use ferry_registry::remote::{RemoteClient, RemoteOptions};
-use ferry_serve::{router, AppState, Snapshot};
+use ferry_serve::{run, AppState, Snapshot};
 use ferry_testkit::fault_proxy::FaultProxy;
 use ferry_testkit::images::{push, repo, ImageSpec};
 use ferry_testkit::registry_server::RegistryServer;
@@ -40,12 +39,10 @@ async fn skopeo_pulls_a_multi_arch_image_through_the_redirector() {
         ),
     )
     .unwrap();
-    let state = AppState::new(Snapshot::load(&dir.path().join("ferry.yaml")).unwrap());
+    let state = std::sync::Arc::new(AppState::new(Snapshot::load(&dir.path().join("ferry.yaml")).unwrap()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>()).await.unwrap()
-    });
+    tokio::spawn(run(listener, state));
 
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("pulled");
