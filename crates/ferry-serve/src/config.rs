@@ -167,8 +167,9 @@ fn absolute_http_url(field: &str, text: &str) -> Result<url::Url, ConfigError> {
     if url.fragment().is_some() {
         return Err(ConfigError::new(field, "URL must not contain a fragment"));
     }
-    if text.chars().any(|c| c.is_control() || c == ' ' || c == '\\') {
-        return Err(ConfigError::new(field, "URL contains spaces, control characters or backslashes"));
+    // Also keeps every Location JSON-safe, so the access log writes it without escaping.
+    if text.chars().any(|c| c.is_control() || c == ' ' || c == '\\' || c == '"') {
+        return Err(ConfigError::new(field, "URL contains spaces, quotes, control characters or backslashes"));
     }
     Ok(url)
 }

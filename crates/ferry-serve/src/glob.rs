@@ -58,6 +58,16 @@ impl Pattern {
     }
 }
 
+impl Pattern {
+    /// The pattern as written (`*` for any run of `*`).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Pattern::Exact(s) | Pattern::Glob(s) => s,
+            Pattern::Any => "*",
+        }
+    }
+}
+
 impl fmt::Display for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

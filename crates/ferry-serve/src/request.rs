@@ -163,10 +163,12 @@ pub fn check_path_chars(path: &str) -> Result<(), Reject> {
     if path.len() > MAX_PATH {
         return Err(Reject::BadRequest(format!("path longer than {MAX_PATH} bytes")));
     }
-    if let Some(c) = path.chars().find(|c| c.is_control() || !c.is_ascii() || matches!(c, '\\' | '%' | ' ')) {
-        return Err(Reject::BadRequest(format!("character {c:?} not allowed in a path")));
+    // Printable ASCII but '\\' and '%' (a byte test: the common case needs no char decoding).
+    if path.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'\\' && b != b'%') {
+        return Ok(());
     }
-    Ok(())
+    let c = path.chars().find(|c| c.is_control() || !c.is_ascii() || matches!(c, '\\' | '%' | ' ')).unwrap_or(' ');
+    Err(Reject::BadRequest(format!("character {c:?} not allowed in a path")))
 }
 
 /// Parses the raw (still percent-encoded) path and query of a request.
@@ -184,34 +186,34 @@ pub fn parse_request(path: &str, query: Option<&str>) -> Result<RouteRequest, Re
             Some(q) if !q.is_empty() => Some(SafeQuery::parse(q).map_err(bad)?),
             _ => None,
         };
-        let parts: Vec<&str> = rest.split('/').collect();
-        if parts.iter().any(|p| p.is_empty()) {
+        if rest.is_empty() || rest.starts_with('/') || rest.ends_with('/') || rest.contains("//") {
             return Err(bad("empty path segment ('//' or trailing '/')".into()));
         }
-        let n = parts.len();
-        let name = |k: usize| -> Result<RepoName, Reject> {
-            if k == 0 {
-                return Err(Reject::NotFound("no repository name".into()));
+        // From the right: the last segment, the endpoint word, and everything before is the name.
+        let mut from_right = rest.rsplitn(3, '/');
+        let last = from_right.next().unwrap_or_default();
+        let word = from_right.next().unwrap_or_default();
+        let mut name = || -> Result<RepoName, Reject> {
+            match from_right.next() {
+                Some(name) => name.parse::<RepoName>().map_err(|e| bad(e.to_string())),
+                None => Err(Reject::NotFound("no repository name".into())),
             }
-            parts[..k].join("/").parse::<RepoName>().map_err(|e| bad(e.to_string()))
         };
         let digest = |s: &str| s.parse::<Digest>().map_err(|e| bad(e.to_string()));
-        let resource = if n >= 3 && parts[n - 2] == "tags" && parts[n - 1] == "list" {
-            Resource::TagsList { name: name(n - 2)? }
-        } else if n >= 3 && parts[n - 2] == "blobs" {
-            Resource::Blob { name: name(n - 2)?, digest: digest(parts[n - 1])? }
-        } else if n >= 3 && parts[n - 2] == "referrers" {
-            Resource::Referrers { name: name(n - 2)?, digest: digest(parts[n - 1])? }
-        } else if n >= 3 && parts[n - 2] == "manifests" {
-            let r = parts[n - 1];
-            let reference = if r.contains(':') {
-                Reference::Digest(digest(r)?)
-            } else {
-                Reference::Tag(r.parse::<Tag>().map_err(|e| bad(e.to_string()))?)
-            };
-            Resource::Manifest { name: name(n - 2)?, reference }
-        } else {
-            return Err(Reject::NotFound("not a registry endpoint Ferry serves".into()));
+        let resource = match (word, last) {
+            ("tags", "list") => Resource::TagsList { name: name()? },
+            ("blobs", _) => Resource::Blob { name: name()?, digest: digest(last)? },
+            ("referrers", _) => Resource::Referrers { name: name()?, digest: digest(last)? },
+            ("manifests", r) => {
+                let name = name()?;
+                let reference = if r.contains(':') {
+                    Reference::Digest(digest(r)?)
+                } else {
+                    Reference::Tag(r.parse::<Tag>().map_err(|e| bad(e.to_string()))?)
+                };
+                Resource::Manifest { name, reference }
+            }
+            _ => return Err(Reject::NotFound("not a registry endpoint Ferry serves".into())),
         };
         let keep_query = !matches!(resource, Resource::Blob { .. });
         return Ok(RouteRequest { resource, query: if keep_query { query } else { None } });

@@ -157,35 +157,73 @@ pub enum Reason<'a> {
     },
 }
 
-impl fmt::Display for Reason<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Reason<'_> {
+    /// Hands each piece of the text to `emit`, in order: `Display` and the access log (which
+    /// escapes the pieces straight into its line) share this one rendering.
+    pub fn pieces(&self, emit: &mut dyn FnMut(&str)) {
         match self {
-            Reason::Text(t) => f.write_str(t),
-            Reason::Owned(t) => f.write_str(t),
+            Reason::Text(t) => emit(t),
+            Reason::Owned(t) => emit(t),
             Reason::Chosen { pattern, label, evidence, ties } => {
-                let tier = match pattern.tier() {
-                    Tier::Exact => "exact",
-                    Tier::Glob => "glob",
-                    Tier::Any => "catch-all",
-                };
-                write!(f, "{tier} match {:?} for label ", pattern.to_string())?;
+                emit(match pattern.tier() {
+                    Tier::Exact => "exact match \"",
+                    Tier::Glob => "glob match \"",
+                    Tier::Any => "catch-all match \"",
+                });
+                emit(pattern.as_str());
+                emit("\" for label ");
                 match label {
-                    Some(l) => write!(f, "{l:?}")?,
-                    None => f.write_str("(none)")?,
+                    Some(l) => {
+                        emit("\"");
+                        emit(l);
+                        emit("\"");
+                    }
+                    None => emit("(none)"),
                 }
-                f.write_str(match evidence {
+                emit(match evidence {
                     Evidence::Inventory => ", in inventory",
                     Evidence::Probe => ", present (probe)",
                     Evidence::Folder => ", in its folder",
-                })?;
+                });
                 if *ties > 1 {
-                    write!(f, ", chosen among {ties} by weighted hash")?;
+                    emit(", chosen among ");
+                    emit(&ties.to_string());
+                    emit(" by weighted hash");
                 }
-                Ok(())
             }
-            Reason::NoEligible { considered: 0 } => f.write_str("no mirror configured for this kind of object"),
-            Reason::NoEligible { considered } => write!(f, "no eligible mirror ({considered} considered)"),
+            Reason::NoEligible { considered: 0 } => emit("no mirror configured for this kind of object"),
+            Reason::NoEligible { considered } => {
+                emit("no eligible mirror (");
+                emit(decimal(&mut [0; 20], *considered));
+                emit(" considered)");
+            }
         }
+    }
+}
+
+/// `n` in decimal, written into `buf` (no allocation: this is on the access log's path).
+fn decimal(buf: &mut [u8; 20], mut n: usize) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).expect("digits")
+}
+
+impl fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut result = Ok(());
+        self.pieces(&mut |piece| {
+            if result.is_ok() {
+                result = f.write_str(piece);
+            }
+        });
+        result
     }
 }
 

@@ -30,7 +30,7 @@ use crate::access_log::{AccessLog, Entry};
 use crate::embedded;
 use crate::probe::{ProbeSettings, Prober};
 use crate::request::parse_request;
-use crate::route::{decide, reject_decision, route, Decision, Detail, NoProbes, Outcome, Presence};
+use crate::route::{decide, reject_decision, route, Decision, Detail, NoProbes, Outcome, Presence, Reason};
 use crate::snapshot::{canonical, Snapshot, SnapshotError};
 
 /// `X-Forwarded-For` headers longer than this (all of them together) are ignored.
@@ -326,7 +326,7 @@ impl AppState {
                 outcome: outcome.as_str(),
                 mirror: None,
                 location: None,
-                reason: &"mirror content served by Ferry (case 3a)",
+                reason: &Reason::Text("mirror content served by Ferry (case 3a)"),
             });
             return response;
         }
@@ -499,6 +499,11 @@ pub async fn run(listener: tokio::net::TcpListener, state: Arc<AppState>) {
 /// an inventory changes (checked every 5 s), probes mirror presence and health, logs each request
 /// to stdout (unless `FERRY_LOG` filters `ferry_serve::access` out), and serves until SIGINT or
 /// SIGTERM, then writes the access-log lines still pending and returns.
+///
+/// Requests are served like nginx's workers: one thread per core, each with its own
+/// single-threaded runtime and its own `SO_REUSEPORT` listening socket (the kernel spreads the
+/// connections), so a request never crosses threads. Reload, probing and signals run on the
+/// caller's runtime.
 pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let snapshot = Snapshot::load(&config_path)?;
     let listen = snapshot.listen;
@@ -511,14 +516,43 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let state = Arc::new(AppState::with_prober(snapshot, prober.clone()).with_access_log(log));
     prober.spawn_health(state.clone());
     spawn_reloader(state.clone(), config_path, Duration::from_secs(5));
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(target: "ferry_serve", %listen, "serving");
-    tokio::select! {
-        () = run(listener, state.clone()) => {}
-        () = shutdown_signal() => tracing::info!(target: "ferry_serve", "shutting down"),
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (bound, mut binds) = tokio::sync::mpsc::channel(workers);
+    for i in 0..workers {
+        let (state, bound) = (state.clone(), bound.clone());
+        std::thread::Builder::new().name(format!("ferry-serve-{i}")).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => return drop(bound.blocking_send(Err(e))),
+            };
+            runtime.block_on(async move {
+                match reuseport_listener(listen) {
+                    Ok(listener) => {
+                        let _ = bound.send(Ok(())).await;
+                        run(listener, state).await;
+                    }
+                    Err(e) => drop(bound.send(Err(e)).await),
+                }
+            });
+        })?;
     }
+    for _ in 0..workers {
+        binds.recv().await.expect("every worker reports")?;
+    }
+    tracing::info!(target: "ferry_serve", %listen, workers, "serving");
+    shutdown_signal().await;
+    tracing::info!(target: "ferry_serve", "shutting down");
     state.access_log.flush();
     Ok(())
+}
+
+/// A listening socket that shares `address` with the other workers' (`SO_REUSEPORT`).
+fn reuseport_listener(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
 }
 
 async fn shutdown_signal() {
@@ -531,36 +565,30 @@ async fn shutdown_signal() {
 
 /// Case 12: the client address. The TCP peer, unless it is a trusted proxy: then the right-most
 /// `X-Forwarded-For` entry that is not itself a trusted proxy (the left-most if all are). A
-/// malformed or oversized header is ignored (the peer is used). No allocation: the list is read
-/// right to left, once to find the answer and, only if every entry is trusted, for the left-most.
+/// malformed or oversized header is ignored (the peer is used). One pass, right to left, with no
+/// allocation: the answer is kept while the rest of the list is still checked.
 pub fn client_address(snapshot: &Snapshot, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
     let peer = canonical(peer);
     if !snapshot.is_trusted_proxy(peer) {
         return peer;
     }
     let values = headers.get_all("x-forwarded-for");
-    let mut total = 0usize;
-    for value in values.iter() {
-        total += value.len();
-        if total > MAX_XFF || value.to_str().is_err() {
-            return peer;
-        }
-    }
-    let entries = || {
-        values.iter().rev().flat_map(|v| v.to_str().unwrap_or_default().rsplit(',')).map(|e| e.trim().parse::<IpAddr>())
-    };
-    if entries().any(|e| e.is_err()) {
+    if values.iter().map(HeaderValue::len).sum::<usize>() > MAX_XFF {
         return peer;
     }
-    let ips = entries().map(|e| canonical(e.expect("checked above")));
-    let mut leftmost = None;
-    for ip in ips {
-        if !snapshot.is_trusted_proxy(ip) {
-            return ip;
+    let (mut answer, mut leftmost) = (None, None);
+    for value in values.iter().rev() {
+        let Ok(text) = value.to_str() else { return peer };
+        for entry in text.rsplit(',') {
+            let Ok(ip) = entry.trim().parse::<IpAddr>() else { return peer };
+            let ip = canonical(ip);
+            if answer.is_none() && !snapshot.is_trusted_proxy(ip) {
+                answer = Some(ip);
+            }
+            leftmost = Some(ip);
         }
-        leftmost = Some(ip);
     }
-    leftmost.unwrap_or(peer)
+    answer.or(leftmost).unwrap_or(peer)
 }
 
 fn text(status: StatusCode, body: impl Into<Body>) -> Response<Body> {
