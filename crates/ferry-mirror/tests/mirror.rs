@@ -192,9 +192,9 @@ async fn blobs_land_once_incrementally_and_inventories_list_them() {
 async fn a_blob_that_does_not_verify_is_retried_then_left_out() {
     let w = World::start().await;
     let blobs = w.blobs(&["a"]);
-    let (once, always) = {
-        let mut it = blobs.iter();
-        (it.next().unwrap().clone(), it.next().unwrap().clone())
+    let (once, always, throttled) = {
+        let mut it = blobs.iter().cloned();
+        (it.next().unwrap(), it.next().unwrap(), it.next().unwrap())
     };
     let corrupt = |digest: &Digest, times| FaultRule {
         method: Some("GET".into()),
@@ -205,6 +205,13 @@ async fn a_blob_that_does_not_verify_is_retried_then_left_out() {
     // One corrupted read is retried and lands; a blob corrupted on every read lands nowhere.
     w.proxy.add_fault(corrupt(&once, 1));
     w.proxy.add_fault(corrupt(&always, 100));
+    // Throttling is the registry client's to retry (honouring Retry-After), not a failed read.
+    w.proxy.add_fault(FaultRule {
+        method: Some("GET".into()),
+        path_contains: format!("/blobs/{throttled}"),
+        times: 1,
+        fault: Fault::Status { status: 429, retry_after: Some("0".into()) },
+    });
     let report = w.run(&["a"], true, false).await;
     assert!(!report.is_success());
     assert_eq!(report.summary.copies_failed, 2);
@@ -220,7 +227,9 @@ async fn a_blob_that_does_not_verify_is_retried_then_left_out() {
         rest.remove(&always);
         assert_eq!(listed, rest, "the inventory lists what landed and only that");
         assert_eq!(read_all(&d.blobs, &once).await, w.bytes_of(&once));
+        assert_eq!(read_all(&d.blobs, &throttled).await, w.bytes_of(&throttled));
     }
+    assert_eq!(w.proxy.count("GET", &format!("/blobs/{throttled}")), 2);
 }
 
 #[tokio::test]

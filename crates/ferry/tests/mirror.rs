@@ -111,6 +111,20 @@ async fn bad_input_exits_2_and_failures_exit_1() {
     let repair = ferry(&[&args[..], &["--verify"]].concat(), &[]);
     assert!(repair.status.success(), "{}", text(&repair.stdout));
     assert!(Path::new(&folder).join(first).exists());
+
+    // --inventory puts the inventory where it is asked for, and only there.
+    let other = dir.path().join("other").display().to_string();
+    let custom = dir.path().join("inventories/other.txt");
+    let out = ferry(
+        &["mirror", "--manifest", &manifest, "--from", &from, "--to", &other, "--confirm"]
+            .into_iter()
+            .chain(["--inventory", custom.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert_eq!(std::fs::read_to_string(&custom).unwrap(), inventory);
+    assert!(!Path::new(&other).join("inventory.txt").exists());
 }
 
 /// A loopback HTTP server standing in for the mirror's host: answers every request `404` and
