@@ -200,7 +200,12 @@ async fn verify(registries: &Registries, e: &crate::Edge) -> Option<String> {
 /// Read `digest` and, when `whole`, every manifest and blob descriptor under it (all platforms of
 /// an index), verifying each manifest's bytes against its digest. Also used by `ferry-mirror` to
 /// find the blobs of an image.
-pub async fn fetch_graph(registry: &dyn Registry, repo: &RepoName, digest: &Digest, whole: bool) -> Result<Graph, String> {
+pub async fn fetch_graph(
+    registry: &dyn Registry,
+    repo: &RepoName,
+    digest: &Digest,
+    whole: bool,
+) -> Result<Graph, String> {
     let mut manifests = Vec::new();
     let mut blobs: Vec<Descriptor> = Vec::new();
     // Depth-first with an explicit stack; a node is emitted after its children (post-order).
