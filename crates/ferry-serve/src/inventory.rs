@@ -57,8 +57,8 @@ impl Inventory {
     }
 
     /// Reads an inventory from `source`: a local path (relative ones are resolved against
-    /// `base_dir`, the configuration file's folder) or a `file://` URL. `http(s)://` and object-store
-    /// URLs (`s3://`, `gs://`) are not supported yet and are refused with an error.
+    /// `base_dir`, the configuration file's folder) or a `file://` URL. Remote sources are fetched
+    /// by [`crate::remote::RemoteInventories`] instead.
     pub fn load(source: &str, base_dir: &Path) -> Result<Inventory, InventoryError> {
         let path = resolve(source, base_dir)?;
         let text = std::fs::read_to_string(&path)
@@ -96,7 +96,7 @@ pub fn resolve(source: &str, base_dir: &Path) -> Result<PathBuf, InventoryError>
     if let Some((scheme, _)) = source.split_once("://") {
         return Err(InventoryError::Source {
             file: source.to_string(),
-            message: format!("{scheme}:// inventories are not supported yet (use a local path or file://)"),
+            message: format!("{scheme}:// inventories are fetched by the server (crate::remote), not read from disk"),
         });
     }
     let path = Path::new(source);
@@ -166,7 +166,7 @@ mod tests {
         let url = url::Url::from_file_path(dir.path().join("inv.txt")).unwrap();
         assert_eq!(Inventory::load(url.as_str(), Path::new("/nonexistent")).unwrap().blob_count(), 1);
         let e = Inventory::load("s3://bucket/inv.txt", dir.path()).unwrap_err();
-        assert!(e.to_string().contains("not supported yet"), "{e}");
+        assert!(e.to_string().contains("fetched by the server"), "{e}");
         let e = Inventory::load("missing.txt", dir.path()).unwrap_err();
         assert!(e.to_string().starts_with("missing.txt: cannot read"), "{e}");
     }

@@ -4,7 +4,8 @@
 //! in `docs/request-handling.md`, the configuration in `docs/serve.md`.
 //!
 //! - [`config`]: YAML types and validation (errors name the field).
-//! - [`inventory`]: what a mirror is trusted to hold.
+//! - [`inventory`]: what a mirror is trusted to hold; [`remote`]: inventories fetched over
+//!   HTTP(S) or from object stores.
 //! - [`Snapshot`]: one immutable, validated view of config + inventories (swapped whole on reload).
 //! - [`route()`]: the routing decision, a pure function.
 //! - [`server`]: the hyper service around it (method check, parsing, client address, metrics,
@@ -19,6 +20,7 @@ pub mod embedded;
 pub mod glob;
 pub mod inventory;
 pub mod probe;
+pub mod remote;
 pub mod request;
 pub mod route;
 pub mod server;

@@ -29,12 +29,17 @@ use prometheus_client::registry::Registry;
 use crate::access_log::{AccessLog, Entry};
 use crate::embedded;
 use crate::probe::{ProbeSettings, Prober};
+use crate::remote::RemoteInventories;
 use crate::request::parse_request;
 use crate::route::{decide, reject_decision, route, Decision, Detail, NoProbes, Outcome, Presence, Reason};
 use crate::snapshot::{canonical, Snapshot, SnapshotError};
 
 /// `X-Forwarded-For` headers longer than this (all of them together) are ignored.
 pub const MAX_XFF: usize = 4096;
+/// How often `ferry serve` checks the configuration file and local inventories for changes.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+/// How often `ferry serve` fetches remote inventories again.
+pub const REMOTE_INVENTORY_INTERVAL: Duration = Duration::from_secs(60);
 /// A client must send a request's headers within this time (slow-header clients are cut off).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -178,6 +183,8 @@ pub struct AppState {
     prober: Option<Arc<Prober>>,
     pub metrics: Metrics,
     access_log: AccessLog,
+    /// Remote inventories fetched so far (kept across reloads).
+    remote: RemoteInventories,
 }
 
 impl AppState {
@@ -189,13 +196,25 @@ impl AppState {
     pub fn with_presence(snapshot: Snapshot, presence: Arc<dyn Presence>) -> AppState {
         let metrics = Metrics::default();
         let snapshot = ArcSwap::from_pointee(prepare(snapshot));
-        AppState { snapshot, presence, prober: None, metrics, access_log: AccessLog::off() }
+        AppState {
+            snapshot,
+            presence,
+            prober: None,
+            metrics,
+            access_log: AccessLog::off(),
+            remote: RemoteInventories::default(),
+        }
     }
 
     /// Routes with live presence probing and health (start the health loop with
     /// [`Prober::spawn_health`]).
     pub fn with_prober(snapshot: Snapshot, prober: Arc<Prober>) -> AppState {
         AppState { prober: Some(prober), ..AppState::new(snapshot) }
+    }
+
+    /// Uses the remote inventories fetched for the first snapshot.
+    pub fn with_remote(self, remote: RemoteInventories) -> AppState {
+        AppState { remote, ..self }
     }
 
     /// Logs every request (case 13) to `log`.
@@ -241,10 +260,16 @@ impl AppState {
         self.snapshot.store(Arc::new(prepare(snapshot)));
     }
 
-    /// Builds a whole new snapshot from `config_path`; only if that succeeds is it swapped in. On
-    /// error the old snapshot keeps serving and the error is returned (and logged).
-    pub fn reload(&self, config_path: &Path) -> Result<(), SnapshotError> {
-        match Snapshot::load(config_path) {
+    /// The remote inventories this server has fetched (to build its first snapshot with them).
+    pub fn remote(&self) -> &RemoteInventories {
+        &self.remote
+    }
+
+    /// Builds a whole new snapshot from `config_path` (remote inventories as last fetched, or
+    /// fetched now if new); only if that succeeds is it swapped in. On error the old snapshot
+    /// keeps serving and the error is returned (and logged).
+    pub async fn reload(&self, config_path: &Path) -> Result<(), SnapshotError> {
+        match Snapshot::load_fetching(config_path, &self.remote).await {
             Ok(new) => {
                 tracing::info!(
                     target: "ferry_serve::reload",
@@ -265,6 +290,23 @@ impl AppState {
                 Err(e)
             }
         }
+    }
+
+    /// Fetches every remote inventory of the snapshot in force again; `true` if one changed. A
+    /// failed fetch or a malformed inventory is logged and the previous version kept.
+    pub async fn refresh_remote(&self) -> bool {
+        let mut changed = false;
+        for source in &self.snapshot().remote_sources {
+            match self.remote.refresh(source).await {
+                Ok(c) => changed |= c,
+                Err(e) => tracing::warn!(
+                    target: "ferry_serve::reload",
+                    error = %e,
+                    "inventory refresh failed; the previous version stays in force"
+                ),
+            }
+        }
+        changed
     }
 
     /// Whether this request can be answered without waiting: no presence probe can be needed,
@@ -405,9 +447,15 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
         .collect()
 }
 
-/// Polls the configuration file and every local inventory every `interval`; on a change, calls
-/// [`AppState::reload`]. A refused configuration is not retried until the files change again.
-pub fn spawn_reloader(state: Arc<AppState>, config_path: PathBuf, interval: Duration) -> tokio::task::JoinHandle<()> {
+/// Polls the configuration file and every local inventory every `interval`, and fetches the
+/// remote inventories again every `remote_interval`; on a change, calls [`AppState::reload`]. A
+/// refused configuration is not retried until the files change again.
+pub fn spawn_reloader(
+    state: Arc<AppState>,
+    config_path: PathBuf,
+    interval: Duration,
+    remote_interval: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let watched = |state: &AppState| {
             let mut w = state.snapshot().watched.clone();
@@ -418,13 +466,18 @@ pub fn spawn_reloader(state: Arc<AppState>, config_path: PathBuf, interval: Dura
         };
         let mut paths = watched(&state);
         let mut seen = fingerprint(&paths);
+        let mut next_remote = tokio::time::Instant::now() + remote_interval;
         loop {
             tokio::time::sleep(interval).await;
-            let now = fingerprint(&paths);
-            if now == seen {
+            let mut changed = fingerprint(&paths) != seen;
+            if tokio::time::Instant::now() >= next_remote {
+                changed |= state.refresh_remote().await;
+                next_remote = tokio::time::Instant::now() + remote_interval;
+            }
+            if !changed {
                 continue;
             }
-            let _ = state.reload(&config_path);
+            let _ = state.reload(&config_path).await;
             // Watch what the snapshot now in force names (the new one, or the old one if refused).
             paths = watched(&state);
             seen = fingerprint(&paths);
@@ -505,7 +558,8 @@ pub async fn run(listener: tokio::net::TcpListener, state: Arc<AppState>) {
 /// connections), so a request never crosses threads. Reload, probing and signals run on the
 /// caller's runtime.
 pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
-    let snapshot = Snapshot::load(&config_path)?;
+    let remote = RemoteInventories::default();
+    let snapshot = Snapshot::load_fetching(&config_path, &remote).await?;
     let listen = snapshot.listen;
     let prober = Prober::new(ProbeSettings::default());
     let log = if tracing::enabled!(target: "ferry_serve::access", tracing::Level::INFO) {
@@ -513,9 +567,9 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     } else {
         AccessLog::off()
     };
-    let state = Arc::new(AppState::with_prober(snapshot, prober.clone()).with_access_log(log));
+    let state = Arc::new(AppState::with_prober(snapshot, prober.clone()).with_access_log(log).with_remote(remote));
     prober.spawn_health(state.clone());
-    spawn_reloader(state.clone(), config_path, Duration::from_secs(5));
+    spawn_reloader(state.clone(), config_path, RELOAD_INTERVAL, REMOTE_INVENTORY_INTERVAL);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (bound, mut binds) = tokio::sync::mpsc::channel(workers);
     for i in 0..workers {
@@ -967,7 +1021,7 @@ mirrors:
         assert_eq!(location(&r), Some(&*format!("https://reg.example/v2/proj/a/blobs/{D2}")));
         // A bad inventory: refused, the old snapshot keeps serving.
         std::fs::write(dir.path().join("inv.txt"), format!("{D1}\n{D2}\nbroken line\n")).unwrap();
-        let e = state.reload(&cfg).unwrap_err();
+        let e = state.reload(&cfg).await.unwrap_err();
         assert!(e.to_string().contains("inv.txt:3"), "{e}");
         assert_eq!(
             location(&c.get(&blob).send().await.unwrap()),
@@ -975,11 +1029,11 @@ mirrors:
         );
         // A bad config: refused too.
         std::fs::write(&cfg, "upstream: {registry: ftp://x}\n").unwrap();
-        assert!(state.reload(&cfg).unwrap_err().to_string().starts_with("upstream.registry"));
+        assert!(state.reload(&cfg).await.unwrap_err().to_string().starts_with("upstream.registry"));
         // Good again (inventory now lists D2): the new snapshot serves, located by its own config.
         std::fs::write(&cfg, config_text("[]")).unwrap();
         std::fs::write(dir.path().join("inv.txt"), format!("{D2}\n")).unwrap();
-        state.reload(&cfg).unwrap();
+        state.reload(&cfg).await.unwrap();
         assert_eq!(location(&c.get(&blob).send().await.unwrap()), Some(&*format!("https://east.example/b/{D2}")));
     }
 
@@ -1011,7 +1065,12 @@ mirrors:
     #[tokio::test]
     async fn reloader_picks_up_file_changes() {
         let (dir, state) = setup("[]");
-        let handle = spawn_reloader(state.clone(), dir.path().join("ferry.yaml"), Duration::from_millis(20));
+        let handle = spawn_reloader(
+            state.clone(),
+            dir.path().join("ferry.yaml"),
+            Duration::from_millis(20),
+            Duration::from_secs(3600),
+        );
         let d2: ferry_oci::Digest = D2.parse().unwrap();
         let holds = |s: &AppState| s.snapshot().mirrors[0].inventory.as_ref().unwrap().has_blob(&d2);
         assert!(!holds(&state));

@@ -2,9 +2,10 @@
 //! whole new [`Snapshot`] and swaps it in (see [`crate::server::AppState::reload`]); a request
 //! always sees one consistent snapshot.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -13,7 +14,8 @@ use crate::config::{
     Config, ConfigError, FilesBase, RegistryBase, Template,
 };
 use crate::glob::Pattern;
-use crate::inventory::{self, Inventory};
+use crate::inventory::{self, Inventory, InventoryError};
+use crate::remote::{self, RemoteInventories};
 use crate::route::{Holding, Object};
 use crate::server::RedirectCounters;
 
@@ -34,7 +36,7 @@ pub struct Mirror {
     /// The source as configured, if any.
     pub inventory_source: Option<String>,
     /// When present, the mirror is trusted for exactly what it lists (no probe).
-    pub inventory: Option<Inventory>,
+    pub inventory: Option<Arc<Inventory>>,
     /// The folder Ferry serves this mirror's blobs from itself (canonical), if `blobs` is local.
     pub local_blobs: Option<PathBuf>,
     /// The same for `files`.
@@ -76,6 +78,8 @@ pub struct Snapshot {
     pub locator: ferry_locate::Locator,
     /// Files whose change should trigger a reload (config + local inventories).
     pub watched: Vec<PathBuf>,
+    /// Remote inventory sources, refreshed periodically (see [`crate::remote`]).
+    pub remote_sources: Vec<String>,
     /// Whether any mirror without an inventory is remote (so presence probes may be needed);
     /// when none is, the prober is never consulted on the request path.
     pub probes_presence: bool,
@@ -107,8 +111,13 @@ pub enum SnapshotError {
 impl Snapshot {
     /// Validates `config` and loads every inventory. Relative inventory paths resolve against
     /// `base_dir` (the configuration file's folder), and so do the `locations` files, from which
-    /// the locator is built.
-    pub fn from_config(config: Config, base_dir: &Path) -> Result<Snapshot, SnapshotError> {
+    /// the locator is built. Remote inventories (`http(s)://`, object stores) are taken from
+    /// `fetched` (see [`Snapshot::load_fetching`]); one missing there is an error.
+    pub fn from_config_with(
+        config: Config,
+        base_dir: &Path,
+        fetched: &HashMap<String, Arc<Inventory>>,
+    ) -> Result<Snapshot, SnapshotError> {
         let trusted_proxies = parse_trusted_proxies(&config.trusted_proxies)?;
         let public_url = config.public_url.as_deref().map(parse_public_url).transpose()?.unwrap_or_default();
         let upstream = Upstream {
@@ -124,6 +133,7 @@ impl Snapshot {
         let mut names = HashSet::new();
         let mut mirrors = Vec::with_capacity(config.mirrors.len());
         let mut watched = Vec::new();
+        let mut remote_sources = Vec::new();
         for (i, m) in config.mirrors.into_iter().enumerate() {
             let field = format!("mirrors[{i}]");
             check_mirror_name(&format!("{field}.name"), &m.name)?;
@@ -166,8 +176,15 @@ impl Snapshot {
                 Some(source) => {
                     let ifield = format!("{field}.inventory");
                     let wrap = |source| SnapshotError::Inventory { field: ifield.clone(), source };
-                    watched.push(inventory::resolve(source, base_dir).map_err(wrap)?);
-                    Some(Inventory::load(source, base_dir).map_err(wrap)?)
+                    if remote::is_remote(source) {
+                        remote_sources.push(source.clone());
+                        Some(fetched.get(source).cloned().ok_or_else(|| {
+                            wrap(InventoryError::Source { file: source.clone(), message: "not fetched".into() })
+                        })?)
+                    } else {
+                        watched.push(inventory::resolve(source, base_dir).map_err(wrap)?);
+                        Some(Arc::new(Inventory::load(source, base_dir).map_err(wrap)?))
+                    }
                 }
             };
             mirrors.push(Mirror {
@@ -202,16 +219,46 @@ impl Snapshot {
             mirrors,
             locator,
             watched,
+            remote_sources,
             probes_presence,
             redirect_counters: RedirectCounters::default(),
         })
     }
 
-    /// Reads, validates and loads `path` (and the inventories it names).
+    /// [`Snapshot::from_config_with`] for a configuration without remote inventories.
+    pub fn from_config(config: Config, base_dir: &Path) -> Result<Snapshot, SnapshotError> {
+        Snapshot::from_config_with(config, base_dir, &HashMap::new())
+    }
+
+    /// Reads, validates and loads `path` and the local inventories it names (a remote one is an
+    /// error: see [`Snapshot::load_fetching`]).
     pub fn load(path: &Path) -> Result<Snapshot, SnapshotError> {
+        Snapshot::build(path, Config::from_file(path)?, &HashMap::new())
+    }
+
+    /// [`Snapshot::load`], with remote inventories taken from `remote` (fetched there first if
+    /// it does not have them yet).
+    pub async fn load_fetching(path: &Path, remote: &RemoteInventories) -> Result<Snapshot, SnapshotError> {
         let config = Config::from_file(path)?;
+        let mut fetched = HashMap::new();
+        for (i, m) in config.mirrors.iter().enumerate() {
+            if let Some(source) = m.inventory.as_deref().filter(|s| remote::is_remote(s)) {
+                let field = format!("mirrors[{i}].inventory");
+                let inventory =
+                    remote.get(source).await.map_err(|source| SnapshotError::Inventory { field, source })?;
+                fetched.insert(source.to_string(), inventory);
+            }
+        }
+        Snapshot::build(path, config, &fetched)
+    }
+
+    fn build(
+        path: &Path,
+        config: Config,
+        fetched: &HashMap<String, Arc<Inventory>>,
+    ) -> Result<Snapshot, SnapshotError> {
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut snapshot = Snapshot::from_config(config, &base_dir)?;
+        let mut snapshot = Snapshot::from_config_with(config, &base_dir, fetched)?;
         snapshot.watched.insert(0, path.to_path_buf());
         Ok(snapshot)
     }
