@@ -172,9 +172,9 @@ impl fmt::Display for Report {
                 continue;
             }
             let count = |status| store.copies.iter().filter(|c| c.status == status).count();
-            write!(f, "{} listed, {} present", store.listed, store.present)?;
-            if let Some(findings) = &store.verify {
-                write!(f, ", {} checked, {} differences", findings.checked, findings.differences())?;
+            match &store.verify {
+                Some(findings) => write!(f, "{} checked, {} differences", findings.checked, findings.differences())?,
+                None => write!(f, "{} listed, {} present", store.listed, store.present)?,
             }
             let inventory = if store.inventory_written {
                 "written"
