@@ -19,6 +19,8 @@
 #   give the same Location (and a few known answers are checked).
 # - wrk (-t2 -cN -dS --latency) runs against one server, then the other, BENCH_ROUNDS times
 #   alternating, after a 2 s warm-up each; medians are printed. wrk shares the 2 cores with them.
+# - Each round also reports the server's CPU time (user + system, all its processes/threads, from
+#   /proc) per request: less sensitive than req/s to other load on the machine.
 # - Memory: a second Ferry with the same ranges plus a 1,000,000-entry inventory; VmRSS once it
 #   answers /healthz.
 set -euo pipefail
@@ -39,7 +41,7 @@ command -v nginx >/dev/null && command -v wrk >/dev/null && command -v curl >/de
   command -v python3 >/dev/null || { echo "needs nginx, wrk, curl, python3" >&2; exit 2; }
 
 timeout 600 cargo build --release --quiet -p ferry
-ferry=$PWD/target/release/ferry
+ferry=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/ferry
 
 work=$(mktemp -d)
 shm=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
@@ -222,7 +224,7 @@ PY
 check_answers
 
 # --- load ----------------------------------------------------------------------------------------
-run_wrk() { # PORT SECONDS -> prints "rps p50_ms p99_ms"
+run_wrk() { # PORT SECONDS -> prints "rps p50_ms p99_ms requests"
   timeout $(($2 + 30)) wrk -t2 -c"$conns" -d"$2"s --latency -s "$work/xff.lua" "http://127.0.0.1:$1$path" |
     python3 -c '
 import re, sys
@@ -233,19 +235,31 @@ def ms(v):
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
 p50 = ms(re.search(r"^\s+50%\s+(\S+)", t, re.M).group(1))
 p99 = ms(re.search(r"^\s+99%\s+(\S+)", t, re.M).group(1))
+n = int(re.search(r"^\s*(\d+) requests in", t, re.M).group(1))
 if re.search(r"Socket errors|Non-2xx", t):
     print("wrk reported errors:\n" + t, file=sys.stderr); sys.exit(1)
-print(rps, p50, p99)'
+print(rps, p50, p99, n)'
 }
+cpu_ticks() { # PID...: user + system clock ticks of these processes (all their threads)
+  local t=0
+  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$t"
+}
+hz=$(getconf CLK_TCK)
 echo "wrk -t2 -c$conns -d${duration}s --latency, rotating X-Forwarded-For; $rounds rounds, alternating"
 : >"$work/results"
 for r in $(seq "$rounds"); do
   for who in nginx ferry; do
-    port=$nginx_port; [ "$who" = ferry ] && port=$ferry_port
+    port=$nginx_port; procs=("$nginx_pid" $(pgrep -P "$nginx_pid"))
+    [ "$who" = ferry ] && { port=$ferry_port; procs=("$ferry_pid"); }
     run_wrk "$port" 2 >/dev/null
-    res=$(run_wrk "$port" "$duration")
-    echo "$who $res" >>"$work/results"
-    printf '  round %s %-5s %10.0f req/s  p50 %.3f ms  p99 %.3f ms\n' "$r" "$who" $res
+    t0=$(cpu_ticks "${procs[@]}")
+    read -r rps p50 p99 n < <(run_wrk "$port" "$duration")
+    t1=$(cpu_ticks "${procs[@]}")
+    cpu_us=$(python3 -c "print(($t1 - $t0) * 1e6 / $hz / $n)")
+    echo "$who $rps $p50 $p99 $cpu_us" >>"$work/results"
+    printf '  round %s %-5s %10.0f req/s  p50 %.3f ms  p99 %.3f ms  CPU %.2f us/request\n' \
+      "$r" "$who" "$rps" "$p50" "$p99" "$cpu_us"
   done
 done
 check_answers >/dev/null   # still the same answers after the load (mirror still healthy, etc.)
@@ -275,10 +289,11 @@ for line in open(res):
 med = {w: [statistics.median(c) for c in zip(*v)] for w, v in rows.items()}
 n, f = med["nginx"], med["ferry"]
 print()
-print(f"{'median of ' + str(len(rows['ferry'])) + ' rounds':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+print(f"{'median of ' + str(len(rows['ferry'])) + ' rounds':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}")
 for w in ("nginx", "ferry"):
-    print(f"{w:<22}{med[w][0]:>10.0f}{med[w][1]:>9.3f}{med[w][2]:>9.3f}")
+    print(f"{w:<22}{med[w][0]:>10.0f}{med[w][1]:>9.3f}{med[w][2]:>9.3f}{med[w][3]:>12.2f}")
 tp, lat = f[0] / n[0], f[2] / n[2]
+print(f"Ferry/nginx CPU per request {f[3] / n[3]:.3f}")
 print(f"Ferry/nginx throughput {tp:.3f}  (target >= 1: {'met' if tp >= 1 else 'NOT met'})")
 print(f"Ferry p99 / nginx p99  {lat:.3f}  (target <= 1: {'met' if lat <= 1 else 'NOT met'})")
 mb = int(rss) / 1024
