@@ -741,7 +741,7 @@ mod tests {
         // e: exact label beats glob beats "*".
         let d = get(&s, &format!("/v2/a/blobs/{D2}"), Some("aws:us-east-2"));
         assert_eq!(d.location.as_deref(), Some(&*format!("https://exact.example/b/{D2}")));
-        assert_eq!(d.mirror.as_deref(), Some("exact"));
+        assert_eq!(d.mirror, Some("exact"));
         assert_eq!(d.candidates.iter().filter(|c| c.skipped.is_none()).count(), 1);
         assert!(d
             .candidates
@@ -749,14 +749,14 @@ mod tests {
             .any(|c| c.mirror == "any" && c.skipped.as_deref().unwrap().contains("less specific")));
         // c: the exact mirror lacks D1 -> the glob one.
         let d = get(&s, &format!("/v2/a/blobs/{D1}"), Some("aws:us-east-2"));
-        assert_eq!(d.mirror.as_deref(), Some("glob"));
+        assert_eq!(d.mirror, Some("glob"));
         let exact = d.candidates.iter().find(|c| c.mirror == "exact").unwrap();
         assert_eq!(exact.skipped.as_deref(), Some("not in its inventory"));
         // a: a label matching only "*".
-        assert_eq!(get(&s, &format!("/v2/a/blobs/{D1}"), Some("gcp:x")).mirror.as_deref(), Some("any"));
+        assert_eq!(get(&s, &format!("/v2/a/blobs/{D1}"), Some("gcp:x")).mirror, Some("any"));
         // a: no label at all: only "*" serves.
         let d = get(&s, &format!("/v2/a/blobs/{D1}"), None);
-        assert_eq!(d.mirror.as_deref(), Some("any"));
+        assert_eq!(d.mirror, Some("any"));
         assert!(d.candidates[0].skipped.as_deref().unwrap().contains("no location label"));
     }
 
@@ -774,21 +774,21 @@ mod tests {
         // No probes: "probed" has no inventory -> unknown -> skipped.
         let p = Fixed { holds: HashMap::new(), unhealthy: HashSet::from(["sick".to_string()]) };
         let d = decide(&s, "GET", &path, None, Some("aws:us-east-2"), &p, Detail::Explain);
-        assert_eq!(d.mirror.as_deref(), Some("fallback"));
+        assert_eq!(d.mirror, Some("fallback"));
         let why: HashMap<_, _> = d.candidates.iter().map(|c| (c.mirror.as_str(), c.skipped.clone())).collect();
         assert_eq!(why["sick"].as_deref(), Some("unhealthy"));
         assert!(why["probed"].as_deref().unwrap().starts_with("presence unknown"));
         // A positive probe result makes it eligible (exact beats "*").
         let p = Fixed { holds: HashMap::from([("probed".to_string(), Holding::Yes)]), unhealthy: HashSet::new() };
         let d = decide(&s, "GET", &path, None, Some("aws:us-east-2"), &p, Detail::Explain);
-        assert!(d.mirror.as_deref() == Some("probed") || d.mirror.as_deref() == Some("sick"));
+        assert!(d.mirror == Some("probed") || d.mirror == Some("sick"));
         // A negative probe result skips it.
         let p = Fixed {
             holds: HashMap::from([("probed".to_string(), Holding::No)]),
             unhealthy: HashSet::from(["sick".to_string()]),
         };
         let d = decide(&s, "GET", &path, None, Some("aws:us-east-2"), &p, Detail::Explain);
-        assert_eq!(d.mirror.as_deref(), Some("fallback"));
+        assert_eq!(d.mirror, Some("fallback"));
     }
 
     #[test]
@@ -806,7 +806,7 @@ mod tests {
             let again = get(&s, &format!("/v2/other/blobs/{d}"), Some("x"));
             assert_eq!(first.mirror, again.mirror, "one blob, one mirror");
             assert!(first.reason.to_string().contains("chosen among 2"));
-            if first.mirror.as_deref() == Some("heavy") {
+            if first.mirror == Some("heavy") {
                 heavy += 1;
             }
         }
