@@ -158,44 +158,46 @@ pub enum Reason<'a> {
 }
 
 impl Reason<'_> {
-    /// Hands each piece of the text to `emit`, in order: `Display` and the access log (which
-    /// escapes the pieces straight into its line) share this one rendering.
-    pub fn pieces(&self, emit: &mut dyn FnMut(&str)) {
+    /// Hands each piece of the text to `emit`, in order, with whether the piece is JSON-safe as
+    /// it is (no quote, backslash or control character): `Display` and the access log (which
+    /// escapes the other pieces straight into its line) share this one rendering.
+    pub fn pieces(&self, emit: &mut dyn FnMut(&str, bool)) {
         match self {
-            Reason::Text(t) => emit(t),
-            Reason::Owned(t) => emit(t),
+            Reason::Text(t) => emit(t, false),
+            Reason::Owned(t) => emit(t, false),
             Reason::Chosen { pattern, label, evidence, ties } => {
-                emit(match pattern.tier() {
-                    Tier::Exact => "exact match \"",
-                    Tier::Glob => "glob match \"",
-                    Tier::Any => "catch-all match \"",
-                });
-                emit(pattern.as_str());
-                emit("\" for label ");
+                emit(
+                    match pattern.tier() {
+                        Tier::Exact => "exact match ",
+                        Tier::Glob => "glob match ",
+                        Tier::Any => "catch-all match ",
+                    },
+                    true,
+                );
+                // Patterns are made of [A-Za-z0-9:._/-*].
+                emit(pattern.as_str(), true);
+                emit(" for label ", true);
                 match label {
-                    Some(l) => {
-                        emit("\"");
-                        emit(l);
-                        emit("\"");
-                    }
-                    None => emit("(none)"),
+                    Some(l) => emit(l, false),
+                    None => emit("(none)", true),
                 }
-                emit(match evidence {
+                let evidence = match evidence {
                     Evidence::Inventory => ", in inventory",
                     Evidence::Probe => ", present (probe)",
                     Evidence::Folder => ", in its folder",
-                });
+                };
+                emit(evidence, true);
                 if *ties > 1 {
-                    emit(", chosen among ");
-                    emit(&ties.to_string());
-                    emit(" by weighted hash");
+                    emit(", chosen among ", true);
+                    emit(decimal(&mut [0; 20], *ties), true);
+                    emit(" by weighted hash", true);
                 }
             }
-            Reason::NoEligible { considered: 0 } => emit("no mirror configured for this kind of object"),
+            Reason::NoEligible { considered: 0 } => emit("no mirror configured for this kind of object", true),
             Reason::NoEligible { considered } => {
-                emit("no eligible mirror (");
-                emit(decimal(&mut [0; 20], *considered));
-                emit(" considered)");
+                emit("no eligible mirror (", true);
+                emit(decimal(&mut [0; 20], *considered), true);
+                emit(" considered)", true);
             }
         }
     }
@@ -218,7 +220,7 @@ fn decimal(buf: &mut [u8; 20], mut n: usize) -> &str {
 impl fmt::Display for Reason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut result = Ok(());
-        self.pieces(&mut |piece| {
+        self.pieces(&mut |piece, _| {
             if result.is_ok() {
                 result = f.write_str(piece);
             }

@@ -352,8 +352,10 @@ impl AppState {
                 }
                 (&Method::GET | &Method::HEAD, Err(reject)) => {
                     let d = reject_decision(reject);
-                    let r = respond(&d);
-                    (d.outcome, d.status, r)
+                    let status = d.status;
+                    let outcome = d.outcome;
+                    let r = respond(d);
+                    (outcome, status, r)
                 }
                 _ => (Outcome::MethodNotAllowed, 405, method_not_allowed()),
             };
@@ -429,7 +431,7 @@ impl AppState {
             location: decision.location.as_deref(),
             reason: &decision.reason,
         });
-        respond(&decision)
+        respond(decision)
     }
 }
 
@@ -658,7 +660,8 @@ fn method_not_allowed() -> Response<Body> {
     r
 }
 
-fn respond(decision: &Decision<'_>) -> Response<Body> {
+/// The response for a decision; the `Location` header takes the decision's `String` as it is.
+fn respond(decision: Decision<'_>) -> Response<Body> {
     match decision.outcome {
         Outcome::MethodNotAllowed => method_not_allowed(),
         Outcome::Ok => {
@@ -667,16 +670,16 @@ fn respond(decision: &Decision<'_>) -> Response<Body> {
             r
         }
         _ if decision.status == 307 => {
-            let location = decision.location.as_deref().and_then(|l| HeaderValue::from_str(l).ok());
+            let location = decision.location.map(|l| HeaderValue::from_maybe_shared(bytes::Bytes::from(l)));
             match location {
-                Some(l) => {
+                Some(Ok(l)) => {
                     let mut r = Response::new(Body::empty());
                     *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
                     r.headers_mut().insert(header::LOCATION, l);
                     r
                 }
-                None => {
-                    tracing::error!(target: "ferry_serve", location = ?decision.location, "unusable Location");
+                _ => {
+                    tracing::error!(target: "ferry_serve", "unusable Location");
                     text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
                 }
             }
