@@ -48,6 +48,8 @@ pub struct Entry<'a> {
 
 struct Shared {
     pending: Mutex<Vec<u8>>,
+    /// The last batch's buffer, emptied, swapped in for the next one (no allocation per batch).
+    spare: Mutex<Vec<u8>>,
     wake: Condvar,
     out: Mutex<Box<dyn Write + Send>>,
     dropped: AtomicU64,
@@ -70,6 +72,7 @@ impl AccessLog {
     pub fn to_writer(out: Box<dyn Write + Send>) -> AccessLog {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Vec::with_capacity(FLUSH_BYTES)),
+            spare: Mutex::new(Vec::with_capacity(FLUSH_BYTES)),
             wake: Condvar::new(),
             out: Mutex::new(out),
             dropped: AtomicU64::new(0),
@@ -142,17 +145,20 @@ impl Shared {
     fn flush(&self) {
         // The output lock is taken first, so two flushes write their batches in order.
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        let batch = {
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        let mut batch = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             if pending.is_empty() {
                 return;
             }
-            std::mem::replace(&mut *pending, Vec::with_capacity(FLUSH_BYTES))
+            std::mem::replace(&mut *pending, std::mem::take(&mut *spare))
         };
         // Nowhere to report a failed write but stderr; the lines are lost either way.
         if let Err(e) = out.write_all(&batch).and_then(|()| out.flush()) {
             eprintln!("ferry serve: access log write failed: {e}");
         }
+        batch.clear();
+        *spare = batch;
     }
 }
 
