@@ -26,7 +26,7 @@ use crate::route::Reason;
 /// Longest a line waits in memory before it is written.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Pending bytes that wake the writer early.
-pub const FLUSH_BYTES: usize = 64 * 1024;
+pub const FLUSH_BYTES: usize = 1024 * 1024;
 /// Pending bytes past which new lines are dropped (and counted).
 pub const MAX_PENDING: usize = 16 * 1024 * 1024;
 
