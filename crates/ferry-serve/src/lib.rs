@@ -7,7 +7,7 @@
 //! - [`inventory`]: what a mirror is trusted to hold; [`remote`]: inventories fetched over
 //!   HTTP(S) or from object stores.
 //! - [`Snapshot`]: one immutable, validated view of config + inventories (swapped whole on reload).
-//! - [`route()`]: the routing decision, a pure function.
+//! - [`route()`]: the routing decision, from the snapshot and what is known (no network I/O).
 //! - [`server`]: the hyper service around it (method check, parsing, client address, metrics,
 //!   reload), [`run()`] (the accept loop) and [`serve()`], the entry point for the CLI.
 //! - [`embedded`]: local-folder mirrors, served by Ferry itself under `/_ferry/mirrors/`.

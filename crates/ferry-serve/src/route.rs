@@ -1,5 +1,6 @@
-//! The routing decision: a pure function of the snapshot, the parsed request, the client's location
-//! label and what is known about mirror presence/health. No I/O. Every case is listed, numbered, in
+//! The routing decision: a function of the snapshot, the parsed request, the client's location
+//! label and what is known about mirror presence/health. No network I/O (the one file-system
+//! access: a `stat` for a local-folder mirror without an inventory). Every case is listed, numbered, in
 //! `docs/request-handling.md`; the tests below are named after those numbers.
 
 use std::fmt;
@@ -664,6 +665,13 @@ mod tests {
         inv(dir.path(), "all.txt", &[D1, "/bin/kubectl"]);
         let s = snapshot_with(dir.path(), &mirror("m", "['*']", "all.txt"), "  files: https://dl.example/rel/\n");
         (dir, s)
+    }
+
+    #[test]
+    fn outcome_indices_follow_all() {
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(o.index(), i, "{o:?}");
+        }
     }
 
     #[test]
