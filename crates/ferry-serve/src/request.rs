@@ -180,10 +180,10 @@ fn forbidden_word(w: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
-    // A byte >= 0x80, or (bytes < 0x80) one below 0x21 or at/above 0x7f.
+    // A byte >= 0x80, or (bytes < 0x80) one below 0x21, or 0x7f (which + 1 sets the high bit).
     w & HIGH != 0
         || w.wrapping_sub(ONES * 0x21) & !w & HIGH != 0
-        || (w.wrapping_add(ONES * (0x80 - 0x7f)) & HIGH) != 0
+        || w.wrapping_add(ONES) & HIGH != 0
         || has_zero(w ^ (ONES * u64::from(b'\\')))
         || has_zero(w ^ (ONES * u64::from(b'%')))
 }
