@@ -6,10 +6,13 @@
 //!   reviewers;
 //! - a plain manifest ([`load_plain`]): `registries:` and `images:` in one file.
 //!
+//! File promotion manifests (`kpromo run files`) are read by [`load_files_dir`] and [`load_files`].
+//!
 //! Everything is checked here — digests, tags, names, registries, exactly one source — so the
 //! planner only ever sees well-formed manifests, and every error names the file and line to fix.
 
 mod error;
+mod files;
 mod lines;
 mod schema;
 
@@ -22,6 +25,7 @@ use ferry_oci::{Digest, RegistryAddress, RepoName, Tag};
 use serde::de::DeserializeOwned;
 
 pub use error::ManifestError;
+pub use files::{load_files, load_files_dir, FileEntry, FileManifest, Filestore};
 use lines::{entry_lines, List};
 use schema::{ImageEntry, PlainFile, RegistryEntry, ThinFile};
 

@@ -134,13 +134,13 @@ impl Visitor<'_> for NewDigest<'_> {
 }
 
 /// yaml.v2 decodes `key:` with no value (null) into an empty list; serde would reject it.
-fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+pub(crate) fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A boolean as yaml.v2 (YAML 1.1) reads one into a Go bool: `yes`, `on`, `y` and the like count,
 /// and an empty value is `false`.
-fn yaml11_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+pub(crate) fn yaml11_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     struct V;
     impl Visitor<'_> for V {
         type Value = bool;

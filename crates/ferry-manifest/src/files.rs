@@ -1,0 +1,301 @@
+//! kpromo's file promotion manifests (`kpromo run files`), read into validated types.
+//!
+//! Two inputs, as kpromo reads them (see `docs/files.md`):
+//! - a manifests directory ([`load_files_dir`]): `filestores/<project>/filepromoter-manifest.yaml`
+//!   holds the stores and `manifests/<project>/` the files, merged from every YAML file in it;
+//! - a pair ([`load_files`]): one filestores file and one files manifest or directory of them.
+//!
+//! Every check happens here, before any store is touched: exactly one source and at least one
+//! destination, each file name a safe [`ObjectName`] (no absolute paths, `..`, empty segments or
+//! control characters), each sha256 64 hex digits. Every error names the file and line.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use ferry_oci::Digest;
+use ferry_store::ObjectName;
+use serde::Deserialize;
+
+use crate::error::ManifestError;
+use crate::lines::{entry_lines, List};
+use crate::schema::{null_as_default, yaml11_bool, Parsed};
+use crate::{parse, read};
+
+const FILESTORES_FILE: &str = "filepromoter-manifest.yaml";
+
+/// One project: every file is promoted from `source` to each of `destinations`.
+#[derive(Debug, Clone)]
+pub struct FileManifest {
+    /// The filestores file.
+    pub filestores_path: PathBuf,
+    pub source: Filestore,
+    /// In file order; at least one.
+    pub destinations: Vec<Filestore>,
+    /// In the order read (files sorted by path, entries in file order); at least one.
+    pub files: Vec<FileEntry>,
+}
+
+/// One `filestores` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filestore {
+    /// A store URL or local path with an optional prefix, exactly as written (`gs://bucket/dir/`).
+    pub base: String,
+    /// kpromo impersonates this account on GCP; Ferry takes credentials from each cloud's
+    /// standard environment instead, so it is kept only for messages.
+    pub service_account: Option<String>,
+    /// The 1-based line of this entry in the filestores file.
+    pub line: usize,
+}
+
+/// One `files` entry: `name` (relative to each store's base) must hold exactly the bytes whose
+/// sha256 is `sha256`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    pub name: ObjectName,
+    pub sha256: Digest,
+    /// The files manifest this entry is in, and its 1-based line there.
+    pub path: PathBuf,
+    pub line: usize,
+}
+
+impl FileEntry {
+    /// `path:line`, for reports.
+    pub fn origin(&self) -> String {
+        format!("{}:{}", self.path.display(), self.line)
+    }
+}
+
+/// Reads a kpromo file-promotion manifests directory: one manifest per directory
+/// `DIR/filestores/<project>/` (sorted by name), which must hold `filepromoter-manifest.yaml`,
+/// with its files from the YAML files under `DIR/manifests/<project>/`.
+pub fn load_files_dir(dir: &Path) -> Result<Vec<FileManifest>, ManifestError> {
+    let filestores_dir = dir.join("filestores");
+    let mut projects = Vec::new();
+    for entry in sorted_entries(&filestores_dir)? {
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(|e| ManifestError::file(&path, format!("cannot read: {e}")))?;
+        if file_type.is_dir() {
+            projects.push(entry.file_name());
+        }
+    }
+    if projects.is_empty() {
+        return Err(ManifestError::file(
+            &filestores_dir,
+            format!("no projects: expected filestores/<project>/{FILESTORES_FILE}"),
+        ));
+    }
+    projects
+        .iter()
+        .map(|project| {
+            load_files(&filestores_dir.join(project).join(FILESTORES_FILE), &dir.join("manifests").join(project))
+        })
+        .collect()
+}
+
+/// Reads one filestores file and the files manifest at `files`: a file, or a directory whose
+/// YAML files (`*.yaml`, `*.yml`, recursively, in path order) are merged.
+pub fn load_files(filestores: &Path, files: &Path) -> Result<FileManifest, ManifestError> {
+    let text = read(filestores)?;
+    let parsed: FilesDoc = parse(filestores, &text)?;
+    if !parsed.files.is_empty() {
+        let line = entry_lines(&text, List::Key("files")).first().copied();
+        return Err(ManifestError::at(
+            filestores,
+            line,
+            "files must not be listed with the filestores: put them in the files manifests",
+        ));
+    }
+    let (source, destinations) = filestores_of(filestores, &text, parsed.filestores)?;
+
+    let paths = match fs::metadata(files) {
+        Ok(m) if m.is_dir() => {
+            let mut found = Vec::new();
+            find_yaml(files, &mut found)?;
+            found
+        }
+        Ok(_) => vec![files.to_path_buf()],
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(ManifestError::file(files, format!("missing: {} needs its files listed here", filestores.display())))
+        }
+        Err(e) => return Err(ManifestError::file(files, format!("cannot read: {e}"))),
+    };
+    let mut entries: Vec<FileEntry> = Vec::new();
+    let mut seen: HashMap<ObjectName, usize> = HashMap::new();
+    for path in paths {
+        let text = read(&path)?;
+        let parsed: FilesDoc = parse(&path, &text)?;
+        if !parsed.filestores.is_empty() {
+            let line = entry_lines(&text, List::Key("filestores")).first().copied();
+            return Err(ManifestError::at(
+                &path,
+                line,
+                format!("filestores must not be listed with the files: put them in {FILESTORES_FILE}"),
+            ));
+        }
+        let lines = entry_lines(&text, List::Key("files"));
+        for (i, raw) in parsed.files.into_iter().enumerate() {
+            // The walk finds every entry serde did, so the fallback is never expected to be used.
+            let line = lines.get(i).copied().unwrap_or(1);
+            let entry = FileEntry { name: raw.name.0 .0, sha256: raw.sha256.0 .0, path: path.clone(), line };
+            match seen.get(&entry.name).map(|&j| &entries[j]) {
+                // The same file listed twice (say in two release manifests) is one file.
+                Some(first) if first.sha256 == entry.sha256 => continue,
+                Some(first) => {
+                    return Err(ManifestError::at(
+                        &path,
+                        Some(line),
+                        format!(
+                            "file {} is listed with sha256 {} here and {} at {}",
+                            entry.name,
+                            entry.sha256.hex(),
+                            first.sha256.hex(),
+                            first.origin()
+                        ),
+                    ))
+                }
+                None => {}
+            }
+            seen.insert(entry.name.clone(), entries.len());
+            entries.push(entry);
+        }
+    }
+    if entries.is_empty() {
+        // kpromo refuses this too: an empty project is far more likely a wrong path than intent.
+        return Err(ManifestError::file(files, "no files: list at least one under `files:`"));
+    }
+    Ok(FileManifest { filestores_path: filestores.to_path_buf(), source, destinations, files: entries })
+}
+
+/// The directory's entries, sorted by name.
+fn sorted_entries(dir: &Path) -> Result<Vec<fs::DirEntry>, ManifestError> {
+    let unreadable = |e: io::Error| ManifestError::file(dir, format!("cannot read directory: {e}"));
+    let mut entries = fs::read_dir(dir).map_err(unreadable)?.collect::<Result<Vec<_>, _>>().map_err(unreadable)?;
+    entries.sort_by_key(|e| e.file_name());
+    Ok(entries)
+}
+
+/// Collects the YAML files under `dir`, recursively, in path order. Other files (`OWNERS`,
+/// `README.md`) are skipped: kpromo parses them too but, reading YAML leniently, finds nothing in
+/// them. Symlinked directories are not followed.
+fn find_yaml(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), ManifestError> {
+    for entry in sorted_entries(dir)? {
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(|e| ManifestError::file(&path, format!("cannot read: {e}")))?;
+        if file_type.is_dir() {
+            find_yaml(&path, found)?;
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Splits `filestores:` into the source and the destinations: exactly one `src: true`, at least
+/// one other, every base set, and no base twice.
+fn filestores_of(
+    path: &Path,
+    text: &str,
+    entries: Vec<FilestoreDoc>,
+) -> Result<(Filestore, Vec<Filestore>), ManifestError> {
+    let lines = entry_lines(text, List::Key("filestores"));
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut source: Option<Filestore> = None;
+    let mut destinations = Vec::new();
+    for (i, entry) in entries.into_iter().enumerate() {
+        let line = lines.get(i).copied().unwrap_or(1);
+        let fail = |message: String| Err(ManifestError::at(path, Some(line), message));
+        if entry.base.trim().is_empty() {
+            return fail("filestore has no base: set `base:` to a store URL or path".into());
+        }
+        // `gs://b/dir` and `gs://b/dir/` are the same place.
+        let key = entry.base.trim_end_matches('/').to_string();
+        if let Some(first) = seen.get(&key) {
+            return fail(format!("filestore {} is listed twice (line {first})", entry.base));
+        }
+        seen.insert(key, line);
+        let store = Filestore { base: entry.base, service_account: entry.service_account, line };
+        if !entry.src {
+            destinations.push(store);
+        } else if let Some(first) = &source {
+            return fail(format!(
+                "second source filestore {}: only one may have `src: true`, and {} (line {}) already does",
+                store.base, first.base, first.line
+            ));
+        } else {
+            source = Some(store);
+        }
+    }
+    let Some(source) = source else {
+        return Err(ManifestError::at(
+            path,
+            lines.first().copied(),
+            "no source filestore: exactly one filestore must have `src: true`",
+        ));
+    };
+    if destinations.is_empty() {
+        return Err(ManifestError::at(
+            path,
+            Some(source.line),
+            format!("no destination filestore: {} is the source; list at least one without `src: true`", source.base),
+        ));
+    }
+    Ok((source, destinations))
+}
+
+/// Either file kpromo reads: a filestores manifest or a files manifest (each must leave the
+/// other's list out). Unknown fields are refused, so a misspelt `sha256` cannot go unnoticed.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FilesDoc {
+    #[serde(default, deserialize_with = "null_as_default")]
+    filestores: Vec<FilestoreDoc>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    files: Vec<FileDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilestoreDoc {
+    #[serde(default)]
+    base: String,
+    #[serde(default, deserialize_with = "yaml11_bool")]
+    src: bool,
+    #[serde(rename = "service-account", default)]
+    service_account: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    name: Parsed<Name>,
+    sha256: Parsed<Sha256>,
+}
+
+/// A file name, checked as an [`ObjectName`] while deserializing so the error has its own line.
+struct Name(ObjectName);
+
+impl FromStr for Name {
+    type Err = ferry_store::NameError;
+    fn from_str(s: &str) -> Result<Name, Self::Err> {
+        ObjectName::parse(s).map(Name)
+    }
+}
+
+/// A sha256 as kpromo takes it: 64 hex digits. Upper case is accepted (kpromo's `hex.DecodeString`
+/// does) and read as the same hash in lower case.
+struct Sha256(Digest);
+
+impl FromStr for Sha256 {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Sha256, String> {
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let shown: String = s.chars().take(80).collect();
+            return Err(format!("invalid sha256 {shown:?}: expected 64 hex digits"));
+        }
+        let digest = format!("sha256:{}", s.to_ascii_lowercase()).parse().map_err(|e: ferry_oci::DigestError| e.0)?;
+        Ok(Sha256(digest))
+    }
+}

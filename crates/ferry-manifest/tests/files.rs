@@ -1,0 +1,166 @@
+//! kpromo file-promotion manifests written to disk: the layouts kpromo reads, and each error with
+//! the file and line it must name.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ferry_manifest::{load_files, load_files_dir, ManifestError};
+
+fn write(path: &Path, text: &str) -> PathBuf {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+    path.to_path_buf()
+}
+
+fn hex(c: char) -> String {
+    c.to_string().repeat(64)
+}
+
+const FILESTORES: &str = "\
+# staging, then production
+filestores:
+- base: gs://k8s-staging-kops/kops/releases/
+  src: true
+- base: gs://k8s-artifacts-prod/binaries/kops/
+  service-account: k8s-infra-gcr-promoter@k8s-artifacts-prod.iam.gserviceaccount.com
+- base: s3://mirror/kops
+";
+
+#[track_caller]
+fn assert_at(err: &ManifestError, path: &Path, line: usize, needle: &str) {
+    let text = err.to_string();
+    let prefix = format!("{}:{line}: ", path.display());
+    assert!(text.starts_with(&prefix), "{text:?} should start with {prefix:?}");
+    assert!(text.contains(needle), "{text:?} should mention {needle:?}");
+}
+
+/// A manifests dir with project `kops` holding these filestores and one files manifest.
+fn project(filestores: &str, files: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = write(&dir.path().join("filestores/kops/filepromoter-manifest.yaml"), filestores);
+    let files = write(&dir.path().join("manifests/kops/1.30.0.yaml"), files);
+    (dir, stores, files)
+}
+
+#[test]
+fn reads_a_manifests_dir_like_kpromo() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("filestores/kops/filepromoter-manifest.yaml"), FILESTORES);
+    write(
+        &dir.path().join("manifests/kops/b.yaml"),
+        &format!("files:\n- name: 1.30.0/linux/amd64/kops\n  sha256: {}\n", hex('b')),
+    );
+    // Merged in path order, recursively; the same file listed twice is one file; upper-case hex
+    // is the same hash; OWNERS and other non-YAML files are not manifests.
+    write(
+        &dir.path().join("manifests/kops/a.yaml"),
+        &format!(
+            "files:\n- name: 1.30.0/linux/amd64/kops\n  sha256: {}\n- name: 1.30.0/kops.sha256\n  sha256: {}\n",
+            hex('B'),
+            hex('c')
+        ),
+    );
+    write(&dir.path().join("manifests/kops/older/1.29.yml"), &format!("files:\n- {{name: old, sha256: {}}}\n", hex('d')));
+    write(&dir.path().join("manifests/kops/OWNERS"), "approvers:\n- someone\n");
+    write(&dir.path().join("filestores/other/filepromoter-manifest.yaml"), "filestores:\n- base: /srv/a\n  src: yes\n- base: /srv/b\n");
+    write(&dir.path().join("manifests/other/x.yaml"), &format!("files:\n- name: x\n  sha256: {}\n", hex('e')));
+
+    let manifests = load_files_dir(dir.path()).unwrap();
+    assert_eq!(manifests.len(), 2);
+    let kops = &manifests[0];
+    assert_eq!(kops.source.base, "gs://k8s-staging-kops/kops/releases/");
+    assert_eq!(kops.source.line, 3);
+    let bases: Vec<_> = kops.destinations.iter().map(|d| (d.base.as_str(), d.line)).collect();
+    assert_eq!(bases, [("gs://k8s-artifacts-prod/binaries/kops/", 5), ("s3://mirror/kops", 7)]);
+    assert!(kops.destinations[0].service_account.is_some());
+    let files: Vec<_> = kops.files.iter().map(|f| (f.name.as_str(), f.sha256.hex().to_string(), f.line)).collect();
+    assert_eq!(
+        files,
+        [
+            ("1.30.0/linux/amd64/kops", hex('b'), 2),
+            ("1.30.0/kops.sha256", hex('c'), 4),
+            ("old", hex('d'), 2)
+        ]
+    );
+    assert!(kops.files[0].origin().ends_with("manifests/kops/a.yaml:2"), "{}", kops.files[0].origin());
+    assert!(kops.files[2].path.ends_with("older/1.29.yml"));
+    assert_eq!(manifests[1].source.base, "/srv/a");
+}
+
+#[test]
+fn reads_a_filestores_file_with_a_files_file_or_dir() {
+    let (dir, stores, files) = project(FILESTORES, &format!("files:\n- name: a\n  sha256: {}\n", hex('a')));
+    let one = load_files(&stores, &files).unwrap();
+    assert_eq!(one.files.len(), 1);
+    let all = load_files(&stores, &dir.path().join("manifests/kops")).unwrap();
+    assert_eq!(all.files, one.files);
+}
+
+#[test]
+fn names_that_climb_or_are_ambiguous_are_refused_at_their_line() {
+    for bad in ["/etc/passwd", "../../etc/passwd", "a/../../b", "a//b", "a/", "\"a\\u0007b\"", "''"] {
+        let (_dir, stores, files) =
+            project(FILESTORES, &format!("files:\n- name: ok\n  sha256: {}\n- name: {bad}\n  sha256: {}\n", hex('a'), hex('b')));
+        let err = load_files(&stores, &files).unwrap_err();
+        assert_at(&err, &files, 4, "invalid object name");
+    }
+}
+
+#[test]
+fn bad_hashes_and_fields_are_refused_at_their_line() {
+    for (bad, needle) in [
+        ("abc", "64 hex digits"),
+        (&format!("{}g", "a".repeat(63)), "64 hex digits"),
+        (&format!("sha256:{}", hex('a')), "64 hex digits"),
+    ] {
+        let (_dir, stores, files) = project(FILESTORES, &format!("files:\n- name: a\n  sha256: {bad}\n"));
+        assert_at(&load_files(&stores, &files).unwrap_err(), &files, 3, needle);
+    }
+    let (_dir, stores, files) = project(FILESTORES, &format!("files:\n- name: a\n  sha265: {}\n", hex('a')));
+    assert_at(&load_files(&stores, &files).unwrap_err(), &files, 3, "sha265");
+    let (_dir, stores, files) = project(FILESTORES, "files:\n- name: a\n");
+    assert_at(&load_files(&stores, &files).unwrap_err(), &files, 2, "sha256");
+}
+
+#[test]
+fn one_file_with_two_hashes_is_refused_naming_both() {
+    let (_dir, stores, files) =
+        project(FILESTORES, &format!("files:\n- name: a\n  sha256: {}\n- name: a\n  sha256: {}\n", hex('a'), hex('b')));
+    let err = load_files(&stores, &files).unwrap_err();
+    assert_at(&err, &files, 4, "1.30.0.yaml:2");
+}
+
+#[test]
+fn filestores_must_have_one_source_and_a_destination() {
+    let files = format!("files:\n- name: a\n  sha256: {}\n", hex('a'));
+    for (stores, line, needle) in [
+        ("filestores:\n- base: gs://a\n- base: gs://b\n", 2, "no source"),
+        ("filestores:\n- base: gs://a\n  src: true\n", 2, "no destination"),
+        ("filestores:\n- base: gs://a\n  src: true\n- base: gs://b\n  src: true\n", 4, "second source"),
+        ("filestores:\n- base: gs://a\n  src: true\n- base: gs://a/\n", 4, "listed twice (line 2)"),
+        ("filestores:\n- src: true\n- base: gs://b\n", 2, "no base"),
+        ("filestores:\n- base: gs://a\n  src: true\n- base: gs://b\n  bucket: x\n", 5, "bucket"),
+        (&format!("filestores:\n- base: gs://a\n  src: true\n- base: gs://b\nfiles:\n- name: a\n  sha256: {}\n", hex('a')), 6, "files must not"),
+    ] {
+        let (_dir, stores, files) = project(stores, &files);
+        assert_at(&load_files(&stores, &files).unwrap_err(), &stores, line, needle);
+    }
+    let (_dir, stores, files) = project(FILESTORES, &format!("filestores:\n- base: gs://x\n  src: true\n{}", &files));
+    assert_at(&load_files(&stores, &files).unwrap_err(), &files, 2, "filestores must not");
+}
+
+#[test]
+fn missing_or_empty_parts_name_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = load_files_dir(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("filestores") && err.line.is_none(), "{err}");
+    fs::create_dir_all(dir.path().join("filestores/kops")).unwrap();
+    let err = load_files_dir(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("filepromoter-manifest.yaml: cannot read"), "{err}");
+    write(&dir.path().join("filestores/kops/filepromoter-manifest.yaml"), FILESTORES);
+    let err = load_files_dir(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("manifests/kops: missing"), "{err}");
+    write(&dir.path().join("manifests/kops/empty.yaml"), "# nothing yet\n");
+    let err = load_files_dir(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("no files"), "{err}");
+}
