@@ -118,7 +118,10 @@ pub fn load_files(filestores: &Path, files: &Path) -> Result<FileManifest, Manif
         }
         Ok(_) => vec![files.to_path_buf()],
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(ManifestError::file(files, format!("missing: {} needs its files listed here", filestores.display())))
+            return Err(ManifestError::file(
+                files,
+                format!("missing: {} needs its files listed here", filestores.display()),
+            ))
         }
         Err(e) => return Err(ManifestError::file(files, format!("cannot read: {e}"))),
     };

@@ -60,9 +60,15 @@ fn reads_a_manifests_dir_like_kpromo() {
             hex('c')
         ),
     );
-    write(&dir.path().join("manifests/kops/older/1.29.yml"), &format!("files:\n- {{name: old, sha256: {}}}\n", hex('d')));
+    write(
+        &dir.path().join("manifests/kops/older/1.29.yml"),
+        &format!("files:\n- {{name: old, sha256: {}}}\n", hex('d')),
+    );
     write(&dir.path().join("manifests/kops/OWNERS"), "approvers:\n- someone\n");
-    write(&dir.path().join("filestores/other/filepromoter-manifest.yaml"), "filestores:\n- base: /srv/a\n  src: yes\n- base: /srv/b\n");
+    write(
+        &dir.path().join("filestores/other/filepromoter-manifest.yaml"),
+        "filestores:\n- base: /srv/a\n  src: yes\n- base: /srv/b\n",
+    );
     write(&dir.path().join("manifests/other/x.yaml"), &format!("files:\n- name: x\n  sha256: {}\n", hex('e')));
 
     let manifests = load_files_dir(dir.path()).unwrap();
@@ -76,11 +82,7 @@ fn reads_a_manifests_dir_like_kpromo() {
     let files: Vec<_> = kops.files.iter().map(|f| (f.name.as_str(), f.sha256.hex().to_string(), f.line)).collect();
     assert_eq!(
         files,
-        [
-            ("1.30.0/linux/amd64/kops", hex('b'), 2),
-            ("1.30.0/kops.sha256", hex('c'), 4),
-            ("old", hex('d'), 2)
-        ]
+        [("1.30.0/linux/amd64/kops", hex('b'), 2), ("1.30.0/kops.sha256", hex('c'), 4), ("old", hex('d'), 2)]
     );
     assert!(kops.files[0].origin().ends_with("manifests/kops/a.yaml:2"), "{}", kops.files[0].origin());
     assert!(kops.files[2].path.ends_with("older/1.29.yml"));
@@ -99,8 +101,10 @@ fn reads_a_filestores_file_with_a_files_file_or_dir() {
 #[test]
 fn names_that_climb_or_are_ambiguous_are_refused_at_their_line() {
     for bad in ["/etc/passwd", "../../etc/passwd", "a/../../b", "a//b", "a/", "\"a\\u0007b\"", "''"] {
-        let (_dir, stores, files) =
-            project(FILESTORES, &format!("files:\n- name: ok\n  sha256: {}\n- name: {bad}\n  sha256: {}\n", hex('a'), hex('b')));
+        let (_dir, stores, files) = project(
+            FILESTORES,
+            &format!("files:\n- name: ok\n  sha256: {}\n- name: {bad}\n  sha256: {}\n", hex('a'), hex('b')),
+        );
         let err = load_files(&stores, &files).unwrap_err();
         assert_at(&err, &files, 4, "invalid object name");
     }
@@ -140,7 +144,14 @@ fn filestores_must_have_one_source_and_a_destination() {
         ("filestores:\n- base: gs://a\n  src: true\n- base: gs://a/\n", 4, "listed twice (line 2)"),
         ("filestores:\n- src: true\n- base: gs://b\n", 2, "no base"),
         ("filestores:\n- base: gs://a\n  src: true\n- base: gs://b\n  bucket: x\n", 5, "bucket"),
-        (&format!("filestores:\n- base: gs://a\n  src: true\n- base: gs://b\nfiles:\n- name: a\n  sha256: {}\n", hex('a')), 6, "files must not"),
+        (
+            &format!(
+                "filestores:\n- base: gs://a\n  src: true\n- base: gs://b\nfiles:\n- name: a\n  sha256: {}\n",
+                hex('a')
+            ),
+            6,
+            "files must not",
+        ),
     ] {
         let (_dir, stores, files) = project(stores, &files);
         assert_at(&load_files(&stores, &files).unwrap_err(), &stores, line, needle);

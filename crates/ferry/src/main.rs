@@ -1,6 +1,7 @@
 //! `ferry`: the command line. Parses flags and calls the library crates; no logic of its own.
 
 mod mirror;
+mod promote_files;
 mod promote_images;
 
 use std::process::ExitCode;
@@ -56,6 +57,22 @@ enum Promote {
     /// Exit status: 0 when everything is promoted or already there, 1 when any edge was refused
     /// or failed (the others are still promoted), 2 for bad input.
     Images(promote_images::Args),
+    /// Copy release files (binaries, tarballs) from the source store to every destination store
+    /// named by kpromo file-promotion manifests, verified against each file's sha256.
+    ///
+    /// Stores are S3, Google Cloud Storage, Azure Blob or local folders, by URL; credentials come
+    /// from each cloud's standard environment. Each source file is read once and streamed to
+    /// every destination that lacks it; a write is committed only when the whole file matched
+    /// its sha256. A destination holding other bytes is refused, never overwritten (unless
+    /// --allow-overwrite). Nothing is ever deleted. See docs/files.md.
+    ///
+    /// Without --confirm this is a dry run: it reads the stores, prints each copy it would make,
+    /// and writes nothing.
+    ///
+    /// Exit status: 0 when every file is promoted or already there, 1 when any was refused or
+    /// failed (the others are still promoted), 2 for bad input (a manifest error names the file
+    /// and line).
+    Files(promote_files::Args),
 }
 
 /// How results are printed on standard output.
@@ -80,6 +97,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Promote(Promote::Images(args)) => promote_images::run(args).await,
+            Command::Promote(Promote::Files(args)) => promote_files::run(args).await,
             Command::Mirror(args) => mirror::run(args).await,
             Command::Serve { config } => ferry_serve::serve(config).await.map(|()| ExitCode::SUCCESS),
         }

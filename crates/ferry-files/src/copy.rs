@@ -1,0 +1,120 @@
+//! Each needed source file read once, streamed to every destination that lacks it, committed only
+//! when verified, then checked with a HEAD.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ferry_store::fan_out;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use indicatif::ProgressBar;
+
+use crate::plan::{Action, Job, Plan};
+use crate::Stores;
+
+/// Totals of a run, shared by the tasks that add to them.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Source files read (each at most once).
+    pub files_read: AtomicU64,
+    pub bytes_read: AtomicU64,
+    /// Bytes committed, summed over destinations.
+    pub bytes_written: AtomicU64,
+    /// Destination bytes read back to decide whether they are the manifest's.
+    pub bytes_rehashed: AtomicU64,
+}
+
+/// Copies every job that has a target to copy, `concurrency` files at a time. Returns the error
+/// of each target (by index into `plan.targets`) that failed.
+pub async fn execute(
+    plan: &Plan,
+    stores: &Stores,
+    concurrency: usize,
+    progress: &ProgressBar,
+    counters: &Counters,
+) -> HashMap<usize, String> {
+    let jobs: Vec<&Job> = plan.jobs.iter().filter(|j| plan.needs_copy(j)).collect();
+    progress.set_length(plan.bytes_to_read());
+    let files = jobs.len();
+    let done = AtomicU64::new(0);
+    stream::iter(jobs)
+        .map(|job| async {
+            let failed = copy_job(plan, job, stores, progress, counters).await;
+            let done = done.fetch_add(1, Ordering::Relaxed) + 1;
+            progress.set_message(format!("copying, {done}/{files} files"));
+            failed
+        })
+        .buffer_unordered(concurrency.max(1))
+        .flat_map(stream::iter)
+        .collect()
+        .await
+}
+
+/// One source read for all of `job`'s targets that need it; the errors of those that failed.
+async fn copy_job(
+    plan: &Plan,
+    job: &Job,
+    stores: &Stores,
+    progress: &ProgressBar,
+    counters: &Counters,
+) -> Vec<(usize, String)> {
+    let needed: Vec<usize> = job
+        .targets
+        .iter()
+        .copied()
+        .filter(|&i| matches!(plan.targets[i].action, Action::Copy | Action::Overwrite))
+        .collect();
+    let source = stores.get(&job.source);
+    let stream = match source.read(&job.name).await {
+        Ok(stream) => stream,
+        Err(e) => return needed.iter().map(|&i| (i, format!("cannot read the source: {e}"))).collect(),
+    };
+    counters.files_read.fetch_add(1, Ordering::Relaxed);
+    let stream = stream.inspect_ok(|chunk| progress.inc(chunk.len() as u64));
+    let uploads = needed
+        .iter()
+        .map(|&i| {
+            let target = &plan.targets[i];
+            if target.action == Action::Overwrite {
+                tracing::warn!(destination = %target.destination_url(), "overwriting other bytes (--allow-overwrite)");
+            }
+            stores.get(&target.destination).upload(&job.name, job.sha256.hex())
+        })
+        .collect();
+    let result = fan_out(stream, &job.sha256, uploads).await;
+    counters.bytes_read.fetch_add(result.bytes, Ordering::Relaxed);
+    let mut failed = Vec::new();
+    let mut committed = Vec::new();
+    for (&i, outcome) in needed.iter().zip(result.destinations) {
+        match (&result.source, outcome) {
+            (Err(e), _) => failed.push((i, e.to_string())),
+            (Ok(()), Err(e)) => failed.push((i, e.to_string())),
+            (Ok(()), Ok(())) => committed.push(i),
+        }
+    }
+    // Verify: each write is read back as a HEAD (size; and the recorded sha256 on cloud stores).
+    let checks = committed.iter().map(|&i| async move {
+        let target = &plan.targets[i];
+        let head = stores.get(&target.destination).head(&job.name).await;
+        let problem = match head {
+            Ok(Some(info)) if info.size != result.bytes => {
+                Some(format!("after the write the destination holds {} bytes, not {}", info.size, result.bytes))
+            }
+            Ok(Some(info)) if info.sha256.as_deref().is_some_and(|s| s != job.sha256.hex()) => {
+                Some(format!("after the write the destination records sha256 {}", info.sha256.unwrap_or_default()))
+            }
+            Ok(Some(_)) => None,
+            Ok(None) => Some("after the write the destination does not have the file".into()),
+            Err(e) => Some(format!("cannot check the write: {e}")),
+        };
+        (i, problem)
+    });
+    for (i, problem) in futures::future::join_all(checks).await {
+        match problem {
+            Some(problem) => failed.push((i, problem)),
+            None => {
+                counters.bytes_written.fetch_add(result.bytes, Ordering::Relaxed);
+            }
+        }
+    }
+    failed
+}

@@ -1,0 +1,134 @@
+//! File promotion: kpromo file manifests → plan → copy → verify → report (and inventories).
+//!
+//! - [`plan::plan`] turns manifests into targets (one file at one destination), refuses a name
+//!   that two manifests give different hashes, and decides each target by reading, never writing:
+//!   HEAD the source and every destination; a destination that can prove it holds the bytes (the
+//!   sha256 Ferry recorded in its metadata) is skipped without reading anything, one that cannot
+//!   (a local folder, an object written by another tool) is read back and re-hashed.
+//! - [`copy::execute`] reads each needed source file once and streams it through
+//!   [`ferry_store::fan_out`] to every destination lacking it, committed only once the whole file
+//!   hashed to the manifest's sha256; then checks each write with a HEAD.
+//! - [`inventory`] rewrites each destination's inventory (`/path` lines for `ferry serve`) when
+//!   asked.
+//!
+//! Refusals and failures are per target: every good file lands whatever happens to the rest.
+
+pub mod copy;
+pub mod inventory;
+pub mod plan;
+mod report;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use ferry_manifest::{FileManifest, ManifestError};
+use ferry_store::{ObjectName, Store, StoreError};
+use indicatif::ProgressBar;
+
+pub use plan::{Action, Target};
+pub use report::{InventoryReport, InventoryStatus, Report, Status, Summary, TargetReport};
+
+/// The stores a run touches, opened once each by the caller, keyed by base (without a trailing
+/// `/`, so `gs://b/dir` and `gs://b/dir/` are one store).
+#[derive(Debug, Default)]
+pub struct Stores {
+    by_base: HashMap<String, Store>,
+}
+
+impl Stores {
+    /// Opens every filestore of `manifests` with `open`; a store that cannot be opened is an
+    /// error naming the filestores file and line.
+    pub fn open(
+        manifests: &[FileManifest],
+        mut open: impl FnMut(&str) -> Result<Store, StoreError>,
+    ) -> Result<Stores, ManifestError> {
+        let mut by_base = HashMap::new();
+        for manifest in manifests {
+            for filestore in std::iter::once(&manifest.source).chain(&manifest.destinations) {
+                let key = key(&filestore.base);
+                if !by_base.contains_key(&key) {
+                    let store = open(&filestore.base).map_err(|e| ManifestError {
+                        path: manifest.filestores_path.clone(),
+                        line: Some(filestore.line),
+                        message: e.to_string(),
+                    })?;
+                    by_base.insert(key, store);
+                }
+            }
+        }
+        Ok(Stores { by_base })
+    }
+
+    /// The store of `base`; every base of the manifests was opened up front.
+    pub fn get(&self, base: &str) -> &Store {
+        &self.by_base[&key(base)]
+    }
+}
+
+/// The identity of a filestore base.
+pub(crate) fn key(base: &str) -> String {
+    base.trim_end_matches('/').to_string()
+}
+
+#[derive(Clone, Debug)]
+pub struct FilesOptions {
+    /// Write to the destinations. Without it the run only plans (a dry run).
+    pub confirm: bool,
+    /// Replace a destination file that holds other bytes instead of refusing it (logged).
+    pub allow_overwrite: bool,
+    /// Files planned or copied at once (each to all its destinations).
+    pub concurrency: usize,
+    /// Rewrite the inventory at this name (relative to each destination's base) to list the
+    /// files it holds.
+    pub inventory: Option<ObjectName>,
+}
+
+impl Default for FilesOptions {
+    fn default() -> Self {
+        FilesOptions { confirm: false, allow_overwrite: false, concurrency: 8, inventory: None }
+    }
+}
+
+/// Plan, and with `confirm` promote, every file `manifests` ask for.
+pub async fn promote(
+    manifests: &[FileManifest],
+    stores: &Stores,
+    options: &FilesOptions,
+    progress: &ProgressBar,
+) -> Report {
+    let started = Instant::now();
+    let counters = copy::Counters::default();
+    progress.set_message("checking destinations");
+    let plan = plan::plan(manifests, stores, options, &counters).await;
+    let failures = if options.confirm {
+        progress.set_message("copying");
+        copy::execute(&plan, stores, options.concurrency, progress, &counters).await
+    } else {
+        Default::default()
+    };
+    let targets: Vec<TargetReport> = plan
+        .targets
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| TargetReport::new(t, options.confirm, failures.get(&i).cloned()))
+        .collect();
+    let inventories = match &options.inventory {
+        Some(name) => {
+            progress.set_message("inventories");
+            inventory::update(&targets, stores, name, options.confirm).await
+        }
+        None => Vec::new(),
+    };
+    progress.finish_and_clear();
+    let summary = Summary::new(
+        &targets,
+        options.confirm,
+        counters.files_read.load(Ordering::Relaxed),
+        counters.bytes_read.load(Ordering::Relaxed),
+        counters.bytes_written.load(Ordering::Relaxed),
+        counters.bytes_rehashed.load(Ordering::Relaxed),
+        started.elapsed(),
+    );
+    Report { files: targets, inventories, summary }
+}

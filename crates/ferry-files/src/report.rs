@@ -1,0 +1,200 @@
+//! What a run did, per target and in total, as text for people and JSON for machines.
+
+use std::fmt;
+use std::time::Duration;
+
+use indicatif::HumanBytes;
+use serde::Serialize;
+
+use crate::plan::{Action, Target};
+
+/// Where a target ended up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Dry run: would be copied.
+    Planned,
+    Promoted,
+    Skipped,
+    Refused,
+    Failed,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetReport {
+    #[serde(flatten)]
+    pub target: Target,
+    pub status: Status,
+    /// Why it failed, when it did (refusal reasons are in `reason`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl TargetReport {
+    pub fn new(target: Target, confirmed: bool, error: Option<String>) -> Self {
+        let status = match (target.action, confirmed, &error) {
+            (Action::Refuse, _, _) => Status::Refused,
+            (Action::Skip, _, _) => Status::Skipped,
+            (_, false, _) => Status::Planned,
+            (_, true, Some(_)) => Status::Failed,
+            (_, true, None) => Status::Promoted,
+        };
+        TargetReport { target, status, error }
+    }
+}
+
+impl fmt::Display for TargetReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = &self.target;
+        let verb = match (self.status, t.action) {
+            (Status::Refused, _) => "REFUSE   ",
+            (Status::Failed, _) => "FAILED   ",
+            (Status::Skipped, _) => "skip     ",
+            (_, Action::Overwrite) => "OVERWRITE",
+            (_, _) => "copy     ",
+        };
+        write!(f, "{verb} {} -> {}", t.source_url(), t.destination_url())?;
+        if let Some(why) = self.error.as_ref().or(t.reason.as_ref()) {
+            write!(f, ": {why}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What happened to one destination's inventory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InventoryStatus {
+    /// Dry run: would be rewritten.
+    Planned,
+    Written,
+    Unchanged,
+    Failed,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct InventoryReport {
+    pub destination: String,
+    /// The inventory's object name, relative to the destination's base.
+    pub name: String,
+    /// Entries in the new inventory.
+    pub entries: usize,
+    pub status: InventoryStatus,
+    /// Files held but left out because `ferry serve` would not accept their path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl fmt::Display for InventoryReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = match self.status {
+            InventoryStatus::Planned => "inventory",
+            InventoryStatus::Written => "inventory written",
+            InventoryStatus::Unchanged => "inventory unchanged",
+            InventoryStatus::Failed => "INVENTORY FAILED",
+        };
+        write!(f, "{verb} {}/{}: {} entries", crate::key(&self.destination), self.name, self.entries)?;
+        if !self.left_out.is_empty() {
+            write!(f, " ({} files left out: not valid request paths)", self.left_out.len())?;
+        }
+        if let Some(e) = &self.error {
+            write!(f, ": {e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub dry_run: bool,
+    pub planned: usize,
+    pub promoted: usize,
+    pub skipped: usize,
+    pub refused: usize,
+    pub failed: usize,
+    /// Source files read (each at most once, however many destinations).
+    pub files_read: u64,
+    pub bytes_read: u64,
+    /// Bytes committed, summed over destinations.
+    pub bytes_written: u64,
+    /// Destination bytes read back to decide whether they hold the manifest's bytes.
+    pub bytes_rehashed: u64,
+    pub seconds: f64,
+}
+
+impl Summary {
+    pub fn new(
+        targets: &[TargetReport],
+        confirmed: bool,
+        files_read: u64,
+        bytes_read: u64,
+        bytes_written: u64,
+        bytes_rehashed: u64,
+        elapsed: Duration,
+    ) -> Self {
+        let count = |s: Status| targets.iter().filter(|t| t.status == s).count();
+        Summary {
+            dry_run: !confirmed,
+            planned: count(Status::Planned),
+            promoted: count(Status::Promoted),
+            skipped: count(Status::Skipped),
+            refused: count(Status::Refused),
+            failed: count(Status::Failed),
+            files_read,
+            bytes_read,
+            bytes_written,
+            bytes_rehashed,
+            seconds: elapsed.as_secs_f64(),
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.dry_run {
+            write!(
+                f,
+                "dry run: {} to copy, {} already there, {} refused; re-hashed {} ({:.1}s). Nothing was written; add --confirm to promote.",
+                self.planned,
+                self.skipped,
+                self.refused,
+                HumanBytes(self.bytes_rehashed),
+                self.seconds
+            )
+        } else {
+            write!(
+                f,
+                "promoted {}, skipped {}, refused {}, failed {}; read {} in {} files, wrote {}, re-hashed {} in {:.1}s",
+                self.promoted,
+                self.skipped,
+                self.refused,
+                self.failed,
+                HumanBytes(self.bytes_read),
+                self.files_read,
+                HumanBytes(self.bytes_written),
+                HumanBytes(self.bytes_rehashed),
+                self.seconds
+            )
+        }
+    }
+}
+
+/// Everything a run planned and did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// One entry per file and destination.
+    pub files: Vec<TargetReport>,
+    pub inventories: Vec<InventoryReport>,
+    pub summary: Summary,
+}
+
+impl Report {
+    /// True when nothing was refused or failed: the exit status is 0 only then.
+    pub fn is_success(&self) -> bool {
+        self.summary.refused == 0
+            && self.summary.failed == 0
+            && self.inventories.iter().all(|i| i.status != InventoryStatus::Failed)
+    }
+}

@@ -1,0 +1,108 @@
+//! `ferry promote files`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{ArgGroup, Args as ClapArgs};
+use ferry_files::{FilesOptions, Status, Stores};
+use ferry_store::{ObjectName, Store};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::Output;
+
+#[derive(ClapArgs)]
+#[command(group(ArgGroup::new("input").required(true).args(["manifests", "filestores"])))]
+pub struct Args {
+    /// A kpromo file-promotion directory: filestores/<project>/filepromoter-manifest.yaml (the
+    /// source and destination stores) and manifests/<project>/*.yaml (the files and their
+    /// sha256), one manifest per project (see docs/files.md).
+    #[arg(long, value_name = "DIR")]
+    manifests: Option<PathBuf>,
+
+    /// One filestores file (`filestores:` with one `src: true`); give the files with --files.
+    #[arg(long, value_name = "FILE", requires = "files")]
+    filestores: Option<PathBuf>,
+
+    /// A files manifest (`files:` of `{name, sha256}`), or a directory whose YAML files are
+    /// merged.
+    #[arg(long, value_name = "FILE_OR_DIR", requires = "filestores", conflicts_with = "manifests")]
+    files: Option<PathBuf>,
+
+    /// Write to the destination stores. Without it Ferry only reads the stores and prints what
+    /// it would do.
+    #[arg(long)]
+    confirm: bool,
+
+    /// Replace a destination file that holds other bytes (logged as a warning) instead of
+    /// refusing it. Without it, files already published are never changed.
+    #[arg(long)]
+    allow_overwrite: bool,
+
+    /// Also rewrite an inventory for `ferry serve` in every destination: one `/path` line per file
+    /// it holds, at NAME relative to the destination's base (default: inventory.txt).
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "inventory.txt")]
+    inventory: Option<String>,
+
+    /// Output format on standard output.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+
+    /// Files checked or copied at once (each copy streams to all its destinations together).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    concurrency: usize,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let manifests = match (&args.manifests, &args.filestores, &args.files) {
+        (Some(dir), _, _) => ferry_manifest::load_files_dir(dir)?,
+        (None, Some(filestores), Some(files)) => vec![ferry_manifest::load_files(filestores, files)?],
+        _ => unreachable!("clap requires --manifests, or --filestores with --files"),
+    };
+    let inventory = args.inventory.as_deref().map(ObjectName::parse).transpose().context("--inventory")?;
+    for manifest in &manifests {
+        for store in &manifest.destinations {
+            if let Some(account) = &store.service_account {
+                tracing::debug!(store = %store.base, account, "service-account is not used: credentials come from the environment");
+            }
+        }
+    }
+    let stores = Stores::open(&manifests, Store::open)?;
+    let options = FilesOptions {
+        confirm: args.confirm,
+        allow_overwrite: args.allow_overwrite,
+        concurrency: args.concurrency.max(1),
+        inventory,
+    };
+
+    let progress = if args.output == Output::Text && std::io::stderr().is_terminal() {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg} [{wide_bar}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {elapsed}",
+            )
+            .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let report = ferry_files::promote(&manifests, &stores, &options, &progress).await;
+
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => {
+            for target in report.files.iter().filter(|t| t.status != Status::Skipped) {
+                println!("{target}");
+            }
+            for inventory in &report.inventories {
+                println!("{inventory}");
+            }
+            println!("{}", report.summary);
+        }
+    }
+    Ok(if report.is_success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
