@@ -1,0 +1,219 @@
+//! `ferry promote files` as a user runs it: a local staging folder promoted to a real S3 server
+//! (`s3s-fs`) and a local folder; exit statuses, text and JSON output, memory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use ferry_testkit::s3_server::S3Server;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    ferry_oci::Digest::of(bytes).hex().to_string()
+}
+
+/// A kpromo manifests dir: staging folder → `s3://prod/bin/` and a local folder.
+struct Setup {
+    dir: tempfile::TempDir,
+    s3: S3Server,
+}
+
+impl Setup {
+    async fn new() -> Setup {
+        let s3 = S3Server::start().await.unwrap();
+        s3.create_bucket("prod").unwrap();
+        let setup = Setup { dir: tempfile::tempdir().unwrap(), s3 };
+        let stores = format!(
+            "filestores:\n- base: {}\n  src: true\n- base: s3://prod/bin/\n  service-account: promoter@example.iam.gserviceaccount.com\n- base: {}\n",
+            setup.staging().display(),
+            setup.local().display()
+        );
+        write(&setup.manifests().join("filestores/kops/filepromoter-manifest.yaml"), stores.as_bytes());
+        setup
+    }
+
+    fn staging(&self) -> PathBuf {
+        self.dir.path().join("staging")
+    }
+
+    fn local(&self) -> PathBuf {
+        self.dir.path().join("prod")
+    }
+
+    fn manifests(&self) -> PathBuf {
+        self.dir.path().join("m")
+    }
+
+    /// Stages `files` and lists them (with the sha256 given, or their own) in one files manifest.
+    fn files(&self, files: &[(&str, &[u8], Option<&str>)]) -> PathBuf {
+        let mut yaml = String::from("files:\n");
+        for (name, bytes, sha) in files {
+            if !name.contains("..") {
+                write(&self.staging().join(name), bytes);
+            }
+            yaml += &format!("- name: {name}\n  sha256: {}\n", sha.map_or_else(|| sha256_hex(bytes), str::to_string));
+        }
+        let path = self.manifests().join("manifests/kops/release.yaml");
+        write(&path, yaml.as_bytes());
+        path
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command.args(["promote", "files", "--manifests", self.manifests().to_str().unwrap()]).args(args);
+        command.envs(self.s3.env());
+        command
+    }
+
+    fn ferry(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run ferry")
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+}
+
+/// Files under `dir`, recursively (empty when it does not exist).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn dry_run_promote_and_rerun_through_the_binary() {
+    let s = Setup::new().await;
+    let kops = vec![7u8; 300_000];
+    s.files(&[("1.30.0/linux/amd64/kops", &kops, None), ("1.30.0/kops.sha256", b"abc\n", None)]);
+
+    let dry = s.ferry(&[]);
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry.stderr));
+    let out = text(&dry.stdout);
+    assert!(out.contains("copy") && out.contains("s3://prod/bin/1.30.0/linux/amd64/kops"), "{out}");
+    assert!(out.contains("dry run: 4 to copy"), "{out}");
+    assert!(!s.local().exists() && files_under(&s.s3.bucket_dir("prod")).is_empty(), "the dry run wrote");
+
+    let run = s.ferry(&["--confirm", "--output", "json", "--inventory"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let report = json(&run);
+    assert_eq!(report["summary"]["promoted"], 4, "{report:#}");
+    assert_eq!(report["summary"]["files_read"], 2);
+    assert_eq!(report["files"][0]["status"], "promoted");
+    assert_eq!(
+        report["files"][0]["origin"],
+        format!("{}:2", s.manifests().join("manifests/kops/release.yaml").display())
+    );
+    assert_eq!(report["inventories"][0]["status"], "written");
+    assert_eq!(std::fs::read(s.local().join("1.30.0/linux/amd64/kops")).unwrap(), kops);
+    assert_eq!(std::fs::read(s.s3.bucket_dir("prod").join("bin/1.30.0/linux/amd64/kops")).unwrap(), kops);
+    assert_eq!(
+        std::fs::read_to_string(s.local().join("inventory.txt")).unwrap(),
+        "/1.30.0/kops.sha256\n/1.30.0/linux/amd64/kops\n"
+    );
+
+    let again = s.ferry(&["--confirm", "--inventory"]);
+    assert_eq!(again.status.code(), Some(0));
+    let out = text(&again.stdout);
+    assert!(out.contains("promoted 0, skipped 4, refused 0, failed 0; read 0 B in 0 files, wrote 0 B"), "{out}");
+    assert!(out.contains("inventory unchanged"), "{out}");
+}
+
+#[tokio::test]
+async fn refusals_exit_1_and_every_good_file_still_lands() {
+    let s = Setup::new().await;
+    let wrong = sha256_hex(b"reviewed bytes");
+    s.files(&[("good", b"good", None), ("tampered", b"tampered", Some(&wrong))]);
+    write(&s.local().join("good"), b"not good");
+
+    let out = s.ferry(&["--confirm"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "REFUSE    {}/good -> {}/good: the destination holds other bytes",
+            s.staging().display(),
+            s.local().display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("FAILED") && stdout.contains("written nowhere"), "{stdout}");
+    assert_eq!(std::fs::read(s.local().join("good")).unwrap(), b"not good");
+    assert_eq!(std::fs::read(s.s3.bucket_dir("prod").join("bin/good")).unwrap(), b"good");
+    assert!(!s.local().join("tampered").exists() && !s.s3.bucket_dir("prod").join("bin/tampered").exists());
+}
+
+#[tokio::test]
+async fn a_climbing_name_is_refused_before_anything_is_copied() {
+    let s = Setup::new().await;
+    let files = s.files(&[("fine", b"fine", None), ("../../outside", b"x", None)]);
+    let out = s.ferry(&["--confirm"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("{}:4: ", files.display())) && err.contains("../../outside"), "{err}");
+    assert!(!s.local().exists(), "something was copied");
+    assert!(files_under(&s.s3.bucket_dir("prod")).is_empty(), "something was copied");
+}
+
+/// Peak resident memory of a 100 MB promotion to S3 and a folder: the kernel's high-water mark
+/// of the ferry process (`VmHWM`), sampled until it exits. A bound on memory, not on time.
+#[tokio::test]
+async fn a_100_mb_file_goes_through_with_bounded_memory() {
+    let s = Setup::new().await;
+    let digest = {
+        let big: Vec<u8> = (0..100_000_000u32).map(|i| (i ^ (i >> 11)) as u8).collect();
+        s.files(&[("big.tar.gz", &big, None)]);
+        ferry_oci::Digest::of(&big)
+    };
+    let mut child = s.command(&["--confirm"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    let status = loop {
+        // Once the process has exited its memory is gone and VmHWM is no longer listed.
+        let status = std::fs::read_to_string(&status_file).unwrap_or_default();
+        let hwm = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+        peak_kib = peak_kib.max(hwm.unwrap_or(0));
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert!(status.success(), "ferry failed: {status}");
+    let peak_mib = peak_kib as f64 / 1024.0;
+    eprintln!("peak RSS of ferry promoting 100 MB: {peak_mib:.1} MiB");
+    assert!(peak_kib > 0, "VmHWM was never read");
+    assert!(peak_mib < 64.0, "peak RSS {peak_mib:.1} MiB: memory is not bounded");
+    assert_eq!(ferry_oci::Digest::of(&std::fs::read(s.local().join("big.tar.gz")).unwrap()), digest);
+    assert_eq!(ferry_oci::Digest::of(&std::fs::read(s.s3.bucket_dir("prod").join("bin/big.tar.gz")).unwrap()), digest);
+}
+
+#[test]
+fn help_explains_the_dry_run_and_the_formats() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry")).args(["promote", "files", "--help"]).output().unwrap();
+    let help = text(&out.stdout);
+    for needle in
+        ["--manifests", "--filestores", "--files", "--confirm", "--allow-overwrite", "--inventory", "dry run", "sha256"]
+    {
+        assert!(help.contains(needle), "{needle} missing from:\n{help}");
+    }
+}
