@@ -1,28 +1,28 @@
 //! `Upload`: a write that becomes visible only when committed.
 //!
-//! Bytes are buffered up to one part. An object that fits in one part is written with a single
-//! atomic PUT at commit time; a larger one becomes a multipart upload whose parts are sent in the
-//! background (at most [`PARTS_IN_FLIGHT`] at a time, so memory stays bounded) and which is
-//! completed only at commit. For a local folder, `object_store` writes a staging file beside the
-//! target and renames it on completion. Either way nothing exists under the name until
-//! [`Upload::commit`], and [`Upload::abort`] (or dropping an uncommitted upload) leaves nothing.
+//! For a cloud store, bytes are buffered up to one part. An object that fits in one part is
+//! written with a single atomic PUT at commit time; a larger one becomes a multipart upload whose
+//! parts are sent in the background (at most [`PARTS_IN_FLIGHT`] at a time, so memory stays
+//! bounded) and which is completed only at commit. For a local folder each chunk goes straight
+//! to a staging file beside the target, one write in flight (overlapping the caller's next read),
+//! and the file is renamed onto the target at commit. Either way nothing exists under the name
+//! until [`Upload::commit`], and [`Upload::abort`] (or dropping an uncommitted upload) leaves
+//! nothing.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use object_store::{Attributes, MultipartUpload, PutMultipartOptions, PutOptions, PutPayload};
 use tokio::task::JoinHandle;
 
 use crate::name::ObjectName;
-use crate::store::{Backend, Store};
+use crate::store::Store;
 use crate::StoreError;
 
-/// Part size: S3's minimum is 5 MiB (except the last part); local folders take any size, and
-/// smaller parts there mean less memory per file in flight.
-fn part_size(backend: Backend) -> usize {
-    match backend {
-        Backend::Local => 4 << 20,
-        _ => 8 << 20,
-    }
-}
+/// Part size: S3's minimum is 5 MiB (except the last part). Local folders do not use parts.
+const PART_SIZE: usize = 8 << 20;
 
 /// Parts uploading at once, per upload.
 pub const PARTS_IN_FLIGHT: usize = 2;
@@ -36,11 +36,37 @@ pub struct Upload {
     multipart: Option<Box<dyn MultipartUpload>>,
     in_flight: Vec<JoinHandle<object_store::Result<()>>>,
     written: u64,
+    local: Local,
+}
+
+/// How an upload reaches a local folder.
+enum Local {
+    /// Not a local folder: parts through `object_store`.
+    No,
+    Direct(LocalWrite),
+    /// A local folder, but the name cannot be a file there.
+    Invalid(StoreError),
+}
+
+/// The direct write path into a local folder.
+struct LocalWrite {
+    target: PathBuf,
+    /// `<target>#<n>`: the name `object_store` stages its own local writes under, which its
+    /// listings skip. Created at the first write; `None` again once renamed.
+    staging: Option<PathBuf>,
+    /// The write in flight; it hands the file back when done.
+    writing: Option<JoinHandle<std::io::Result<File>>>,
 }
 
 impl Upload {
     pub(crate) fn new(store: Store, name: ObjectName, attributes: Attributes) -> Upload {
+        let local = match store.local_path(&name) {
+            Ok(Some(target)) => Local::Direct(LocalWrite { target, staging: None, writing: None }),
+            Ok(None) => Local::No,
+            Err(e) => Local::Invalid(e),
+        };
         Upload {
+            local,
             store,
             name,
             attributes,
@@ -72,12 +98,45 @@ impl Upload {
     /// Adds the next bytes. May wait for earlier parts to finish uploading.
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), StoreError> {
         self.written += chunk.len() as u64;
+        if !matches!(self.local, Local::No) {
+            let mut file = self.local_file().await?;
+            let Local::Direct(local) = &mut self.local else { unreachable!("local_file checked it") };
+            local.writing = Some(tokio::task::spawn_blocking(move || file.write_all(&chunk).map(|()| file)));
+            return Ok(());
+        }
         self.pending_len += chunk.len();
         self.pending.push(chunk);
-        if self.pending_len >= part_size(self.store.backend()) {
+        if self.pending_len >= PART_SIZE {
             self.send_part().await?;
         }
         Ok(())
+    }
+
+    /// The staging file once the write in flight is done, created on first use.
+    async fn local_file(&mut self) -> Result<File, StoreError> {
+        let (store, name) = (&self.store, &self.name);
+        let fail =
+            |message: String| StoreError::Object { store: store.url().to_string(), name: name.to_string(), message };
+        let local = match &mut self.local {
+            Local::Direct(local) => local,
+            Local::Invalid(e) => return Err(e.clone()),
+            Local::No => unreachable!("only called for local folders"),
+        };
+        if let Some(writing) = local.writing.take() {
+            return match writing.await {
+                Ok(Ok(file)) => Ok(file),
+                Ok(Err(e)) => Err(fail(format!("writing {}: {e}", local.target.display()))),
+                Err(e) => Err(fail(format!("write task failed: {e}"))),
+            };
+        }
+        let target = local.target.clone();
+        let (file, staging) = match tokio::task::spawn_blocking(move || create_staging(&target)).await {
+            Ok(Ok(created)) => created,
+            Ok(Err(e)) => return Err(fail(format!("creating a file beside {}: {e}", local.target.display()))),
+            Err(e) => return Err(fail(format!("create task failed: {e}"))),
+        };
+        local.staging = Some(staging);
+        Ok(file)
     }
 
     async fn send_part(&mut self) -> Result<(), StoreError> {
@@ -119,6 +178,20 @@ impl Upload {
     }
 
     async fn finish(&mut self) -> Result<(), StoreError> {
+        if !matches!(self.local, Local::No) {
+            drop(self.local_file().await?);
+            let Local::Direct(local) = &mut self.local else { unreachable!("local_file checked it") };
+            let (staging, target) = (local.staging.clone().expect("created by local_file"), local.target.clone());
+            let renamed = tokio::task::spawn_blocking(move || std::fs::rename(staging, target)).await;
+            return match renamed {
+                Ok(Ok(())) => {
+                    local.staging = None;
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(self.io_error(format!("renaming onto the target: {e}"))),
+                Err(e) => Err(self.io_error(format!("rename task failed: {e}"))),
+            };
+        }
         if self.multipart.is_none() {
             let payload: PutPayload = std::mem::take(&mut self.pending).into_iter().collect();
             let options = PutOptions { attributes: std::mem::take(&mut self.attributes), ..Default::default() };
@@ -147,7 +220,21 @@ impl Upload {
         self.abort_parts().await;
     }
 
+    fn io_error(&self, message: String) -> StoreError {
+        StoreError::Object { store: self.store.url().to_string(), name: self.name.to_string(), message }
+    }
+
     async fn abort_parts(&mut self) {
+        if let Local::Direct(local) = &mut self.local {
+            if let Some(writing) = local.writing.take() {
+                let _ = writing.await;
+            }
+            if let Some(staging) = local.staging.take() {
+                if let Err(e) = tokio::task::spawn_blocking(move || std::fs::remove_file(staging)).await {
+                    tracing::warn!(store = self.store.url(), object = %self.name, error = %e, "removing a staging file failed");
+                }
+            }
+        }
         for part in std::mem::take(&mut self.in_flight) {
             let _ = part.await;
         }
@@ -162,6 +249,12 @@ impl Upload {
 impl Drop for Upload {
     /// An upload dropped without commit or abort (a cancelled task) still cleans up after itself.
     fn drop(&mut self) {
+        if let Local::Direct(local) = &mut self.local {
+            if let Some(staging) = local.staging.take() {
+                // A write still in flight carries on into the unlinked file, harmlessly.
+                let _ = std::fs::remove_file(staging);
+            }
+        }
         if let Some(mut upload) = self.multipart.take() {
             let parts = std::mem::take(&mut self.in_flight);
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -172,6 +265,24 @@ impl Drop for Upload {
                     let _ = upload.abort().await;
                 });
             }
+        }
+    }
+}
+
+/// Creates a new, empty staging file `<target>#<n>` (and the target's folders).
+fn create_staging(target: &std::path::Path) -> std::io::Result<(File, PathBuf)> {
+    let mut n = 1u64;
+    loop {
+        let mut staging = target.as_os_str().to_owned();
+        staging.push(format!("#{n}"));
+        let staging = PathBuf::from(staging);
+        match File::options().write(true).create_new(true).open(&staging) {
+            Ok(file) => return Ok((file, staging)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(target.parent().ok_or(e)?)?;
+            }
+            Err(e) => return Err(e),
         }
     }
 }
