@@ -32,7 +32,9 @@ pub async fn execute(
     progress: &ProgressBar,
     counters: &Counters,
 ) -> HashMap<usize, String> {
-    let jobs: Vec<&Job> = plan.jobs.iter().filter(|j| plan.needs_copy(j)).collect();
+    let mut jobs: Vec<&Job> = plan.jobs.iter().filter(|j| plan.needs_copy(j)).collect();
+    // Largest first: a big file started last would leave the other cores idle at the end.
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.size));
     progress.set_length(plan.bytes_to_read());
     let files = jobs.len();
     let done = AtomicU64::new(0);

@@ -196,14 +196,20 @@ async fn decide_job(
 ) -> (Option<u64>, Vec<(Action, Option<String>)>) {
     let source = stores.get(&job.source).head(&job.name).await;
     let heads = futures::future::join_all(targets.iter().map(|t| stores.get(&t.destination).head(&job.name))).await;
-    let mut decisions = Vec::with_capacity(targets.len());
-    for (target, head) in targets.iter().zip(heads) {
+    let held = futures::future::join_all(targets.iter().zip(heads).map(|(target, head)| {
         let store = stores.get(&target.destination);
-        let held = match head {
-            Err(e) => Err(format!("cannot read the destination: {e}")),
-            Ok(None) => Ok(None),
-            Ok(Some(info)) => holds(store, &job.name, &job.sha256, &info, &source, counters).await.map(Some),
-        };
+        let source = &source;
+        async move {
+            match head {
+                Err(e) => Err(format!("cannot read the destination: {e}")),
+                Ok(None) => Ok(None),
+                Ok(Some(info)) => holds(store, &job.name, &job.sha256, &info, source, counters).await.map(Some),
+            }
+        }
+    }))
+    .await;
+    let mut decisions = Vec::with_capacity(targets.len());
+    for (target, held) in targets.iter().zip(held) {
         let decision = match held {
             Err(reason) => (Action::Refuse, Some(reason)),
             Ok(Some(Holds::Same(how))) => (Action::Skip, Some(how.into())),
@@ -262,15 +268,31 @@ async fn holds(
         // No record (a local folder, another tool's upload), or a size that contradicts it.
         _ => {}
     }
-    let mut stream = store.read(name).await.map_err(|e| format!("cannot read the destination: {e}"))?;
-    let mut verifier = Sha256Verifier::new(sha256.clone());
+    // Hashing is CPU-bound: a task of its own, so that a file's destinations hash on separate
+    // cores.
+    let (store, name, sha256) = (store.clone(), name.clone(), sha256.clone());
+    let rehashed = tokio::spawn(async move { rehash(&store, &name, sha256).await });
+    let (result, bytes) = rehashed.await.map_err(|e| format!("re-hash task failed: {e}"))?;
+    counters.bytes_rehashed.fetch_add(bytes, Ordering::Relaxed);
+    result
+}
+
+/// Reads `name` back and hashes it; also the bytes read.
+async fn rehash(store: &Store, name: &ObjectName, sha256: Digest) -> (Result<Holds, String>, u64) {
+    let mut stream = match store.read(name).await {
+        Ok(stream) => stream,
+        Err(e) => return (Err(format!("cannot read the destination: {e}")), 0),
+    };
+    let mut verifier = Sha256Verifier::new(sha256);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| format!("cannot read the destination: {e}"))?;
-        counters.bytes_rehashed.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        verifier.update(&chunk);
+        match chunk {
+            Ok(chunk) => verifier.update(&chunk),
+            Err(e) => return (Err(format!("cannot read the destination: {e}")), verifier.len()),
+        }
     }
+    let bytes = verifier.len();
     match verifier.finish() {
-        Ok(()) => Ok(Holds::Same("already there (re-hashed)")),
-        Err(actual) => Ok(Holds::Other(actual.to_string())),
+        Ok(()) => (Ok(Holds::Same("already there (re-hashed)")), bytes),
+        Err(actual) => (Ok(Holds::Other(actual.to_string())), bytes),
     }
 }

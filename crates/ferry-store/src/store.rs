@@ -20,7 +20,7 @@ use crate::StoreError;
 const LOCAL_READ_CHUNK: usize = 256 << 10;
 
 /// Chunks a local read may run ahead of its consumer.
-const LOCAL_READ_AHEAD: usize = 2;
+const LOCAL_READ_AHEAD: usize = 4;
 
 /// Idle read buffers kept for reuse (see [`Pooled`]).
 const POOL_MAX: usize = 16;
