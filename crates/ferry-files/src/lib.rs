@@ -46,14 +46,12 @@ impl Stores {
         let mut by_base = HashMap::new();
         for manifest in manifests {
             for filestore in std::iter::once(&manifest.source).chain(&manifest.destinations) {
-                let key = key(&filestore.base);
-                if !by_base.contains_key(&key) {
-                    let store = open(&filestore.base).map_err(|e| ManifestError {
+                if let std::collections::hash_map::Entry::Vacant(slot) = by_base.entry(key(&filestore.base)) {
+                    slot.insert(open(&filestore.base).map_err(|e| ManifestError {
                         path: manifest.filestores_path.clone(),
                         line: Some(filestore.line),
                         message: e.to_string(),
-                    })?;
-                    by_base.insert(key, store);
+                    })?);
                 }
             }
         }

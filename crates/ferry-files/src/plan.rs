@@ -99,10 +99,13 @@ impl Plan {
     }
 }
 
+/// An action and why.
+type Decision = (Action, Option<String>);
+
 /// Expands `manifests` into targets and decides each one.
 pub async fn plan(manifests: &[FileManifest], stores: &Stores, options: &FilesOptions, counters: &Counters) -> Plan {
     let mut plan = expand(manifests);
-    let decided: Vec<(usize, Option<u64>, Vec<(Action, Option<String>)>)> = stream::iter(plan.jobs.iter().enumerate())
+    let decided: Vec<(usize, Option<u64>, Vec<Decision>)> = stream::iter(plan.jobs.iter().enumerate())
         .map(|(j, job)| {
             let targets: Vec<&Target> = job.targets.iter().map(|&i| &plan.targets[i]).collect();
             async move {
@@ -193,7 +196,7 @@ async fn decide_job(
     stores: &Stores,
     options: &FilesOptions,
     counters: &Counters,
-) -> (Option<u64>, Vec<(Action, Option<String>)>) {
+) -> (Option<u64>, Vec<Decision>) {
     let source = stores.get(&job.source).head(&job.name).await;
     let heads = futures::future::join_all(targets.iter().map(|t| stores.get(&t.destination).head(&job.name))).await;
     let held = futures::future::join_all(targets.iter().zip(heads).map(|(target, head)| {
@@ -232,7 +235,7 @@ fn copy_from(
     source: &Result<Option<ObjectInfo>, ferry_store::StoreError>,
     action: Action,
     reason: Option<String>,
-) -> (Action, Option<String>) {
+) -> Decision {
     match source {
         Ok(Some(_)) => (action, reason),
         Ok(None) => (Action::Refuse, Some("the source store does not have this file".into())),
