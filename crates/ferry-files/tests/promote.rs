@@ -466,3 +466,24 @@ async fn throttled_requests_are_retried_with_backoff() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_destination_that_cannot_be_written_fails_alone_and_keeps_nothing() {
+    let w = World::new().await;
+    let bytes = data(6 << 20, 12);
+    let sha = w.stage("bin/kubectl", &bytes);
+    let manifests = vec![w.project("k8s", &[("bin/kubectl", &sha)])];
+    let stores = w.stores(&manifests);
+    // In the folder, a directory is in the way: the bytes are written beside it, but the rename
+    // that would publish them fails.
+    std::fs::create_dir_all(w.local().join("bin/kubectl")).unwrap();
+
+    let report = run(&manifests, &stores, confirm()).await;
+    assert!(!report.is_success());
+    let by_destination: Vec<_> = statuses(&report).into_iter().map(|(_, d, s)| (d.starts_with("s3://"), s)).collect();
+    assert_eq!(by_destination, [(true, Status::Promoted), (false, Status::Failed)], "{:#?}", report.files);
+    assert!(report.files[1].error.as_deref().unwrap().contains("renaming"), "{}", report.files[1]);
+    assert_eq!(report.summary.files_read, 1);
+    assert_eq!(read_all(&w.s3_store(), "bin/kubectl").await, bytes);
+    assert!(snapshot(&w.local()).is_empty(), "the failed write left a file behind");
+}
