@@ -3,6 +3,7 @@
 mod mirror;
 mod promote_files;
 mod promote_images;
+mod shared_args;
 
 use std::process::ExitCode;
 

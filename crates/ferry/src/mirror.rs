@@ -1,30 +1,20 @@
 //! `ferry mirror`.
 
 use std::collections::BTreeSet;
-use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Result};
-use clap::{ArgGroup, Args as ClapArgs};
+use clap::Args as ClapArgs;
 use ferry_mirror::{Destination, Image, MirrorOptions};
 use ferry_oci::RegistryAddress;
-use ferry_registry::remote::{RemoteClient, RemoteOptions};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::shared_args::{progress_bar, ImageManifests, RegistryFlags};
 use crate::Output;
 
 #[derive(ClapArgs)]
-#[command(group(ArgGroup::new("manifests").required(true).args(["thin_manifest_dir", "manifest"])))]
 pub struct Args {
-    /// A kpromo thin-manifest directory (as for `promote images`): its images are mirrored.
-    #[arg(long, value_name = "DIR")]
-    thin_manifest_dir: Option<PathBuf>,
-
-    /// One manifest file holding both `registries:` and `images:`.
-    #[arg(long, value_name = "FILE")]
-    manifest: Option<PathBuf>,
+    #[command(flatten)]
+    manifests: ImageManifests,
 
     /// The registry to read the images from: `host[:port]/prefix` or `oci:DIR`. Image NAME is
     /// read from `<from>/NAME` (the manifests' own registries are not used).
@@ -56,36 +46,16 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 
-    /// Allow plain HTTP to this registry host (host[:port]); loopback hosts always use it.
-    /// Repeatable.
-    #[arg(long, value_name = "HOST")]
-    plain_http: Vec<String>,
-
     /// Manifest reads, store HEADs, re-hashes and blob copies in flight at once.
     #[arg(long, default_value_t = 16, value_name = "N")]
     concurrency: usize,
 
-    /// Requests in flight at once to any one registry host.
-    #[arg(long, default_value_t = 32, value_name = "N")]
-    max_requests_per_host: usize,
-
-    /// Requests per second to any one registry host (default: no limit).
-    #[arg(long, value_name = "RATE")]
-    max_rps_per_host: Option<f64>,
-
-    /// Retries of a registry request that met throttling (429, honouring Retry-After), a server
-    /// error (5xx) or a network error. A blob whose bytes break off or do not verify is read
-    /// again up to this many times too.
-    #[arg(long, default_value_t = 5, value_name = "N")]
-    retries: usize,
+    #[command(flatten)]
+    registry: RegistryFlags,
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let manifests = match (&args.thin_manifest_dir, &args.manifest) {
-        (Some(dir), _) => ferry_manifest::load_thin_dir(dir)?,
-        (None, Some(file)) => vec![ferry_manifest::load_plain(file)?],
-        (None, None) => unreachable!("clap requires one of them"),
-    };
+    let manifests = args.manifests.load()?;
     let images: Vec<Image> = manifests
         .iter()
         .flat_map(|m| &m.images)
@@ -106,34 +76,16 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         destinations.push(Destination::open(to, args.inventory.get(i).map(String::as_str), &[])?);
     }
-    let client = RemoteClient::new(RemoteOptions {
-        plain_http_hosts: args.plain_http.clone(),
-        max_concurrent_requests: args.max_requests_per_host,
-        max_requests_per_second: args.max_rps_per_host,
-        retries: args.retries,
-        ..RemoteOptions::default()
-    })?;
+    let client = args.registry.client()?;
     let registry = ferry_registry::open(&args.from, &client);
     let options = MirrorOptions {
         confirm: args.confirm,
         verify: args.verify,
         concurrency: args.concurrency.max(1),
-        read_attempts: args.retries + 1,
+        read_attempts: args.registry.retries + 1,
     };
 
-    let progress = if args.output == Output::Text && std::io::stderr().is_terminal() {
-        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {msg} [{wide_bar}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {elapsed}",
-            )
-            .expect("valid template"),
-        );
-        bar.enable_steady_tick(Duration::from_millis(120));
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = progress_bar(args.output, Some(0));
     let report = ferry_mirror::mirror(registry, &images, &destinations, &options, &progress).await;
 
     match args.output {

@@ -1,17 +1,14 @@
 //! `ferry promote files`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
+use crate::shared_args::progress_bar;
+use crate::Output;
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Args as ClapArgs};
 use ferry_files::{FilesOptions, Status, Stores};
 use ferry_store::{ObjectName, Store};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-use crate::Output;
 
 #[derive(ClapArgs)]
 #[command(group(ArgGroup::new("input").required(true).args(["manifests", "filestores"])))]
@@ -77,19 +74,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         inventory,
     };
 
-    let progress = if args.output == Output::Text && std::io::stderr().is_terminal() {
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {msg} [{wide_bar}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {elapsed}",
-            )
-            .expect("valid template"),
-        );
-        bar.enable_steady_tick(Duration::from_millis(120));
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = progress_bar(args.output, None);
     let report = ferry_files::promote(&manifests, &stores, &options, &progress).await;
 
     match args.output {

@@ -1,0 +1,90 @@
+//! Flags and terminal output shared by several subcommands, so each flag means the same thing
+//! everywhere.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use ferry_manifest::PromotionManifest;
+use ferry_registry::remote::{RemoteClient, RemoteOptions};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::Output;
+
+/// Which image manifests to read (`promote images`, `mirror`).
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub struct ImageManifests {
+    /// A kpromo thin-manifest directory: manifests/<project>/promoter-manifest.yaml with
+    /// images/<project>/images.yaml beside it (see docs/manifests.md).
+    #[arg(long, value_name = "DIR")]
+    thin_manifest_dir: Option<PathBuf>,
+
+    /// One manifest file holding both `registries:` and `images:`.
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+}
+
+impl ImageManifests {
+    pub fn load(&self) -> Result<Vec<PromotionManifest>> {
+        Ok(match (&self.thin_manifest_dir, &self.manifest) {
+            (Some(dir), _) => ferry_manifest::load_thin_dir(dir)?,
+            (None, Some(file)) => vec![ferry_manifest::load_plain(file)?],
+            (None, None) => unreachable!("clap requires one of them"),
+        })
+    }
+}
+
+/// How Ferry talks to registries over HTTP.
+#[derive(Args)]
+pub struct RegistryFlags {
+    /// Allow plain HTTP to this registry host (host[:port]); loopback hosts always use it.
+    /// Repeatable.
+    #[arg(long, value_name = "HOST")]
+    plain_http: Vec<String>,
+
+    /// Requests in flight at once to any one registry host.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    max_requests_per_host: usize,
+
+    /// Requests per second to any one registry host (default: no limit).
+    #[arg(long, value_name = "RATE")]
+    max_rps_per_host: Option<f64>,
+
+    /// Retries of a registry request that met throttling (429, honouring Retry-After), a server
+    /// error (5xx) or a network error. `ferry mirror` also reads a blob again up to this many
+    /// times when its bytes break off or do not verify.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub retries: usize,
+}
+
+impl RegistryFlags {
+    pub fn client(&self) -> Result<std::sync::Arc<RemoteClient>> {
+        Ok(RemoteClient::new(RemoteOptions {
+            plain_http_hosts: self.plain_http.clone(),
+            max_concurrent_requests: self.max_requests_per_host,
+            max_requests_per_second: self.max_rps_per_host,
+            retries: self.retries,
+            ..RemoteOptions::default()
+        })?)
+    }
+}
+
+/// A bytes progress bar on standard error when text goes to a terminal; hidden otherwise, so
+/// JSON output and logs stay clean.
+pub fn progress_bar(output: Output, length: Option<u64>) -> ProgressBar {
+    if output != Output::Text || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(length, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{wide_bar}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {elapsed}",
+        )
+        .expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
