@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ferry_store::fan_out;
-use futures::stream::{self, StreamExt, TryStreamExt};
+use ferry_store::copy_object;
+use futures::stream::{self, StreamExt};
 use indicatif::ProgressBar;
 
 use crate::plan::{Action, Job, Plan};
@@ -66,12 +66,6 @@ async fn copy_job(
         .filter(|&i| matches!(plan.targets[i].action, Action::Copy | Action::Overwrite))
         .collect();
     let source = stores.get(&job.source);
-    let stream = match source.read(&job.name).await {
-        Ok(stream) => stream,
-        Err(e) => return needed.iter().map(|&i| (i, format!("cannot read the source: {e}"))).collect(),
-    };
-    counters.files_read.fetch_add(1, Ordering::Relaxed);
-    let stream = stream.inspect_ok(|chunk| progress.inc(chunk.len() as u64));
     let uploads = needed
         .iter()
         .map(|&i| {
@@ -82,7 +76,15 @@ async fn copy_job(
             stores.get(&target.destination).upload(&job.name, job.sha256.hex())
         })
         .collect();
-    let result = fan_out(stream, &job.sha256, uploads).await;
+    let on_read = {
+        let progress = progress.clone();
+        move |bytes| progress.inc(bytes)
+    };
+    let result = match copy_object(source, &job.name, &job.sha256, uploads, on_read).await {
+        Ok(result) => result,
+        Err(e) => return needed.iter().map(|&i| (i, format!("cannot read the source: {e}"))).collect(),
+    };
+    counters.files_read.fetch_add(1, Ordering::Relaxed);
     counters.bytes_read.fetch_add(result.bytes, Ordering::Relaxed);
     let mut failed = Vec::new();
     let mut committed = Vec::new();

@@ -4,8 +4,10 @@
 //!
 //! Writes go through [`Upload`], which makes nothing visible until committed, and
 //! [`fan_out`] reads a source once, hashes it, streams it to every destination and commits them
-//! only when the hash is the expected one. Backends come from the `object_store` crate; this crate
-//! adds the naming rules, the verified commit and a fast local read path.
+//! only when the hash is the expected one; [`copy_object`] does the same from a store's object,
+//! on one or two threads with no per-chunk hand-offs when every store involved is a local folder.
+//! Backends come from the `object_store` crate; this crate adds the naming rules, the verified
+//! commit and the fast local paths.
 
 mod fan_out;
 mod inventory;
@@ -13,7 +15,7 @@ mod name;
 mod store;
 mod upload;
 
-pub use fan_out::{fan_out, FanOut, SourceError};
+pub use fan_out::{copy_object, fan_out, FanOut, SourceError};
 pub use inventory::{Inventory, InventoryError};
 pub use name::{NameError, ObjectName};
 pub use store::{Backend, ByteStream, ObjectInfo, Store, SHA256_METADATA};

@@ -15,15 +15,16 @@ use crate::upload::Upload;
 use crate::StoreError;
 
 /// Chunk size for reads from a local folder: object_store's own file stream uses 8 KiB, which
-/// costs a thread hop per 8 KiB; 256 KiB is as fast as 1 MiB for a local-to-local promotion
-/// (bench/files.sh) with a quarter of the memory per file in flight.
-const LOCAL_READ_CHUNK: usize = 256 << 10;
+/// costs a thread hop per 8 KiB; a chunk of 128 KiB stays in the CPU's cache between being read,
+/// hashed and written, and was the fastest of 128 KiB, 256 KiB and 1 MiB for a local-to-local
+/// promotion (bench/files.sh).
+const LOCAL_READ_CHUNK: usize = 128 << 10;
 
 /// Chunks a local read may run ahead of its consumer.
 const LOCAL_READ_AHEAD: usize = 4;
 
 /// Idle read buffers kept for reuse (see [`Pooled`]).
-const POOL_MAX: usize = 16;
+const POOL_MAX: usize = 64;
 
 /// The user-defined metadata key that records an object's sha256 (hex) on cloud stores, so a
 /// later run can prove what an object holds without reading it back.
@@ -61,6 +62,12 @@ pub struct ObjectInfo {
 
 /// The bytes of an object, in order.
 pub type ByteStream = BoxStream<'static, Result<Bytes, StoreError>>;
+
+/// An object opened for reading (see [`Store::get`]).
+pub(crate) enum Payload {
+    File(std::fs::File),
+    Stream(ByteStream),
+}
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -177,17 +184,32 @@ impl Store {
 
     /// The bytes of `name`. A missing object is an error.
     pub async fn read(&self, name: &ObjectName) -> Result<ByteStream, StoreError> {
+        Ok(self.stream(name, self.get(name).await?))
+    }
+
+    /// The bytes of `payload`, `name` opened by [`Store::get`].
+    pub(crate) fn stream(&self, name: &ObjectName, payload: Payload) -> ByteStream {
+        match payload {
+            Payload::File(file) => read_file(file, self.url.to_string(), name.to_string()),
+            Payload::Stream(stream) => stream,
+        }
+    }
+
+    /// `name` opened for reading: a local folder's file itself, any other store's stream.
+    pub(crate) async fn get(&self, name: &ObjectName) -> Result<Payload, StoreError> {
         let result = self.inner.get(&self.location(name)).await.map_err(|e| self.error(name, e))?;
         let (store, object) = (self.url.to_string(), name.to_string());
         Ok(match result.payload {
-            GetResultPayload::File(file, _) => read_file(file, store, object),
-            GetResultPayload::Stream(stream) => stream
-                .map_err(move |e| StoreError::Object {
-                    store: store.clone(),
-                    name: object.clone(),
-                    message: e.to_string(),
-                })
-                .boxed(),
+            GetResultPayload::File(file, _) => Payload::File(file),
+            GetResultPayload::Stream(stream) => Payload::Stream(
+                stream
+                    .map_err(move |e| StoreError::Object {
+                        store: store.clone(),
+                        name: object.clone(),
+                        message: e.to_string(),
+                    })
+                    .boxed(),
+            ),
         })
     }
 
@@ -269,24 +291,10 @@ fn configure<B, K: std::str::FromStr>(
 /// Reads a local file on one blocking thread in large chunks, handing them over through a small
 /// bounded channel (so memory stays bounded when the consumer is slower).
 fn read_file(mut file: std::fs::File, store: String, name: String) -> ByteStream {
-    use std::io::Read;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, StoreError>>(LOCAL_READ_AHEAD);
     tokio::task::spawn_blocking(move || loop {
         let mut buffer = Pooled::take();
-        let result = loop {
-            match file.read(&mut buffer.buffer[buffer.len..]) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    buffer.len += n;
-                    if buffer.len == LOCAL_READ_CHUNK {
-                        break Ok(());
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        match result {
+        match buffer.fill_from(&mut file) {
             Ok(()) if buffer.len == 0 => return,
             Ok(()) => {
                 let last = buffer.len < LOCAL_READ_CHUNK;
@@ -306,7 +314,7 @@ fn read_file(mut file: std::fs::File, store: String, name: String) -> ByteStream
 /// A read buffer that goes back to a small pool when the last `Bytes` of its chunk is dropped, so
 /// a steady stream of reads neither allocates nor makes the kernel zero fresh pages per chunk
 /// (which cost about a tenth of the CPU of a local-to-local promotion).
-struct Pooled {
+pub(crate) struct Pooled {
     buffer: Vec<u8>,
     len: usize,
 }
@@ -314,9 +322,24 @@ struct Pooled {
 static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 impl Pooled {
-    fn take() -> Pooled {
+    pub(crate) fn take() -> Pooled {
         let reused = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop();
         Pooled { buffer: reused.unwrap_or_else(|| vec![0; LOCAL_READ_CHUNK]), len: 0 }
+    }
+
+    /// Replaces the contents with the next bytes of `file`: a whole chunk, fewer only at its end.
+    pub(crate) fn fill_from(&mut self, file: &mut std::fs::File) -> std::io::Result<()> {
+        use std::io::Read;
+        self.len = 0;
+        while self.len < LOCAL_READ_CHUNK {
+            match file.read(&mut self.buffer[self.len..]) {
+                Ok(0) => break,
+                Ok(n) => self.len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
 

@@ -54,6 +54,8 @@ struct LocalWrite {
     /// `<target>#<n>`: the name `object_store` stages its own local writes under, which its
     /// listings skip. Created at the first write; `None` again once renamed.
     staging: Option<PathBuf>,
+    /// The staging file while no write is in flight.
+    file: Option<File>,
     /// The write in flight; it hands the file back when done.
     writing: Option<JoinHandle<std::io::Result<File>>>,
 }
@@ -61,7 +63,7 @@ struct LocalWrite {
 impl Upload {
     pub(crate) fn new(store: Store, name: ObjectName, attributes: Attributes) -> Upload {
         let local = match store.local_path(&name) {
-            Ok(Some(target)) => Local::Direct(LocalWrite { target, staging: None, writing: None }),
+            Ok(Some(target)) => Local::Direct(LocalWrite { target, staging: None, file: None, writing: None }),
             Ok(None) => Local::No,
             Err(e) => Local::Invalid(e),
         };
@@ -129,6 +131,9 @@ impl Upload {
                 Err(e) => Err(fail(format!("write task failed: {e}"))),
             };
         }
+        if let Some(file) = local.file.take() {
+            return Ok(file);
+        }
         let target = local.target.clone();
         let (file, staging) = match tokio::task::spawn_blocking(move || create_staging(&target)).await {
             Ok(Ok(created)) => created,
@@ -148,24 +153,13 @@ impl Upload {
         }
         while self.in_flight.len() >= PARTS_IN_FLIGHT {
             let oldest = self.in_flight.remove(0);
-            self.join(oldest).await?;
+            join(&self.store, &self.name, oldest).await?;
         }
         let payload: PutPayload = std::mem::take(&mut self.pending).into_iter().collect();
         self.pending_len = 0;
         let part = self.multipart.as_mut().expect("started above").put_part(payload);
         self.in_flight.push(tokio::spawn(part));
         Ok(())
-    }
-
-    async fn join(&self, part: JoinHandle<object_store::Result<()>>) -> Result<(), StoreError> {
-        match part.await {
-            Ok(result) => result.map_err(|e| self.store.error(&self.name, e)),
-            Err(e) => Err(StoreError::Object {
-                store: self.store.url().to_string(),
-                name: self.name.to_string(),
-                message: format!("upload task failed: {e}"),
-            }),
-        }
     }
 
     /// Makes the object visible under its name. Call only once its bytes are verified.
@@ -207,12 +201,53 @@ impl Upload {
             self.send_part().await?;
         }
         for part in std::mem::take(&mut self.in_flight) {
-            self.join(part).await?;
+            join(&self.store, &self.name, part).await?;
         }
         let upload = self.multipart.as_mut().expect("multipart");
         upload.complete().await.map_err(|e| self.store.error(&self.name, e))?;
         self.multipart = None;
         Ok(())
+    }
+
+    /// Whether this upload writes to a local folder, which the `*_blocking` methods need.
+    pub(crate) fn is_local(&self) -> bool {
+        !matches!(self.local, Local::No)
+    }
+
+    /// [`Upload::write`] for a local folder, on the calling thread, which may block.
+    pub(crate) fn write_blocking(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        self.written += chunk.len() as u64;
+        let local = direct(&mut self.local)?;
+        let file = match local.file.take() {
+            Some(file) => Ok(file),
+            None => create_staging(&local.target).map(|(file, staging)| {
+                local.staging = Some(staging);
+                file
+            }),
+        };
+        let written = file.and_then(|mut file| file.write_all(chunk).map(|()| local.file = Some(file)));
+        written.map_err(|e| object_error(&self.store, &self.name, format!("writing a file beside it: {e}")))
+    }
+
+    /// [`Upload::commit`] for a local folder, on the calling thread, which may block.
+    pub(crate) fn commit_blocking(mut self) -> Result<(), StoreError> {
+        let local = direct(&mut self.local)?;
+        drop(local.file.take());
+        let staging = match local.staging.clone() {
+            Some(staging) => Ok(staging),
+            // Nothing written: an empty object.
+            None => create_staging(&local.target).map(|(_, staging)| {
+                local.staging = Some(staging.clone());
+                staging
+            }),
+        };
+        match staging.and_then(|staging| std::fs::rename(staging, &local.target)) {
+            Ok(()) => {
+                local.staging = None;
+                Ok(())
+            }
+            Err(e) => Err(object_error(&self.store, &self.name, format!("renaming onto the target: {e}"))),
+        }
     }
 
     /// Discards everything written: nothing is left under the name or in the store.
@@ -221,7 +256,7 @@ impl Upload {
     }
 
     fn io_error(&self, message: String) -> StoreError {
-        StoreError::Object { store: self.store.url().to_string(), name: self.name.to_string(), message }
+        object_error(&self.store, &self.name, message)
     }
 
     async fn abort_parts(&mut self) {
@@ -266,6 +301,32 @@ impl Drop for Upload {
                 });
             }
         }
+    }
+}
+
+/// The direct local write path, for the `*_blocking` methods (never mixed with async writes).
+fn direct(local: &mut Local) -> Result<&mut LocalWrite, StoreError> {
+    match local {
+        Local::Direct(local) => Ok(local),
+        Local::Invalid(e) => Err(e.clone()),
+        Local::No => unreachable!("only called for local folders"),
+    }
+}
+
+fn object_error(store: &Store, name: &ObjectName, message: String) -> StoreError {
+    StoreError::Object { store: store.url().to_string(), name: name.to_string(), message }
+}
+
+/// Waits for an uploading part. Borrows the store and name rather than the upload, whose
+/// `MultipartUpload` is not `Sync`, so that futures awaiting this stay `Send`.
+async fn join(store: &Store, name: &ObjectName, part: JoinHandle<object_store::Result<()>>) -> Result<(), StoreError> {
+    match part.await {
+        Ok(result) => result.map_err(|e| store.error(name, e)),
+        Err(e) => Err(StoreError::Object {
+            store: store.url().to_string(),
+            name: name.to_string(),
+            message: format!("upload task failed: {e}"),
+        }),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use ferry_oci::Digest;
-use ferry_store::{fan_out, Backend, ObjectName, SourceError, Store};
+use ferry_store::{copy_object, fan_out, Backend, ObjectName, SourceError, Store};
 use ferry_testkit::s3_server::S3Server;
 use futures::StreamExt;
 
@@ -99,6 +99,95 @@ async fn a_failed_read_commits_nothing() {
     assert!(matches!(result.source, Err(SourceError::Read(ref e)) if e.contains("connection reset")));
     for store in &b.stores {
         assert_eq!(store.head(&object).await.unwrap(), None, "{store:?}");
+    }
+}
+
+/// Every file under `dir`, staging files included.
+fn files_on_disk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .flat_map(|entry| {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files_on_disk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
+/// `copy_object` from a folder: into folders only (the one-thread path, and the two-thread one
+/// from 8 MiB), and into every backend (the streamed path).
+#[tokio::test]
+async fn copy_object_from_a_folder_verifies_and_commits_only_good_bytes() {
+    let b = backends().await;
+    let dir = tempfile::tempdir().unwrap();
+    let source = Store::open(dir.path().join("source").to_str().unwrap()).unwrap();
+    let folders: Vec<Store> =
+        ["a", "b"].iter().map(|f| Store::open(dir.path().join(f).to_str().unwrap()).unwrap()).collect();
+    for destinations in [&folders, &b.stores] {
+        for len in [0, 1000, 9 << 20] {
+            let bytes = data(len);
+            let digest = Digest::of(&bytes);
+            let object = name(&format!("copied/{len}.bin"));
+            source.put_small(&object, Bytes::from(bytes.clone())).await.unwrap();
+            let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let counted = read.clone();
+            let on_read = move |n| {
+                counted.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            };
+            let uploads = destinations.iter().map(|s| s.upload(&object, digest.hex())).collect();
+            let result = copy_object(&source, &object, &digest, uploads, on_read).await.unwrap();
+            assert_eq!((result.source, result.bytes), (Ok(()), len as u64));
+            assert_eq!(read.load(std::sync::atomic::Ordering::Relaxed), len as u64);
+            for (store, outcome) in destinations.iter().zip(&result.destinations) {
+                assert!(outcome.is_ok(), "{store:?}: {outcome:?}");
+                assert_eq!(read_all(store, &object).await, bytes, "{store:?}");
+            }
+
+            let other = name(&format!("mismatched/{len}.bin"));
+            source.put_small(&other, Bytes::from(bytes.clone())).await.unwrap();
+            let wrong = Digest::of(b"something else");
+            let uploads = destinations.iter().map(|s| s.upload(&other, wrong.hex())).collect();
+            let result = copy_object(&source, &other, &wrong, uploads, |_| ()).await.unwrap();
+            assert!(matches!(result.source, Err(SourceError::Mismatch { .. })), "{:?}", result.source);
+            for store in destinations.iter() {
+                assert_eq!(store.head(&other).await.unwrap(), None, "{store:?}");
+            }
+        }
+    }
+    for folder in ["a", "b"] {
+        let left: Vec<_> = files_on_disk(&dir.path().join(folder).join("mismatched"));
+        assert!(left.is_empty(), "{folder} holds leftovers: {left:?}");
+    }
+    let missing = copy_object(&source, &name("absent"), &Digest::of(b""), Vec::new(), |_| ()).await;
+    assert!(missing.unwrap_err().to_string().contains("absent"));
+}
+
+/// A folder destination that cannot take the file (a directory where the file goes) fails
+/// alone, with nothing left behind; the other still gets it, on both the one- and two-thread
+/// paths.
+#[tokio::test]
+async fn copy_object_into_folders_isolates_a_failing_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Store::open(dir.path().join("source").to_str().unwrap()).unwrap();
+    let good = Store::open(dir.path().join("good").to_str().unwrap()).unwrap();
+    let blocked = Store::open(dir.path().join("blocked").to_str().unwrap()).unwrap();
+    for len in [1000, 9 << 20] {
+        let bytes = data(len);
+        let digest = Digest::of(&bytes);
+        let object = name(&format!("{len}/file.bin"));
+        source.put_small(&object, Bytes::from(bytes.clone())).await.unwrap();
+        std::fs::create_dir_all(dir.path().join(format!("blocked/{len}/file.bin/inside"))).unwrap();
+        let uploads = vec![blocked.upload(&object, digest.hex()), good.upload(&object, digest.hex())];
+        let result = copy_object(&source, &object, &digest, uploads, |_| ()).await.unwrap();
+        assert_eq!(result.source, Ok(()));
+        assert!(result.destinations[0].is_err(), "{:?}", result.destinations);
+        assert!(result.destinations[1].is_ok(), "{:?}", result.destinations);
+        assert_eq!(read_all(&good, &object).await, bytes);
+        let left = files_on_disk(&dir.path().join(format!("blocked/{len}")));
+        assert!(left.is_empty(), "staging files left: {left:?}");
     }
 }
 
