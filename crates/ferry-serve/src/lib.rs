@@ -13,6 +13,7 @@
 //! - [`embedded`]: local-folder mirrors, served by Ferry itself under `/_ferry/mirrors/`.
 //! - [`access_log`]: one JSON line per request, written by a background thread.
 //! - [`probe`]: presence (HEAD, cached, coalesced, 50 ms budget) and health probing of mirrors.
+//! - `workers`: one serving thread per core; each connection goes to the least loaded.
 
 pub mod access_log;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod request;
 pub mod route;
 pub mod server;
 pub mod snapshot;
+mod workers;
 
 pub use access_log::AccessLog;
 pub use config::{Config, ConfigError};

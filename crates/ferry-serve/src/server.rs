@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -525,28 +526,50 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for Connection {
     }
 }
 
-/// Serves HTTP/1.1 on `listener` until the future is dropped: one task per connection, keep-alive,
-/// request headers within [`HEADER_READ_TIMEOUT`].
+/// Serves HTTP/1.1 on `listener` until the future is dropped, on the current runtime: one task
+/// per connection (see [`serve_connection`]).
 pub async fn run(listener: tokio::net::TcpListener, state: Arc<AppState>) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let http = connection_builder();
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
+        let (stream, peer) = accept(&listener).await;
+        tokio::spawn(serve_connection(&http, stream, peer, &state));
+    }
+}
+
+/// The next connection on `listener`. Failures (out of file descriptors and the like) are
+/// logged and retried after a pause rather than in a spin.
+pub(crate) async fn accept(listener: &tokio::net::TcpListener) -> (tokio::net::TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
             Err(e) => {
-                // Out of file descriptors and the like: wait a little rather than spin.
                 tracing::warn!(target: "ferry_serve", error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
             }
-        };
-        let _ = stream.set_nodelay(true);
-        let service = Connection { state: state.clone(), peer: canonical(peer.ip()) };
-        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        tokio::spawn(async move {
-            // A client that goes away mid-request is not an error worth logging.
-            let _ = connection.await;
-        });
+        }
+    }
+}
+
+/// HTTP/1.1 with keep-alive; request headers must arrive within [`HEADER_READ_TIMEOUT`].
+pub(crate) fn connection_builder() -> hyper::server::conn::http1::Builder {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    http
+}
+
+/// Serves one connection until the client closes it.
+pub(crate) fn serve_connection(
+    http: &hyper::server::conn::http1::Builder,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    state: &Arc<AppState>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let _ = stream.set_nodelay(true);
+    let service = Connection { state: state.clone(), peer: canonical(peer.ip()) };
+    let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    async move {
+        // A client that goes away mid-request is not an error worth logging.
+        let _ = connection.await;
     }
 }
 
@@ -555,10 +578,9 @@ pub async fn run(listener: tokio::net::TcpListener, state: Arc<AppState>) {
 /// to stdout (unless `FERRY_LOG` filters `ferry_serve::access` out), and serves until SIGINT or
 /// SIGTERM, then writes the access-log lines still pending and returns.
 ///
-/// Requests are served like nginx's workers: one thread per core, each with its own
-/// single-threaded runtime and its own `SO_REUSEPORT` listening socket (the kernel spreads the
-/// connections), so a request never crosses threads. Reload, probing and signals run on the
-/// caller's runtime.
+/// Requests are served like nginx's workers, on one thread per core, each with its own
+/// single-threaded runtime, so a request never crosses threads (see [`crate::workers`]).
+/// Accepting, reload, probing and signals run on the caller's runtime.
 pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let remote = RemoteInventories::default();
     let snapshot = Snapshot::load_fetching(&config_path, &remote).await?;
@@ -573,42 +595,16 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     prober.spawn_health(state.clone());
     spawn_reloader(state.clone(), config_path, RELOAD_INTERVAL, REMOTE_INVENTORY_INTERVAL);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (bound, mut binds) = tokio::sync::mpsc::channel(workers);
-    for i in 0..workers {
-        let (state, bound) = (state.clone(), bound.clone());
-        std::thread::Builder::new().name(format!("ferry-serve-{i}")).spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(r) => r,
-                Err(e) => return drop(bound.blocking_send(Err(e))),
-            };
-            runtime.block_on(async move {
-                match reuseport_listener(listen) {
-                    Ok(listener) => {
-                        let _ = bound.send(Ok(())).await;
-                        run(listener, state).await;
-                    }
-                    Err(e) => drop(bound.send(Err(e)).await),
-                }
-            });
-        })?;
-    }
-    for _ in 0..workers {
-        binds.recv().await.expect("every worker reports")?;
-    }
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    let serving = tokio::spawn(crate::workers::serve_on_workers(listener, state.clone(), workers));
     tracing::info!(target: "ferry_serve", %listen, workers, "serving");
-    shutdown_signal().await;
+    tokio::select! {
+        () = shutdown_signal() => {}
+        started = serving => started.context("serving task failed")?.context("starting the serving threads")?,
+    }
     tracing::info!(target: "ferry_serve", "shutting down");
     state.access_log.flush();
     Ok(())
-}
-
-/// A listening socket that shares `address` with the other workers' (`SO_REUSEPORT`).
-fn reuseport_listener(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.bind(address)?;
-    socket.listen(1024)
 }
 
 async fn shutdown_signal() {
