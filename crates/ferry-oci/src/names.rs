@@ -1,10 +1,6 @@
+use crate::Digest;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::LazyLock;
-
-use regex::Regex;
-
-use crate::Digest;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NameError {
@@ -22,7 +18,17 @@ pub enum NameError {
 #[serde(try_from = "String", into = "String")]
 pub struct Tag(String);
 
-static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$").unwrap());
+/// `^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`, checked by hand: names are checked on every request
+/// `ferry serve` answers, where a regex costs more than the rest of the parsing.
+fn is_tag(s: &str) -> bool {
+    let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    match s.as_bytes() {
+        [first, rest @ ..] => {
+            rest.len() < 128 && word(first) && rest.iter().all(|b| word(b) || matches!(b, b'.' | b'-'))
+        }
+        [] => false,
+    }
+}
 
 impl Tag {
     pub fn as_str(&self) -> &str {
@@ -33,7 +39,7 @@ impl Tag {
 impl FromStr for Tag {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if TAG.is_match(s) {
+        if is_tag(s) {
             Ok(Tag(s.to_string()))
         } else {
             Err(NameError::Tag(s.to_string()))
@@ -50,9 +56,38 @@ string_newtype!(Tag, NameError);
 #[serde(try_from = "String", into = "String")]
 pub struct RepoName(String);
 
-static REPO: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$").unwrap()
-});
+/// The distribution spec's repository grammar, checked by hand (see [`is_tag`]): components
+/// joined by `/`, each `[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*`.
+fn is_repo(s: &str) -> bool {
+    s.split('/').all(|component| is_repo_component(component.as_bytes()))
+}
+
+fn is_repo_component(c: &[u8]) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let mut i = 0;
+    loop {
+        let run = i;
+        while i < c.len() && alnum(c[i]) {
+            i += 1;
+        }
+        if i == run {
+            return false;
+        }
+        if i == c.len() {
+            return true;
+        }
+        match c[i] {
+            b'.' => i += 1,
+            b'_' => i += if c.get(i + 1) == Some(&b'_') { 2 } else { 1 },
+            b'-' => {
+                while c.get(i) == Some(&b'-') {
+                    i += 1;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
 
 impl RepoName {
     pub fn as_str(&self) -> &str {
@@ -68,7 +103,7 @@ impl RepoName {
 impl FromStr for RepoName {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() <= 255 && REPO.is_match(s) {
+        if s.len() <= 255 && is_repo(s) {
             Ok(RepoName(s.to_string()))
         } else {
             Err(NameError::Repo(s.to_string()))
@@ -133,6 +168,31 @@ mod tests {
         }
         for bad in ["", "/a", "a/", "a//b", "../a", "a/../b", "A", "a/./b", "a b", ".", ".."] {
             assert!(bad.parse::<RepoName>().is_err(), "{bad}");
+        }
+    }
+
+    /// The hand-written checks accept exactly what the grammar's regular expressions accept,
+    /// over every string of up to 6 characters from an alphabet of the interesting bytes.
+    #[test]
+    fn hand_checks_match_the_grammar() {
+        let tag = regex::Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$").unwrap();
+        let repo =
+            regex::Regex::new(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")
+                .unwrap();
+        let alphabet = ['a', '0', '.', '_', '-', '/', 'A', ':'];
+        let mut strings = vec![String::new()];
+        for _ in 0..6 {
+            let longer: Vec<String> =
+                strings.iter().flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}"))).collect();
+            for s in &longer {
+                assert_eq!(is_tag(s), tag.is_match(s), "tag {s:?}");
+                assert_eq!(is_repo(s), repo.is_match(s), "repo {s:?}");
+            }
+            strings = longer;
+        }
+        for len in [127, 128, 129] {
+            let s = "a".repeat(len);
+            assert_eq!(is_tag(&s), tag.is_match(&s), "tag of {len}");
         }
     }
 }
