@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use ferry_manifest::FileManifest;
-use ferry_oci::{Digest, Sha256Verifier};
-use ferry_store::{ObjectInfo, ObjectName, Store};
+use ferry_oci::Digest;
+use ferry_store::{verify_object, ObjectInfo, ObjectName, Store};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
@@ -282,20 +282,9 @@ async fn holds(
 
 /// Reads `name` back and hashes it; also the bytes read.
 async fn rehash(store: &Store, name: &ObjectName, sha256: Digest) -> (Result<Holds, String>, u64) {
-    let mut stream = match store.read(name).await {
-        Ok(stream) => stream,
-        Err(e) => return (Err(format!("cannot read the destination: {e}")), 0),
-    };
-    let mut verifier = Sha256Verifier::new(sha256);
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(chunk) => verifier.update(&chunk),
-            Err(e) => return (Err(format!("cannot read the destination: {e}")), verifier.len()),
-        }
-    }
-    let bytes = verifier.len();
-    match verifier.finish() {
-        Ok(()) => (Ok(Holds::Same("already there (re-hashed)")), bytes),
-        Err(actual) => (Ok(Holds::Other(actual.to_string())), bytes),
+    match verify_object(store, name, &sha256, |_| ()).await {
+        Ok((bytes, Ok(()))) => (Ok(Holds::Same("already there (re-hashed)")), bytes),
+        Ok((bytes, Err(actual))) => (Ok(Holds::Other(actual.to_string())), bytes),
+        Err(e) => (Err(format!("cannot read the destination: {e}")), 0),
     }
 }

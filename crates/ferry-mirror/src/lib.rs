@@ -25,9 +25,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use ferry_oci::{Digest, RepoName, Sha256Verifier};
+use ferry_oci::{Digest, RepoName};
 use ferry_registry::Registry;
-use ferry_store::{fan_out, Inventory, Store};
+use ferry_store::{fan_out, verify_object, Inventory, Store};
 use futures::stream::{self, Stream, StreamExt};
 use indicatif::ProgressBar;
 
@@ -318,14 +318,10 @@ async fn verify_store(
 
 /// Reads `digest` back from `store` and checks that its bytes hash to it.
 async fn rehash(store: Store, digest: Digest, progress: ProgressBar) -> Result<(), String> {
-    let mut stream = store.read(&Destination::blob_name(&digest)).await.map_err(|e| format!("cannot read: {e}"))?;
-    let mut verifier = Sha256Verifier::new(digest);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| format!("cannot read: {e}"))?;
-        progress.inc(chunk.len() as u64);
-        verifier.update(&chunk);
-    }
-    verifier.finish().map_err(|actual| format!("bytes hash to {actual}"))
+    let name = Destination::blob_name(&digest);
+    let on_read = move |bytes| progress.inc(bytes);
+    let (_, hashed) = verify_object(&store, &name, &digest, on_read).await.map_err(|e| format!("cannot read: {e}"))?;
+    hashed.map_err(|actual| format!("bytes hash to {actual}"))
 }
 
 struct BlobCopy {

@@ -114,6 +114,52 @@ pub async fn copy_object(
     }
 }
 
+/// Reads object `name` of `store` whole and hashes it, as [`copy_object`] reads (on one
+/// blocking thread for a local folder); `on_read` is told the size of each chunk read. The bytes
+/// read, and `Ok` when they hash to `expected`, else the digest they do have. An error when the
+/// object cannot be read.
+pub async fn verify_object(
+    store: &Store,
+    name: &ObjectName,
+    expected: &Digest,
+    on_read: impl Fn(u64) + Send + 'static,
+) -> Result<(u64, Result<(), Digest>), StoreError> {
+    let mut verifier = Sha256Verifier::new(expected.clone());
+    match store.get(name).await? {
+        Payload::File(mut file) => {
+            let hashed = tokio::task::spawn_blocking(move || {
+                let mut buffer = Pooled::take();
+                loop {
+                    buffer.fill_from(&mut file)?;
+                    if buffer.as_ref().is_empty() {
+                        return Ok::<_, std::io::Error>(verifier);
+                    }
+                    verifier.update(buffer.as_ref());
+                    on_read(buffer.as_ref().len() as u64);
+                }
+            });
+            let fail = |message: String| StoreError::Object {
+                store: store.url().to_string(),
+                name: name.to_string(),
+                message,
+            };
+            verifier = match hashed.await {
+                Ok(Ok(verifier)) => verifier,
+                Ok(Err(e)) => return Err(fail(e.to_string())),
+                Err(e) => return Err(fail(format!("hash task failed: {e}"))),
+            };
+        }
+        Payload::Stream(mut stream) => {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                on_read(chunk.len() as u64);
+                verifier.update(&chunk);
+            }
+        }
+    }
+    Ok((verifier.len(), verifier.finish()))
+}
+
 /// Files at least this large are copied by two threads (see [`fan_out_blocking`]).
 const PIPELINE_MIN: u64 = 8 << 20;
 

@@ -15,7 +15,7 @@ mod name;
 mod store;
 mod upload;
 
-pub use fan_out::{copy_object, fan_out, FanOut, SourceError};
+pub use fan_out::{copy_object, fan_out, verify_object, FanOut, SourceError};
 pub use inventory::{Inventory, InventoryError};
 pub use name::{NameError, ObjectName};
 pub use store::{Backend, ByteStream, ObjectInfo, Store, SHA256_METADATA};

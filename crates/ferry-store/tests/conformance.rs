@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use ferry_oci::Digest;
-use ferry_store::{copy_object, fan_out, Backend, ObjectName, SourceError, Store};
+use ferry_store::{copy_object, fan_out, verify_object, Backend, ObjectName, SourceError, Store};
 use ferry_testkit::s3_server::S3Server;
 use futures::StreamExt;
 
@@ -188,6 +188,28 @@ async fn copy_object_into_folders_isolates_a_failing_destination() {
         assert_eq!(read_all(&good, &object).await, bytes);
         let left = files_on_disk(&dir.path().join(format!("blocked/{len}")));
         assert!(left.is_empty(), "staging files left: {left:?}");
+    }
+}
+
+/// `verify_object` on every backend: the size and whether the bytes hash to the digest given,
+/// else the digest they do hash to; a missing object is an error naming it.
+#[tokio::test]
+async fn verify_object_hashes_what_is_stored() {
+    let b = backends().await;
+    for store in &b.stores {
+        for len in [0, 1000, 9 << 20] {
+            let bytes = data(len);
+            let digest = Digest::of(&bytes);
+            let object = name(&format!("verified/{len}.bin"));
+            store.put_small(&object, Bytes::from(bytes)).await.unwrap();
+            let (size, hashed) = verify_object(store, &object, &digest, |_| ()).await.unwrap();
+            assert_eq!((size, hashed), (len as u64, Ok(())), "{store:?}");
+            let wrong = Digest::of(b"something else");
+            let (_, hashed) = verify_object(store, &object, &wrong, |_| ()).await.unwrap();
+            assert_eq!(hashed, Err(digest), "{store:?}");
+        }
+        let missing = verify_object(store, &name("verified/absent"), &Digest::of(b""), |_| ()).await;
+        assert!(missing.unwrap_err().to_string().contains("verified/absent"), "{store:?}");
     }
 }
 
