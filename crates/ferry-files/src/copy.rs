@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ferry_store::copy_object;
 use futures::stream::{self, StreamExt};
 use indicatif::ProgressBar;
+use tokio::sync::Semaphore;
 
 use crate::plan::{Action, Job, Plan};
 use crate::Stores;
@@ -23,12 +24,15 @@ pub struct Counters {
     pub bytes_rehashed: AtomicU64,
 }
 
-/// Copies every job that has a target to copy, `concurrency` files at a time. Returns the error
-/// of each target (by index into `plan.targets`) that failed.
+/// Copies every job that has a target to copy, `concurrency` files at a time, and only as many
+/// as fit in `memory_budget` bytes of buffered uploads (see [`ferry_store::Store::upload_buffer`]; a file
+/// larger than the whole budget takes all of it). Returns the error of each target (by index into
+/// `plan.targets`) that failed.
 pub async fn execute(
     plan: &Plan,
     stores: &Stores,
     concurrency: usize,
+    memory_budget: u64,
     progress: &ProgressBar,
     counters: &Counters,
 ) -> HashMap<usize, String> {
@@ -38,8 +42,13 @@ pub async fn execute(
     progress.set_length(plan.bytes_to_read());
     let files = jobs.len();
     let done = AtomicU64::new(0);
+    let budget_mib = memory_budget.div_ceil(MIB).clamp(1, u64::from(u32::MAX)) as u32;
+    let budget = Semaphore::new(budget_mib as usize);
     stream::iter(jobs)
         .map(|job| async {
+            let buffered = buffered_by(plan, job, stores);
+            let weight = buffered.div_ceil(MIB).min(u64::from(budget_mib)) as u32;
+            let _memory = budget.acquire_many(weight).await.expect("the budget is never closed");
             let failed = copy_job(plan, job, stores, progress, counters).await;
             let done = done.fetch_add(1, Ordering::Relaxed) + 1;
             progress.set_message(format!("copying, {done}/{files} files"));
@@ -49,6 +58,19 @@ pub async fn execute(
         .flat_map(stream::iter)
         .collect()
         .await
+}
+
+const MIB: u64 = 1 << 20;
+
+/// The most memory copying `job` holds at once: its cloud destinations share the chunks read, so
+/// the largest of theirs.
+fn buffered_by(plan: &Plan, job: &Job, stores: &Stores) -> u64 {
+    job.targets
+        .iter()
+        .filter(|&&i| matches!(plan.targets[i].action, Action::Copy | Action::Overwrite))
+        .map(|&i| stores.get(&plan.targets[i].destination).upload_buffer(job.size.unwrap_or(u64::MAX)))
+        .max()
+        .unwrap_or(0)
 }
 
 /// One source read for all of `job`'s targets that need it; the errors of those that failed.

@@ -77,6 +77,9 @@ pub struct FilesOptions {
     pub allow_overwrite: bool,
     /// Files planned or copied at once (each to all its destinations).
     pub concurrency: usize,
+    /// Bytes of file contents held for cloud uploads at once, whatever `concurrency` (local
+    /// folders are written without holding any).
+    pub memory_budget: u64,
     /// Rewrite the inventory at this name (relative to each destination's base) to list the
     /// files it holds.
     pub inventory: Option<ObjectName>,
@@ -84,7 +87,13 @@ pub struct FilesOptions {
 
 impl Default for FilesOptions {
     fn default() -> Self {
-        FilesOptions { confirm: false, allow_overwrite: false, concurrency: 8, inventory: None }
+        FilesOptions {
+            confirm: false,
+            allow_overwrite: false,
+            concurrency: 8,
+            memory_budget: 96 << 20,
+            inventory: None,
+        }
     }
 }
 
@@ -101,7 +110,7 @@ pub async fn promote(
     let plan = plan::plan(manifests, stores, options, &counters).await;
     let failures = if options.confirm {
         progress.set_message("copying");
-        copy::execute(&plan, stores, options.concurrency, progress, &counters).await
+        copy::execute(&plan, stores, options.concurrency, options.memory_budget, progress, &counters).await
     } else {
         Default::default()
     };

@@ -264,6 +264,16 @@ impl Store {
         Ok(objects)
     }
 
+    /// The most memory an [`Upload`] of `size` bytes to this store holds at once: for a cloud
+    /// store the part being filled and the parts uploading (or the whole object, if smaller);
+    /// nothing for a local folder, whose writes go straight to disk.
+    pub fn upload_buffer(&self, size: u64) -> u64 {
+        match self.local {
+            Some(_) => 0,
+            None => size.min((crate::upload::PART_SIZE * (crate::upload::PARTS_IN_FLIGHT + 1)) as u64),
+        }
+    }
+
     /// Starts writing `name`, to be committed only once its bytes are known to hash to
     /// `sha256_hex`. Nothing is visible at `name` until [`Upload::commit`].
     pub fn upload(&self, name: &ObjectName, sha256_hex: &str) -> Upload {

@@ -22,7 +22,7 @@ use crate::store::Store;
 use crate::StoreError;
 
 /// Part size: S3's minimum is 5 MiB (except the last part). Local folders do not use parts.
-const PART_SIZE: usize = 8 << 20;
+pub(crate) const PART_SIZE: usize = 8 << 20;
 
 /// Parts uploading at once, per upload.
 pub const PARTS_IN_FLIGHT: usize = 2;

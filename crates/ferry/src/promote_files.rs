@@ -50,6 +50,12 @@ pub struct Args {
     /// Files checked or copied at once (each copy streams to all its destinations together).
     #[arg(long, default_value_t = 8, value_name = "N")]
     concurrency: usize,
+
+    /// File contents held in memory for uploads to cloud stores, at most, in MiB, whatever
+    /// --concurrency: a file uploading to S3, GCS or Azure holds up to 24 MiB, so fewer big files
+    /// are copied at once when they would not fit. Local folders hold none.
+    #[arg(long, default_value_t = 96, value_name = "MIB")]
+    memory: u64,
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
@@ -71,6 +77,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         confirm: args.confirm,
         allow_overwrite: args.allow_overwrite,
         concurrency: args.concurrency.max(1),
+        memory_budget: args.memory.max(1) << 20,
         inventory,
     };
 

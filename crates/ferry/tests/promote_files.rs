@@ -172,17 +172,10 @@ async fn a_climbing_name_is_refused_before_anything_is_copied() {
     assert!(files_under(&s.s3.bucket_dir("prod")).is_empty(), "something was copied");
 }
 
-/// Peak resident memory of a 100 MB promotion to S3 and a folder: the kernel's high-water mark
-/// of the ferry process (`VmHWM`), sampled until it exits. A bound on memory, not on time.
-#[tokio::test]
-async fn a_100_mb_file_goes_through_with_bounded_memory() {
-    let s = Setup::new().await;
-    let digest = {
-        let big: Vec<u8> = (0..100_000_000u32).map(|i| (i ^ (i >> 11)) as u8).collect();
-        s.files(&[("big.tar.gz", &big, None)]);
-        ferry_oci::Digest::of(&big)
-    };
-    let mut child = s.command(&["--confirm"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+/// Runs `ferry promote files` with `args` and samples the kernel's high-water mark of its
+/// resident memory (`VmHWM`) until it exits: its peak in MiB. A bound on memory, not on time.
+async fn peak_memory_mib(s: &Setup, args: &[&str]) -> f64 {
+    let mut child = s.command(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let status_file = format!("/proc/{}/status", child.id());
     let mut peak_kib = 0u64;
     let status = loop {
@@ -199,12 +192,43 @@ async fn a_100_mb_file_goes_through_with_bounded_memory() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     };
     assert!(status.success(), "ferry failed: {status}");
-    let peak_mib = peak_kib as f64 / 1024.0;
-    eprintln!("peak RSS of ferry promoting 100 MB: {peak_mib:.1} MiB");
     assert!(peak_kib > 0, "VmHWM was never read");
+    peak_kib as f64 / 1024.0
+}
+
+/// Peak resident memory of a 100 MB promotion to S3 and a folder.
+#[tokio::test]
+async fn a_100_mb_file_goes_through_with_bounded_memory() {
+    let s = Setup::new().await;
+    let digest = {
+        let big: Vec<u8> = (0..100_000_000u32).map(|i| (i ^ (i >> 11)) as u8).collect();
+        s.files(&[("big.tar.gz", &big, None)]);
+        ferry_oci::Digest::of(&big)
+    };
+    let peak_mib = peak_memory_mib(&s, &["--confirm"]).await;
+    eprintln!("peak RSS of ferry promoting 100 MB: {peak_mib:.1} MiB");
     assert!(peak_mib < 64.0, "peak RSS {peak_mib:.1} MiB: memory is not bounded");
     assert_eq!(ferry_oci::Digest::of(&std::fs::read(s.local().join("big.tar.gz")).unwrap()), digest);
     assert_eq!(ferry_oci::Digest::of(&std::fs::read(s.s3.bucket_dir("prod").join("bin/big.tar.gz")).unwrap()), digest);
+}
+
+/// `--memory` bounds what uploads to S3 hold whatever `--concurrency`: eight 16 MiB files at
+/// `--concurrency 8` would hold 128 MiB at once; with `--memory 32` two go at a time.
+#[tokio::test]
+async fn memory_for_cloud_uploads_is_bounded_whatever_the_concurrency() {
+    let s = Setup::new().await;
+    let contents: Vec<Vec<u8>> =
+        (0..8u32).map(|f| (0..16u32 << 20).map(|i| (i ^ (i >> 9) ^ f) as u8).collect()).collect();
+    let names: Vec<String> = (0..8).map(|f| format!("part-{f}.bin")).collect();
+    let files: Vec<(&str, &[u8], Option<&str>)> =
+        names.iter().zip(&contents).map(|(n, c)| (n.as_str(), c.as_slice(), None)).collect();
+    s.files(&files);
+    let peak_mib = peak_memory_mib(&s, &["--confirm", "--concurrency", "8", "--memory", "32"]).await;
+    eprintln!("peak RSS of ferry promoting 8 x 16 MiB with --memory 32: {peak_mib:.1} MiB");
+    assert!(peak_mib < 64.0, "peak RSS {peak_mib:.1} MiB: --memory 32 is not honoured");
+    for (name, content) in names.iter().zip(&contents) {
+        assert_eq!(&std::fs::read(s.s3.bucket_dir("prod").join("bin").join(name)).unwrap(), content, "{name}");
+    }
 }
 
 #[test]
