@@ -50,6 +50,9 @@ pub struct MirrorOptions {
     pub verify: bool,
     /// Manifest reads, HEADs, re-hashes and blob copies in flight at once.
     pub concurrency: usize,
+    /// Bytes of blob contents held for cloud uploads at once, whatever `concurrency` (see
+    /// [`Store::upload_buffer`]; a blob needing more than the whole budget takes all of it).
+    pub memory_budget: u64,
     /// Reads of one blob from the registry before it is given up, when a read breaks off or the
     /// bytes do not hash to the digest. (Requests that fail before any byte arrives are retried
     /// by the registry client itself.)
@@ -58,9 +61,11 @@ pub struct MirrorOptions {
 
 impl Default for MirrorOptions {
     fn default() -> Self {
-        MirrorOptions { confirm: false, verify: false, concurrency: 16, read_attempts: 3 }
+        MirrorOptions { confirm: false, verify: false, concurrency: 16, memory_budget: 96 << 20, read_attempts: 3 }
     }
 }
+
+const MIB: u64 = 1 << 20;
 
 /// Where a blob is read from: the first image (in name order) that has it.
 #[derive(Debug)]
@@ -126,10 +131,18 @@ pub async fn mirror(
         progress.set_message("copying");
         progress.set_position(0);
         progress.set_length(needed.keys().map(|d| sources[*d].size).sum());
+        let budget_mib = options.memory_budget.div_ceil(MIB).clamp(1, u64::from(u32::MAX)) as u32;
+        let budget = tokio::sync::Semaphore::new(budget_mib as usize);
         let copies = needed.iter().map(|(digest, stores)| {
+            let source = &sources[*digest];
             let targets: Vec<(usize, Store)> = stores.iter().map(|&i| (i, destinations[i].blobs.clone())).collect();
-            // Polled on this task, not spawned: `fan_out`'s future is not `Send`.
-            copy_blob(registry.as_ref(), digest, &sources[*digest], targets, options.read_attempts.max(1), progress)
+            let buffered = targets.iter().map(|(_, store)| store.upload_buffer(source.size)).max().unwrap_or(0);
+            let weight = buffered.div_ceil(MIB).min(u64::from(budget_mib)) as u32;
+            let (budget, registry) = (&budget, &registry);
+            async move {
+                let _memory = budget.acquire_many(weight).await.expect("the budget is never closed");
+                copy_blob(registry.as_ref(), digest, source, targets, options.read_attempts.max(1), progress).await
+            }
         });
         let mut copies = stream::iter(copies).buffer_unordered(concurrency);
         while let Some(copy) = copies.next().await {

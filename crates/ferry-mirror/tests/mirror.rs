@@ -82,7 +82,7 @@ impl World {
     }
 
     async fn run(&self, names: &[&str], confirm: bool, verify: bool) -> Report {
-        let options = MirrorOptions { confirm, verify, concurrency: 4, read_attempts: 2 };
+        let options = MirrorOptions { confirm, verify, concurrency: 4, read_attempts: 2, ..MirrorOptions::default() };
         let report = ferry_mirror::mirror(
             self.source.clone(),
             &self.images(names),

@@ -50,6 +50,12 @@ pub struct Args {
     #[arg(long, default_value_t = 16, value_name = "N")]
     concurrency: usize,
 
+    /// Blob contents held in memory for uploads to cloud stores, at most, in MiB, whatever
+    /// --concurrency: a blob uploading to S3, GCS or Azure holds up to 24 MiB, so fewer big blobs
+    /// are copied at once when they would not fit. Local folders hold none.
+    #[arg(long, default_value_t = 96, value_name = "MIB")]
+    memory: u64,
+
     #[command(flatten)]
     registry: RegistryFlags,
 }
@@ -82,6 +88,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         confirm: args.confirm,
         verify: args.verify,
         concurrency: args.concurrency.max(1),
+        memory_budget: args.memory.max(1) << 20,
         read_attempts: args.registry.retries + 1,
     };
 
