@@ -3,7 +3,6 @@
 //! `ferry serve` from a real registry: blobs in the folder come from Ferry, the one missing from
 //! the folder from the upstream, and the image is byte-identical.
 
-use std::process::Command;
 use std::sync::Arc;
 
 use ferry_oci::Digest;
@@ -12,6 +11,7 @@ use ferry_serve::{run, AccessLog, AppState, Snapshot};
 use ferry_testkit::fault_proxy::FaultProxy;
 use ferry_testkit::images::{push, repo, ImageSpec};
 use ferry_testkit::registry_server::RegistryServer;
+use ferry_testkit::skopeo::{assert_pulled_byte_exact, pull_all};
 
 /// Collects the access log.
 #[derive(Clone, Default)]
@@ -63,22 +63,10 @@ async fn skopeo_pulls_blobs_that_ferry_serves_from_a_local_folder() {
 
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("pulled");
-    let (source, target_arg) = (format!("docker://{address}/app:v1"), format!("dir:{}", target.display()));
-    let result = tokio::task::spawn_blocking(move || {
-        Command::new("skopeo")
-            .args(["copy", "--all", "--preserve-digests", "--src-tls-verify=false", &source, &target_arg])
-            .output()
-            .expect("skopeo is installed")
-    })
-    .await
-    .unwrap();
-    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
-
-    let manifest = std::fs::read(target.join("manifest.json")).unwrap();
-    assert_eq!(Digest::of(&manifest), *image.digest());
-    for blob in &image.blobs {
-        assert_eq!(Digest::of(&std::fs::read(target.join(blob.digest.hex())).unwrap()), blob.digest);
-    }
+    let source = format!("docker://{address}/app:v1");
+    let pulled = target.clone();
+    tokio::task::spawn_blocking(move || pull_all(&source, &pulled)).await.unwrap();
+    assert_pulled_byte_exact(&target, &image);
     // Only the blob missing from the folder came from the upstream.
     let upstream_blobs: Vec<_> =
         upstream_proxy.requests().into_iter().filter(|(m, p)| m == "GET" && p.contains("/blobs/")).collect();

@@ -1,14 +1,12 @@
 //! A real client pulls through `ferry serve`: manifests come from the upstream registry, blobs from
 //! the mirror that lists them, and the one blob the mirror lacks from the upstream.
 
-use std::process::Command;
-
-use ferry_oci::Digest;
 use ferry_registry::remote::{RemoteClient, RemoteOptions};
 use ferry_serve::{run, AppState, Snapshot};
 use ferry_testkit::fault_proxy::FaultProxy;
 use ferry_testkit::images::{push, repo, ImageSpec};
 use ferry_testkit::registry_server::RegistryServer;
+use ferry_testkit::skopeo::{assert_pulled_byte_exact, pull_all};
 
 #[tokio::test]
 async fn skopeo_pulls_a_multi_arch_image_through_the_redirector() {
@@ -46,24 +44,10 @@ async fn skopeo_pulls_a_multi_arch_image_through_the_redirector() {
 
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("pulled");
-    let (source, target_arg) = (format!("docker://{address}/app:v1"), format!("dir:{}", target.display()));
-    let status = tokio::task::spawn_blocking(move || {
-        Command::new("skopeo")
-            .args(["copy", "--all", "--preserve-digests", "--src-tls-verify=false", &source, &target_arg])
-            .output()
-            .expect("skopeo is installed")
-    })
-    .await
-    .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
-
-    // Same bytes: the index and every blob.
-    let manifest = std::fs::read(target.join("manifest.json")).unwrap();
-    assert_eq!(Digest::of(&manifest), *image.digest());
-    for blob in &image.blobs {
-        let bytes = std::fs::read(target.join(blob.digest.hex())).unwrap();
-        assert_eq!(Digest::of(&bytes), blob.digest);
-    }
+    let source = format!("docker://{address}/app:v1");
+    let pulled = target.clone();
+    tokio::task::spawn_blocking(move || pull_all(&source, &pulled)).await.unwrap();
+    assert_pulled_byte_exact(&target, &image);
     // Blobs from the mirror, except the one it does not list; manifests from the upstream.
     assert_eq!(mirror_proxy.blob_gets(), listed.len(), "{:?}", mirror_proxy.requests());
     let upstream_blobs: Vec<_> =

@@ -7,8 +7,10 @@
 //! - [`images`]: builds test images (layers, configs, manifests, multi-arch indexes) in memory
 //!   and pushes them through any `Registry`.
 //! - [`s3_server`]: starts a real S3 server (`s3s-fs`) on a free loopback port.
+//! - [`skopeo`]: runs the real `skopeo` client and checks what it pulled.
 
 pub mod fault_proxy;
 pub mod images;
 pub mod registry_server;
 pub mod s3_server;
+pub mod skopeo;

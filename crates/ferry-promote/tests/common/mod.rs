@@ -18,6 +18,7 @@ use indicatif::ProgressBar;
 pub use ferry_testkit::fault_proxy::{Fault, FaultProxy, FaultRule};
 pub use ferry_testkit::images::{push, repo, signature_for, signature_tag, Flavour, ImageSpec, TestImage};
 pub use ferry_testkit::registry_server::RegistryServer;
+pub use ferry_testkit::skopeo::{assert_pulled_byte_exact, pull_all, skopeo};
 
 pub fn client() -> Arc<RemoteClient> {
     RemoteClient::new(RemoteOptions { retry_base_delay: Duration::from_millis(20), ..RemoteOptions::default() })
@@ -96,13 +97,6 @@ pub fn repo_name(s: &str) -> RepoName {
     repo(s)
 }
 
-/// Run skopeo and return stdout, failing the test with its stderr otherwise.
-pub fn skopeo(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("skopeo").args(args).output().expect("skopeo is installed (apt-get install skopeo)");
-    assert!(out.status.success(), "skopeo {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
-
 /// Read `image` at `reference` back through skopeo from a remote registry and check that the
 /// manifest bytes, every child manifest and every blob are exactly the expected ones.
 pub fn assert_byte_exact_via_skopeo(host: &str, repo_name: &str, reference: &str, image: &TestImage) {
@@ -116,11 +110,6 @@ pub fn assert_byte_exact_via_skopeo(host: &str, repo_name: &str, reference: &str
         assert_eq!(raw, child.bytes.as_ref(), "child manifest bytes of {child_location}");
     }
     let dir = tempfile::tempdir().unwrap();
-    let target = format!("dir:{}", dir.path().join("out").display());
-    skopeo(&["copy", "--all", "--preserve-digests", "--src-tls-verify=false", &location, &target]);
-    for blob in &image.blobs {
-        let path = dir.path().join("out").join(blob.digest.hex());
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("skopeo did not fetch {}: {e}", blob.digest));
-        assert_eq!(Digest::of(&bytes), blob.digest);
-    }
+    pull_all(&location, &dir.path().join("out"));
+    assert_pulled_byte_exact(&dir.path().join("out"), image);
 }
