@@ -14,12 +14,15 @@
 //! - [`access_log`]: one JSON line per request, written by a background thread.
 //! - [`probe`]: presence (HEAD, cached, coalesced, 50 ms budget) and health probing of mirrors.
 //! - `workers`: one serving thread per core; each connection goes to the least loaded.
+//! - `lean`: the hot path (GET/HEAD redirects parsed and answered without hyper's objects);
+//!   everything else is handed to hyper.
 
 pub mod access_log;
 pub mod config;
 pub mod embedded;
 pub mod glob;
 pub mod inventory;
+mod lean;
 pub mod probe;
 pub mod remote;
 pub mod request;

@@ -256,6 +256,13 @@ impl AppState {
         self.snapshot.load_full()
     }
 
+    /// The snapshot in force, for the length of one synchronous answer: unlike
+    /// [`AppState::snapshot`] it does not touch the `Arc`'s shared count, which would move
+    /// between the worker threads' caches on every request.
+    pub(crate) fn snapshot_guard(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+
     /// Replaces the snapshot (atomically: a request sees the old or the new one, whole).
     pub fn store(&self, snapshot: Snapshot) {
         self.snapshot.store(Arc::new(prepare(snapshot)));
@@ -312,7 +319,7 @@ impl AppState {
 
     /// Whether this request can be answered without waiting: no presence probe can be needed,
     /// it is not for bytes Ferry serves itself, and not `/debug/route`.
-    fn answers_at_once(&self, snapshot: &Snapshot, path: &str) -> bool {
+    pub(crate) fn answers_at_once(&self, snapshot: &Snapshot, path: &str) -> bool {
         !(path == "/debug/route" || embedded::is_embedded(path) || (self.prober.is_some() && snapshot.probes_presence))
     }
 
@@ -418,8 +425,24 @@ impl AppState {
         label_id: Option<u32>,
         decision: Decision<'_>,
     ) -> Response<Body> {
+        self.record(snapshot, method, path, peer, client, label_id, &decision);
+        respond(decision)
+    }
+
+    /// Case 13: the access-log line and the metrics of one answered request.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        snapshot: &Snapshot,
+        method: &Method,
+        path: &str,
+        peer: IpAddr,
+        client: IpAddr,
+        label_id: Option<u32>,
+        decision: &Decision<'_>,
+    ) {
         let label = label_id.map(|l| &*snapshot.locator.labels()[l as usize]);
-        self.metrics.record(snapshot, &decision, label_id);
+        self.metrics.record(snapshot, decision, label_id);
         self.access_log.log(&Entry {
             method: method.as_str(),
             path,
@@ -432,7 +455,30 @@ impl AppState {
             location: decision.location.as_deref(),
             reason: &decision.reason,
         });
-        respond(decision)
+    }
+
+    /// [`AppState::answer_now`] from a request's parts, for the lean path (`lean.rs`): the
+    /// decision, already logged and counted. Only for a `path` that
+    /// [`AppState::answers_at_once`] and that is not a service endpoint.
+    pub(crate) fn decide_now<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        peer: IpAddr,
+        method: &Method,
+        target: (&str, Option<&str>),
+        forwarded_for: &[&[u8]],
+    ) -> Decision<'s> {
+        let (path, query) = target;
+        let client = client_address_from(snapshot, peer, forwarded_for);
+        let label_id = snapshot.locator.locate_id(client);
+        let label = label_id.map(|l| &*snapshot.locator.labels()[l as usize]);
+        let presence: &dyn Presence = match &self.prober {
+            Some(prober) => &**prober,
+            None => &*self.presence,
+        };
+        let decision = decide(snapshot, method.as_str(), path, query, label, presence, Detail::Lean);
+        self.record(snapshot, method, path, peer, client, label_id, &decision);
+        decision
     }
 }
 
@@ -488,14 +534,15 @@ pub fn spawn_reloader(
     })
 }
 
-/// The hyper service of one connection.
-struct Connection {
-    state: Arc<AppState>,
-    peer: IpAddr,
+/// One client connection: the hyper service, and what the lean path (`lean.rs`) needs.
+pub(crate) struct Connection {
+    pub(crate) state: Arc<AppState>,
+    /// The peer's address, canonical (IPv4-mapped IPv6 as IPv4).
+    pub(crate) peer: IpAddr,
 }
 
 /// The response future: ready at once (the hot path), or boxed (requests that wait).
-enum Answer {
+pub(crate) enum Answer {
     Ready(Option<Response<Body>>),
     Later(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
 }
@@ -557,7 +604,8 @@ pub(crate) fn connection_builder() -> hyper::server::conn::http1::Builder {
     http
 }
 
-/// Serves one connection until the client closes it.
+/// Serves one connection until the client closes it: the lean path while it can (`lean.rs`),
+/// then hyper.
 pub(crate) fn serve_connection(
     http: &hyper::server::conn::http1::Builder,
     stream: tokio::net::TcpStream,
@@ -565,12 +613,8 @@ pub(crate) fn serve_connection(
     state: &Arc<AppState>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let _ = stream.set_nodelay(true);
-    let service = Connection { state: state.clone(), peer: canonical(peer.ip()) };
-    let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-    async move {
-        // A client that goes away mid-request is not an error worth logging.
-        let _ = connection.await;
-    }
+    let connection = Connection { state: state.clone(), peer: canonical(peer.ip()) };
+    crate::lean::serve(stream, connection, http.clone())
 }
 
 /// Runs `ferry serve`: loads the configuration (failing if it is invalid), reloads it when it or
@@ -620,17 +664,22 @@ async fn shutdown_signal() {
 /// malformed or oversized header is ignored (the peer is used). One pass, right to left, with no
 /// allocation: the answer is kept while the rest of the list is still checked.
 pub fn client_address(snapshot: &Snapshot, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    let values: Vec<&[u8]> = headers.get_all("x-forwarded-for").iter().map(HeaderValue::as_bytes).collect();
+    client_address_from(snapshot, peer, &values)
+}
+
+/// [`client_address`] from the raw values of the request's `X-Forwarded-For` headers, in order.
+pub(crate) fn client_address_from(snapshot: &Snapshot, peer: IpAddr, forwarded_for: &[&[u8]]) -> IpAddr {
     let peer = canonical(peer);
     if !snapshot.is_trusted_proxy(peer) {
         return peer;
     }
-    let values = headers.get_all("x-forwarded-for");
-    if values.iter().map(HeaderValue::len).sum::<usize>() > MAX_XFF {
+    if forwarded_for.iter().map(|v| v.len()).sum::<usize>() > MAX_XFF {
         return peer;
     }
     let (mut answer, mut leftmost) = (None, None);
-    for value in values.iter().rev() {
-        let Ok(text) = value.to_str() else { return peer };
+    for value in forwarded_for.iter().rev() {
+        let Ok(text) = std::str::from_utf8(value) else { return peer };
         for entry in text.rsplit(',') {
             let Ok(ip) = entry.trim().parse::<IpAddr>() else { return peer };
             let ip = canonical(ip);

@@ -1,0 +1,251 @@
+//! The lean path: almost all of the load is `GET`/`HEAD` requests without a body that are
+//! answered at once (cases 4-12 of docs/request-handling.md: redirects and refusals). Those are
+//! parsed with `httparse` straight from the connection's buffer and answered with a response
+//! written into a reused buffer, without building hyper's request and response objects, which
+//! cost about as much as everything else a redirect takes.
+//!
+//! Anything else — another method, a body, `Expect`/`Upgrade`, a request target with bytes
+//! outside RFC 3986's path and query characters, a head that does not parse or is over 8 KiB,
+//! a service endpoint, the debug route, embedded mirror content, a snapshot that probes presence
+//! — hands the connection over to hyper with the bytes already read, and hyper serves it from
+//! then on, so every such case keeps hyper's exact behaviour.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use axum::http::{Method, StatusCode};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::route::{Decision, Outcome};
+use crate::server::{Connection, HEADER_READ_TIMEOUT};
+
+/// A request head longer than this goes to hyper (which allows more, and answers `431` past
+/// its own limit).
+const MAX_HEAD: usize = 8 << 10;
+
+/// Headers a lean request may carry; with more it goes to hyper.
+const MAX_HEADERS: usize = 32;
+
+/// Serves `stream` until the client closes it: lean while requests allow, then hyper.
+pub(crate) async fn serve(mut stream: TcpStream, connection: Connection, http: hyper::server::conn::http1::Builder) {
+    let mut buffer = BytesMut::with_capacity(4 << 10);
+    let mut out = Vec::with_capacity(1 << 10);
+    loop {
+        match answer(&buffer, &connection, &mut out) {
+            Step::Answered { consumed, keep_alive } => {
+                buffer.advance(consumed);
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+                if !keep_alive {
+                    let _ = stream.shutdown().await;
+                    return;
+                }
+            }
+            Step::NeedMore if buffer.len() < MAX_HEAD => {
+                let read = tokio::time::timeout(HEADER_READ_TIMEOUT, stream.read_buf(&mut buffer)).await;
+                match read {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+                    Ok(Ok(_)) => {}
+                }
+            }
+            Step::NeedMore | Step::Hyper => {
+                let io = Rewind { prefix: buffer.freeze(), inner: stream };
+                let _ = http.serve_connection(hyper_util::rt::TokioIo::new(io), connection).await;
+                return;
+            }
+        }
+    }
+}
+
+enum Step {
+    /// `out` holds the response to the first `consumed` bytes.
+    Answered {
+        consumed: usize,
+        keep_alive: bool,
+    },
+    NeedMore,
+    Hyper,
+}
+
+/// The response to the request at the start of `buffer`, if it is one for the lean path.
+fn answer(buffer: &[u8], connection: &Connection, out: &mut Vec<u8>) -> Step {
+    if buffer.is_empty() {
+        return Step::NeedMore;
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let consumed = match request.parse(buffer) {
+        Ok(httparse::Status::Complete(consumed)) => consumed,
+        Ok(httparse::Status::Partial) => return Step::NeedMore,
+        Err(_) => return Step::Hyper,
+    };
+    let method = match request.method {
+        Some("GET") => Method::GET,
+        Some("HEAD") => Method::HEAD,
+        _ => return Step::Hyper,
+    };
+    let Some(target) = request.path.filter(|t| t.starts_with('/') && t.bytes().all(is_target_byte)) else {
+        return Step::Hyper;
+    };
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    let mut keep_alive = request.version == Some(1);
+    let mut forwarded_for: [&[u8]; MAX_HEADERS] = [&[]; MAX_HEADERS];
+    let mut forwarded = 0;
+    for header in request.headers.iter() {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            forwarded_for[forwarded] = header.value;
+            forwarded += 1;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in header.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && request.version == Some(0) {
+                    keep_alive = true;
+                }
+            }
+        } else if (name.eq_ignore_ascii_case("content-length") && header.value != b"0")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("expect")
+            || name.eq_ignore_ascii_case("upgrade")
+        {
+            return Step::Hyper;
+        }
+    }
+    let state = &connection.state;
+    let snapshot = state.snapshot_guard();
+    if matches!(path, "/healthz" | "/metrics") || !state.answers_at_once(&snapshot, path) {
+        return Step::Hyper;
+    }
+    let decision = state.decide_now(&snapshot, connection.peer, &method, (path, query), &forwarded_for[..forwarded]);
+    out.clear();
+    write_response(out, &decision, method == Method::HEAD, keep_alive && request.version == Some(1), keep_alive);
+    Step::Answered { consumed, keep_alive }
+}
+
+/// RFC 3986 `pchar`s, `/` and `?` (and `%` for escapes): every byte hyper's URI parser accepts
+/// in a path and query, and more bytes than requests for blobs and release files use.
+fn is_target_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
+}
+
+/// The response hyper would send for `decision` (the same as `server::respond`), as HTTP/1.1
+/// bytes: status line, `date`, the decision's headers, `content-length`, and the body unless
+/// the request was `HEAD`.
+fn write_response(out: &mut Vec<u8>, decision: &Decision<'_>, head: bool, http11: bool, keep_alive: bool) {
+    let (status, body): (u16, Option<String>) = match decision.outcome {
+        Outcome::Ok => (200, None),
+        _ if decision.status == 307 && decision.location.as_deref().is_some_and(is_header_value) => (307, None),
+        _ if decision.status == 307 => (500, Some("internal error\n".to_string())),
+        _ => (decision.status, Some(format!("{}\n", decision.reason))),
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    match decision.outcome {
+        Outcome::Ok => out.extend_from_slice(b"docker-distribution-api-version: registry/2.0\r\n"),
+        _ if status == StatusCode::TEMPORARY_REDIRECT => {
+            out.extend_from_slice(b"location: ");
+            out.extend_from_slice(decision.location.as_deref().unwrap_or_default().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        _ => out.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\n"),
+    }
+    if !http11 && keep_alive {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    let body = body.unwrap_or_default();
+    out.extend_from_slice(b"content-length: ");
+    push_decimal(out, body.len());
+    out.extend_from_slice(b"\r\ndate: ");
+    push_date(out);
+    out.extend_from_slice(b"\r\n\r\n");
+    if !head {
+        out.extend_from_slice(body.as_bytes());
+    }
+}
+
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    if n >= 10 {
+        push_decimal(out, n / 10);
+    }
+    out.push(b'0' + (n % 10) as u8);
+}
+
+/// What `HeaderValue::from_maybe_shared` accepts: visible ASCII, space and tab.
+fn is_header_value(value: &str) -> bool {
+    value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+}
+
+thread_local! {
+    /// The `date` header's value and the second it is for.
+    static DATE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+}
+
+fn push_date(out: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let second = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|date| {
+        let mut date = date.borrow_mut();
+        if date.0 != second {
+            *date = (second, httpdate::fmt_http_date(now));
+        }
+        out.extend_from_slice(date.1.as_bytes());
+    });
+}
+
+/// A connection with bytes already read from it put back in front, for hyper.
+struct Rewind {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
