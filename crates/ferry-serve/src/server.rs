@@ -337,7 +337,8 @@ impl AppState {
             None => &*self.presence,
         };
         let decision = decide(snapshot, method.as_str(), path, query, label, presence, Detail::Lean);
-        self.finish(snapshot, method, path, peer, client, label_id, decision)
+        self.record(snapshot, method, path, peer, client, label_id, &decision);
+        respond(decision)
     }
 
     /// The same as [`AppState::answer_now`], for requests that may wait.
@@ -383,7 +384,8 @@ impl AppState {
             return response;
         }
         let decision = self.decide(&snapshot, method.as_str(), path, query, label, Detail::Lean).await;
-        self.finish(&snapshot, method, path, peer, client, label_id, decision)
+        self.record(&snapshot, method, path, peer, client, label_id, &decision);
+        respond(decision)
     }
 
     /// Service endpoints (case 3) but `/debug/route`.
@@ -411,22 +413,6 @@ impl AppState {
             );
             r
         })
-    }
-
-    /// Case 13 (access log and metrics), then the response.
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        &self,
-        snapshot: &Snapshot,
-        method: &Method,
-        path: &str,
-        peer: IpAddr,
-        client: IpAddr,
-        label_id: Option<u32>,
-        decision: Decision<'_>,
-    ) -> Response<Body> {
-        self.record(snapshot, method, path, peer, client, label_id, &decision);
-        respond(decision)
     }
 
     /// Case 13: the access-log line and the metrics of one answered request.
