@@ -3,32 +3,36 @@
 //! Why not a `tracing` event: formatting one through `tracing-subscriber`'s JSON layer and writing
 //! it to stdout unbuffered cost about as much CPU as answering the request (measured with
 //! callgrind: half of the user-space instructions per request, plus a `write` system call per
-//! line). Here a line is formatted straight into a reused buffer, appended to a shared pending
-//! buffer, and a writer thread writes the pending lines in one `write` every
-//! [`FLUSH_INTERVAL`] (or as soon as [`FLUSH_BYTES`] are pending). The line has the shape
+//! line). Here a line is formatted straight into a reused buffer and appended to the logging
+//! thread's own pending buffer; a writer thread takes every thread's pending lines and writes
+//! each thread's batch in one `write` every [`FLUSH_INTERVAL`] (or as soon as one thread has
+//! [`FLUSH_BYTES`] pending). Each serving thread appends to its own buffer, so the serving
+//! threads never wait for each other (one shared buffer was a lock that bounced between cores
+//! on every request). Lines of one thread keep their order; lines of different threads are
+//! interleaved a batch at a time (each line carries its timestamp). The line has the shape
 //! `tracing-subscriber` gives its JSON events (`timestamp`, `level`, `target`, `fields`), so the
 //! other log lines on stdout read the same.
 //!
-//! If the output blocks (a full pipe), lines accumulate up to [`MAX_PENDING`] bytes; past that,
-//! lines are dropped and counted (`ferry_serve_access_log_dropped_total`), so a stuck log never
-//! stops the redirects or grows memory without bound.
+//! If the output blocks (a full pipe), lines accumulate up to [`MAX_PENDING`] bytes per thread;
+//! past that, lines are dropped and counted (`ferry_serve_access_log_dropped_total`), so a stuck
+//! log never stops the redirects or grows memory without bound.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::route::Reason;
 
 /// Longest a line waits in memory before it is written.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
-/// Pending bytes that wake the writer early.
+/// Pending bytes (of one thread) that wake the writer early.
 pub const FLUSH_BYTES: usize = 1024 * 1024;
-/// Pending bytes past which new lines are dropped (and counted).
-pub const MAX_PENDING: usize = 16 * 1024 * 1024;
+/// Pending bytes (of one thread) past which its new lines are dropped (and counted).
+pub const MAX_PENDING: usize = 8 * 1024 * 1024;
 
 /// One request, as logged.
 pub struct Entry<'a> {
@@ -46,12 +50,18 @@ pub struct Entry<'a> {
     pub reason: &'a Reason<'a>,
 }
 
+/// Lines one thread has logged and the writer has not taken yet.
+type Pending = Mutex<Vec<u8>>;
+
 struct Shared {
-    pending: Mutex<Vec<u8>>,
-    /// The last batch's buffer, emptied, swapped in for the next one (no allocation per batch).
-    spare: Mutex<Vec<u8>>,
+    /// Every logging thread's pending lines.
+    pending: Mutex<Vec<Arc<Pending>>>,
+    /// What the writer thread sleeps on between batches.
+    idle: Mutex<()>,
     wake: Condvar,
-    out: Mutex<Box<dyn Write + Send>>,
+    /// The output, and the emptied buffer of the last batch written (swapped for the next
+    /// thread's pending lines, so batches allocate nothing).
+    out: Mutex<(Box<dyn Write + Send>, Vec<u8>)>,
     dropped: AtomicU64,
 }
 
@@ -71,10 +81,10 @@ impl AccessLog {
     /// (after a last flush).
     pub fn to_writer(out: Box<dyn Write + Send>) -> AccessLog {
         let shared = Arc::new(Shared {
-            pending: Mutex::new(Vec::with_capacity(FLUSH_BYTES)),
-            spare: Mutex::new(Vec::with_capacity(FLUSH_BYTES)),
+            pending: Mutex::new(Vec::new()),
+            idle: Mutex::new(()),
             wake: Condvar::new(),
-            out: Mutex::new(out),
+            out: Mutex::new((out, Vec::with_capacity(FLUSH_BYTES))),
             dropped: AtomicU64::new(0),
         });
         let writer = Arc::downgrade(&shared);
@@ -83,10 +93,8 @@ impl AccessLog {
             .spawn(move || loop {
                 let Some(shared) = writer.upgrade() else { return };
                 {
-                    let pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
-                    if pending.len() < FLUSH_BYTES {
-                        drop(shared.wake.wait_timeout(pending, FLUSH_INTERVAL));
-                    }
+                    let idle = shared.idle.lock().unwrap_or_else(|e| e.into_inner());
+                    drop(shared.wake.wait_timeout(idle, FLUSH_INTERVAL));
                 }
                 shared.flush();
             })
@@ -122,15 +130,17 @@ impl AccessLog {
             let mut line = line.borrow_mut();
             line.clear();
             format_line(&mut line, SystemTime::now(), entry);
-            let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
-            if pending.len() + line.len() > MAX_PENDING {
-                shared.dropped.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            pending.extend_from_slice(line.as_bytes());
-            if pending.len() >= FLUSH_BYTES && pending.len() - line.len() < FLUSH_BYTES {
-                shared.wake.notify_one();
-            }
+            shared.with_own_pending(|pending| {
+                let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
+                if pending.len() + line.len() > MAX_PENDING {
+                    shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                pending.extend_from_slice(line.as_bytes());
+                if pending.len() >= FLUSH_BYTES && pending.len() - line.len() < FLUSH_BYTES {
+                    shared.wake.notify_one();
+                }
+            });
         });
     }
 }
@@ -142,23 +152,41 @@ impl Drop for Shared {
 }
 
 impl Shared {
-    fn flush(&self) {
-        // The output lock is taken first, so two flushes write their batches in order.
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
-        let mut batch = {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            if pending.is_empty() {
-                return;
+    /// Calls `f` with this thread's pending buffer for this log, made and registered on the
+    /// thread's first line.
+    fn with_own_pending(self: &Arc<Self>, f: impl FnOnce(&Pending)) {
+        MINE.with(|mine| {
+            let mut mine = mine.borrow_mut();
+            if let Some((_, pending)) = mine.iter().find(|(log, _)| std::ptr::eq(log.as_ptr(), Arc::as_ptr(self))) {
+                return f(pending);
             }
-            std::mem::replace(&mut *pending, std::mem::take(&mut *spare))
-        };
-        // Nowhere to report a failed write but stderr; the lines are lost either way.
-        if let Err(e) = out.write_all(&batch).and_then(|()| out.flush()) {
-            eprintln!("ferry serve: access log write failed: {e}");
+            mine.retain(|(log, _)| log.strong_count() > 0);
+            let pending = Arc::new(Mutex::new(Vec::with_capacity(FLUSH_BYTES)));
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(pending.clone());
+            f(&pending);
+            mine.push((Arc::downgrade(self), pending));
+        })
+    }
+
+    fn flush(&self) {
+        // The output lock is held throughout, so two flushes write their batches in order.
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let (out, batch) = &mut *out;
+        let threads = self.pending.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for pending in threads {
+            {
+                let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
+                if pending.is_empty() {
+                    continue;
+                }
+                std::mem::swap(&mut *pending, batch);
+            }
+            // Nowhere to report a failed write but stderr; the lines are lost either way.
+            if let Err(e) = out.write_all(batch).and_then(|()| out.flush()) {
+                eprintln!("ferry serve: access log write failed: {e}");
+            }
+            batch.clear();
         }
-        batch.clear();
-        *spare = batch;
     }
 }
 
@@ -167,6 +195,8 @@ thread_local! {
     static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
     /// The formatted date and time to the second, and the second it is for.
     static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    /// This thread's pending buffer in each log it has written to (one, outside tests).
+    static MINE: RefCell<Vec<(Weak<Shared>, Arc<Pending>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `{"timestamp":"...","level":"INFO","target":"ferry_serve::access","fields":{...}}\n`
@@ -397,6 +427,55 @@ mod tests {
         s.clear();
         timestamp(&mut s, UNIX_EPOCH);
         assert_eq!(s, "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn every_thread_has_its_own_pending_lines_and_all_are_written_in_their_order() {
+        let sink = Sink::default();
+        let log = AccessLog::to_writer(Box::new(sink.clone()));
+        let reason = Reason::Text("r");
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let (log, reason) = (&log, &reason);
+                scope.spawn(move || {
+                    for i in 0..1000 {
+                        log.log(&entry(&format!("/t{t}/{i}"), reason));
+                    }
+                });
+            }
+        });
+        log.flush();
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let mut next = [0; 4];
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let path = v["fields"]["path"].as_str().unwrap();
+            let (t, i) = path[2..].split_once('/').unwrap();
+            let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
+            assert_eq!(i, next[t], "thread {t}'s lines out of order");
+            next[t] += 1;
+        }
+        assert_eq!(next, [1000; 4]);
+        assert_eq!(log.shared.as_ref().unwrap().pending.lock().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_thread_past_its_limit_drops_and_counts_its_lines() {
+        let log = AccessLog::to_writer(Box::new(std::io::sink()));
+        let shared = log.shared.as_ref().unwrap();
+        // The output is stuck (the writer cannot take the output), and this thread's buffer is
+        // full.
+        let stuck = shared.out.lock().unwrap();
+        log.log(&entry("/first", &Reason::Text("r")));
+        shared.with_own_pending(|p| p.lock().unwrap().resize(MAX_PENDING, b' '));
+        log.log(&entry("/dropped", &Reason::Text("r")));
+        assert_eq!(log.dropped(), 1);
+        // Another thread still logs.
+        std::thread::scope(|s| {
+            s.spawn(|| log.log(&entry("/other", &Reason::Text("r"))));
+        });
+        assert_eq!(log.dropped(), 1);
+        drop(stuck);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use axum::http::{Method, StatusCode};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::route::{Decision, Outcome};
 use crate::server::{Connection, HEADER_READ_TIMEOUT};
@@ -37,6 +38,13 @@ const ANSWERS_PER_YIELD: u32 = 32;
 pub(crate) async fn serve(mut stream: TcpStream, connection: Connection, http: hyper::server::conn::http1::Builder) {
     let mut buffer = BytesMut::with_capacity(4 << 10);
     let mut out = Vec::with_capacity(1 << 10);
+    // The next request's head must be complete by `deadline`. The timer is not moved with it
+    // after every answer (a timer-wheel update per request); it keeps an earlier deadline, and
+    // when it fires early it is set to the current one. So the timer is touched about once per
+    // HEADER_READ_TIMEOUT per connection, however many requests it carries.
+    let mut deadline = Instant::now() + HEADER_READ_TIMEOUT;
+    let timer = tokio::time::sleep_until(deadline);
+    tokio::pin!(timer);
     loop {
         match answer(&buffer, &connection, &mut out) {
             Step::Answered { consumed, keep_alive } => {
@@ -49,12 +57,21 @@ pub(crate) async fn serve(mut stream: TcpStream, connection: Connection, http: h
                     let _ = stream.shutdown().await;
                     return;
                 }
+                deadline = Instant::now() + HEADER_READ_TIMEOUT;
             }
             Step::NeedMore if buffer.len() < MAX_HEAD => {
-                let read = tokio::time::timeout(HEADER_READ_TIMEOUT, stream.read_buf(&mut buffer)).await;
-                match read {
-                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-                    Ok(Ok(_)) => {}
+                tokio::select! {
+                    biased;
+                    read = stream.read_buf(&mut buffer) => match read {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    },
+                    () = timer.as_mut() => {
+                        if Instant::now() >= deadline {
+                            return;
+                        }
+                        timer.as_mut().reset(deadline);
+                    }
                 }
             }
             Step::NeedMore | Step::Hyper => {

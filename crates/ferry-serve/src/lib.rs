@@ -19,6 +19,7 @@
 
 pub mod access_log;
 pub mod config;
+mod counter;
 pub mod embedded;
 pub mod glob;
 pub mod inventory;

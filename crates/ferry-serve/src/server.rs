@@ -28,6 +28,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::access_log::{AccessLog, Entry};
+use crate::counter::ShardedCounter;
 use crate::embedded;
 use crate::probe::{ProbeSettings, Prober};
 use crate::remote::RemoteInventories;
@@ -65,8 +66,8 @@ struct RedirectLabels {
 pub struct Metrics {
     registry: Registry,
     /// One counter per [`Outcome`] (index [`Outcome::index`]), resolved once.
-    requests: Vec<Counter>,
-    redirects: Family<RedirectLabels, Counter>,
+    requests: Vec<ShardedCounter>,
+    redirects: Family<RedirectLabels, ShardedCounter>,
     mirror_healthy: Family<MirrorLabels, Gauge>,
     presence_cache_entries: Gauge,
     access_log_dropped: Counter,
@@ -75,8 +76,8 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
-        let request_family = Family::<RequestLabels, Counter>::default();
-        let redirects = Family::<RedirectLabels, Counter>::default();
+        let request_family = Family::<RequestLabels, ShardedCounter>::default();
+        let redirects = Family::<RedirectLabels, ShardedCounter>::default();
         registry.register("ferry_serve_requests", "Requests answered, by outcome", request_family.clone());
         registry.register(
             "ferry_serve_redirects",
@@ -117,7 +118,7 @@ impl Default for Metrics {
 pub(crate) struct RedirectCounters {
     /// Label count + 1 (column 0: no label).
     columns: usize,
-    cells: Box<[OnceLock<Counter>]>,
+    cells: Box<[OnceLock<ShardedCounter>]>,
 }
 
 impl RedirectCounters {
