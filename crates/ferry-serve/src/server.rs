@@ -330,16 +330,9 @@ impl AppState {
         if let Some(response) = self.service_endpoint(snapshot, method, path) {
             return response;
         }
-        let client = client_address(snapshot, peer, request.headers());
-        let label_id = snapshot.locator.locate_id(client);
-        let label = label_id.map(|l| &*snapshot.locator.labels()[l as usize]);
-        let presence: &dyn Presence = match &self.prober {
-            Some(prober) => &**prober,
-            None => &*self.presence,
-        };
-        let decision = decide(snapshot, method.as_str(), path, query, label, presence, Detail::Lean);
-        self.record(snapshot, method, path, peer, client, label_id, &decision);
-        respond(decision)
+        let forwarded_for: Vec<&[u8]> =
+            request.headers().get_all("x-forwarded-for").iter().map(HeaderValue::as_bytes).collect();
+        respond(self.decide_now(snapshot, peer, method, (path, query), &forwarded_for))
     }
 
     /// The same as [`AppState::answer_now`], for requests that may wait.
@@ -444,8 +437,8 @@ impl AppState {
         });
     }
 
-    /// [`AppState::answer_now`] from a request's parts, for the lean path (`lean.rs`): the
-    /// decision, already logged and counted. Only for a `path` that
+    /// The decision of [`AppState::answer_now`] from a request's parts (also the lean path's,
+    /// `lean.rs`), already logged and counted. Only for a `path` that
     /// [`AppState::answers_at_once`] and that is not a service endpoint.
     pub(crate) fn decide_now<'s>(
         &self,
