@@ -1,7 +1,8 @@
 //! The lean path (GET/HEAD answered without hyper's objects) at the level of raw HTTP/1.1 bytes:
 //! keep-alive and close for both versions, pipelining, a head split across packets, and the
 //! hand-over to hyper (a body, another method, an oversized head) with the bytes already read,
-//! after which the connection goes on working.
+//! after which the connection goes on working; and the deadline for each request head (30 s
+//! after the previous answer), tested in tokio's paused (virtual) time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,4 +143,65 @@ async fn other_requests_go_to_hyper_and_the_connection_goes_on() {
     let odd = "GET /v2/app/blobs/{x} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     let answer = exchange(&address, &[odd.as_bytes()]).await;
     assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+}
+
+/// Reads until the server closes the connection; what it sent, and when (virtual time) it closed.
+async fn until_closed(stream: &mut TcpStream) -> (String, Duration) {
+    let start = tokio::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut chunk = [0; 4096];
+    loop {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return (String::from_utf8(answer).unwrap(), start.elapsed()),
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_is_closed_30_s_after_the_last_answer() {
+    let (_dir, address) = start().await;
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream.write_all(blob(D1, "").as_bytes()).await.unwrap();
+    let (answer, closed_after) = until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 307 "), "{answer}");
+    assert!(closed_after >= Duration::from_secs(30) && closed_after < Duration::from_secs(31), "{closed_after:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_head_trickling_in_is_cut_off_30_s_after_it_began() {
+    let (_dir, address) = start().await;
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    let start = tokio::time::Instant::now();
+    stream.write_all(b"GET /v2/ HTTP/1.1\r\n").await.unwrap();
+    // A header line every 10 s, never the blank line that ends the head.
+    let mut lines = 0;
+    while stream.write_all(b"X-Slow: 1\r\n").await.is_ok() && lines < 10 {
+        lines += 1;
+        let mut byte = [0; 1];
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte)).await {
+            Err(_) => continue,              // still open after 10 s more
+            Ok(Ok(0)) | Ok(Err(_)) => break, // closed
+            Ok(Ok(_)) => panic!("answered an incomplete head"),
+        }
+    }
+    let closed_after = start.elapsed();
+    assert!(closed_after >= Duration::from_secs(30) && closed_after < Duration::from_secs(31), "{closed_after:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_in_use_stays_open_past_30_s() {
+    let (_dir, address) = start().await;
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    for _ in 0..4 {
+        stream.write_all(blob(D1, "").as_bytes()).await.unwrap();
+        let mut answer = [0; 4096];
+        let n = stream.read(&mut answer).await.unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 307 "), "{}", String::from_utf8_lossy(&answer[..n]));
+        tokio::time::sleep(Duration::from_secs(20)).await;
+    }
+    // 80 s after it opened, 20 s after its last answer: still served.
+    stream.write_all(blob(D2, "Connection: close\r\n").as_bytes()).await.unwrap();
+    let (answer, _) = until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 307 "), "{answer}");
 }
