@@ -2,7 +2,8 @@
 //! keep-alive and close for both versions, pipelining, a head split across packets, and the
 //! hand-over to hyper (a body, another method, an oversized head) with the bytes already read,
 //! after which the connection goes on working; and the deadline for each request head (30 s
-//! after the previous answer), tested in tokio's paused (virtual) time.
+//! after the previous answer), tested in tokio's paused (virtual) time. And a differential test:
+//! the lean path's answer equals hyper's for a catalogue of good and hostile requests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -204,4 +205,133 @@ async fn a_connection_in_use_stays_open_past_30_s() {
     stream.write_all(blob(D2, "Connection: close\r\n").as_bytes()).await.unwrap();
     let (answer, _) = until_closed(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 307 "), "{answer}");
+}
+
+/// One response read off `stream`: the status line, the headers but `date` (sorted, names in
+/// lower case) and the body (none for `HEAD`).
+async fn one_response(stream: &mut TcpStream, head: bool) -> (String, Vec<String>, String) {
+    let mut bytes = Vec::new();
+    let end = loop {
+        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let mut chunk = [0; 4096];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before a whole response head: {:?}", String::from_utf8_lossy(&bytes));
+        bytes.extend_from_slice(&chunk[..n]);
+    };
+    let text = String::from_utf8(bytes[..end].to_vec()).unwrap();
+    let mut lines = text.trim_end().split("\r\n");
+    let status = lines.next().unwrap().to_string();
+    let mut headers: Vec<String> = lines
+        .map(|l| {
+            let (name, value) = l.split_once(": ").unwrap();
+            format!("{}: {value}", name.to_ascii_lowercase())
+        })
+        .filter(|h| !h.starts_with("date: "))
+        .collect();
+    headers.sort();
+    let length: usize =
+        headers.iter().find_map(|h| h.strip_prefix("content-length: ")).map_or(0, |v| v.parse().unwrap());
+    let mut body = bytes[end..].to_vec();
+    let wanted = if head { 0 } else { length };
+    while body.len() < wanted {
+        let mut chunk = [0; 4096];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed inside a body");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(body.len(), wanted, "bytes after the response");
+    (status, headers, String::from_utf8(body).unwrap())
+}
+
+/// The lean path is only a faster way to give hyper's answer: for every request target below
+/// (redirects, every kind of refusal, hostile paths), with and without a believed
+/// `X-Forwarded-For`, `GET` and `HEAD` get the same status, headers (but `date`) and body from
+/// the lean path as from hyper (a chunked empty body sends the same request to hyper).
+#[tokio::test]
+async fn the_lean_path_answers_exactly_as_hyper_does() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inv.txt"), format!("{D1}\n/release/v1/kubectl\n")).unwrap();
+    std::fs::write(
+        dir.path().join("ferry.yaml"),
+        r#"
+trusted_proxies: ["127.0.0.1/32"]
+upstream:
+  registry: https://reg.example/proj
+  files: https://dl.example/
+  signatures: https://sig.example/sigs
+locations:
+  cidrs: {"203.0.113.0/24": "aws:us-east-2"}
+mirrors:
+  - name: east
+    blobs: https://east.example/b/{digest}
+    files: https://east.example/f/{path}
+    serves: ["aws:us-east-2"]
+    inventory: inv.txt
+"#,
+    )
+    .unwrap();
+    let state = Arc::new(AppState::new(Snapshot::load(&dir.path().join("ferry.yaml")).unwrap()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(run(listener, state));
+
+    let long = "a".repeat(300);
+    let targets = [
+        "/v2/".to_string(),
+        "/v2".to_string(),
+        format!("/v2/app/blobs/{D1}"),
+        format!("/v2/app/blobs/{D2}"),
+        format!("/v2/app/blobs/{D1}?x=1&y=%20"),
+        format!("/v2/a/b/c/blobs/{D1}"),
+        "/v2/app/manifests/v1.2.3".to_string(),
+        format!("/v2/app/manifests/{D1}"),
+        "/v2/app/manifests/sha256-1111.sig".to_string(),
+        "/v2/app/manifests/sha256-1111.att".to_string(),
+        "/v2/app/tags/list?n=10&last=v1".to_string(),
+        format!("/v2/app/referrers/{D1}?artifactType=application%2Fx"),
+        "/release/v1/kubectl".to_string(),
+        "/release/v1/kubectl.sha256".to_string(),
+        "/release/v1/kubectl.sig?x=1".to_string(),
+        "/release/v2/other".to_string(),
+        "/v2/../etc/passwd".to_string(),
+        "/release/../../etc/passwd".to_string(),
+        "/release/%2e%2e/x".to_string(),
+        "/release/./x".to_string(),
+        "/release//x".to_string(),
+        "/.hidden/x".to_string(),
+        "/release/v1/".to_string(),
+        "/v2/app/blobs/sha256:ABC".to_string(),
+        "/v2/app/blobs/sha256:nothex".to_string(),
+        "/v2/app/blobs/sha512:00".to_string(),
+        "/v2/App/blobs/x".to_string(),
+        "/v2//app/blobs/x".to_string(),
+        "/v2/app/manifests/-bad".to_string(),
+        "/v2/app/referrers/latest".to_string(),
+        "/v2/_catalog".to_string(),
+        "/v2/app/blobs/uploads/".to_string(),
+        format!("/v2/{long}/blobs/{D1}"),
+        format!("/{long}/{long}"),
+        "/".to_string(),
+        "/v2/app/blobs/%73ha256:00".to_string(),
+        "/v2/app/tags/list?bad=\"x\"".replace('"', "'"),
+    ];
+    let mut compared = 0;
+    for target in &targets {
+        for method in ["GET", "HEAD"] {
+            for forwarded in ["", "X-Forwarded-For: 203.0.113.9\r\n", "X-Forwarded-For: not-an-address\r\n"] {
+                let head = format!("{method} {target} HTTP/1.1\r\nHost: x\r\n{forwarded}");
+                let mut lean = TcpStream::connect(&address).await.unwrap();
+                lean.write_all(format!("{head}\r\n").as_bytes()).await.unwrap();
+                let mut hyper = TcpStream::connect(&address).await.unwrap();
+                hyper.write_all(format!("{head}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n").as_bytes()).await.unwrap();
+                let is_head = method == "HEAD";
+                let (lean, hyper) = (one_response(&mut lean, is_head).await, one_response(&mut hyper, is_head).await);
+                assert_eq!(lean, hyper, "{method} {target} {forwarded:?}");
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, targets.len() * 6);
 }
