@@ -172,7 +172,7 @@ fn answer(buffer: &[u8], connection: &Connection, out: &mut Vec<u8>) -> Step {
     }
     let decision = state.decide_now(&snapshot, connection.peer, &method, (path, query), &forwarded_for[..forwarded]);
     out.clear();
-    write_response(out, &decision, method == Method::HEAD, keep_alive && request.version == Some(1), keep_alive);
+    write_response(out, &decision, method == Method::HEAD, request.version == Some(1), keep_alive);
     Step::Answered { consumed, keep_alive }
 }
 
@@ -182,10 +182,12 @@ fn is_target_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
 }
 
-/// The response hyper would send for `decision` (the same as `server::respond`), as HTTP/1.1
-/// bytes: status line, `date`, the decision's headers, `content-length` (which hyper leaves out
-/// for a `HEAD` whose body would be empty), and the body unless the request was `HEAD`.
-/// `tests/lean.rs` compares the two paths' answers byte for byte but for `date`.
+/// The response hyper would send for `decision` (the same as `server::respond`), as bytes:
+/// the status line (HTTP/1.1, or HTTP/1.0 to an HTTP/1.0 request), `connection: keep-alive` to
+/// an HTTP/1.0 request that asked for it or `connection: close` to an HTTP/1.1 request that asked
+/// to close, the decision's headers, `content-length` (which hyper leaves out for a `HEAD` whose
+/// body would be empty), `date`, and the body unless the request was `HEAD`. `tests/lean.rs`
+/// compares the two paths' answers byte for byte but for `date`.
 fn write_response(out: &mut Vec<u8>, decision: &Decision<'_>, head: bool, http11: bool, keep_alive: bool) {
     let (status, body): (u16, Option<String>) = match decision.outcome {
         Outcome::Ok => (200, None),
@@ -194,7 +196,7 @@ fn write_response(out: &mut Vec<u8>, decision: &Decision<'_>, head: bool, http11
         _ => (decision.status, Some(format!("{}\n", decision.reason))),
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(if http11 { b"HTTP/1.1 " } else { b"HTTP/1.0 " });
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
@@ -210,6 +212,8 @@ fn write_response(out: &mut Vec<u8>, decision: &Decision<'_>, head: bool, http11
     }
     if !http11 && keep_alive {
         out.extend_from_slice(b"connection: keep-alive\r\n");
+    } else if http11 && !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
     }
     let body = body.unwrap_or_default();
     // hyper sends no length for a `HEAD` whose `GET` would have an empty body.
