@@ -39,6 +39,7 @@ enum Command {
     /// redirecting each one to the nearest healthy mirror that holds the bytes, else to the
     /// upstream. See docs/serve.md for the configuration and docs/request-handling.md for exactly
     /// how each request is answered.
+    #[command(after_long_help = SERVE_HELP)]
     Serve {
         /// The configuration file (YAML). Reloaded when it or an inventory changes; a bad new
         /// version is refused and the old one keeps serving.
@@ -46,6 +47,24 @@ enum Command {
         config: std::path::PathBuf,
     },
 }
+
+/// `ferry serve --help`, after the options.
+const SERVE_HELP: &str = "\
+A small configuration:
+
+  listen: 0.0.0.0:8080
+  upstream: {registry: https://registry.example/my-project}
+  locations: {aws: [/etc/ferry/aws-ip-ranges.json]}
+  mirrors:
+    - name: s3-us-east-2
+      blobs: https://bucket.s3.us-east-2.amazonaws.com/images/{digest}
+      serves: [\"aws:us-east-2\"]
+      inventory: s3://bucket/images/inventory.txt
+
+Besides the redirects it answers GET /healthz, GET /metrics (Prometheus) and
+GET /debug/route?ip=ADDR&digest=sha256:... (or &path=/file), which explains one decision as JSON.
+Logs are JSON lines on standard output, one per request; FERRY_LOG sets the level (default info;
+FERRY_LOG=warn turns the access log off). It stops on SIGTERM or SIGINT.";
 
 #[derive(Subcommand)]
 enum Promote {

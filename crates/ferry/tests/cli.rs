@@ -142,3 +142,28 @@ fn serve_answers_the_registry_api_and_refuses_a_bad_config() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("ferry.yaml: listen"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn serve_help_shows_a_configuration_that_is_valid() {
+    let help = text(&ferry(&["serve", "--help"]).stdout);
+    let example: String = help
+        .split("A small configuration:\n\n")
+        .nth(1)
+        .expect("an example in the help")
+        .lines()
+        .take_while(|line| !line.is_empty())
+        .map(|line| format!("{}\n", line.strip_prefix("  ").expect("indented")))
+        .collect();
+    // Built into a snapshot as `ferry serve` would, with the real AWS ranges in place of the
+    // example's path and an empty inventory for its bucket.
+    let ranges = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/cloud-ranges/aws-ip-ranges.json");
+    let example = example.replace("/etc/ferry/aws-ip-ranges.json", ranges);
+    let config = ferry_serve::Config::from_yaml(&example, "the help's example").expect("the help's example parses");
+    let inventory = ferry_serve::Inventory::parse("", "empty").unwrap();
+    let fetched = [("s3://bucket/images/inventory.txt".to_string(), std::sync::Arc::new(inventory))].into();
+    let snapshot = ferry_serve::Snapshot::from_config_with(config, Path::new("/"), &fetched);
+    assert_eq!(snapshot.expect("the help's example is valid").mirrors.len(), 1);
+    for endpoint in ["/healthz", "/metrics", "/debug/route", "FERRY_LOG"] {
+        assert!(help.contains(endpoint), "{endpoint} missing from:\n{help}");
+    }
+}
