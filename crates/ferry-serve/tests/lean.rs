@@ -248,7 +248,7 @@ async fn one_response(stream: &mut TcpStream, head: bool) -> (String, Vec<String
 }
 
 /// The lean path is only a faster way to give hyper's answer: for every request target below
-/// (redirects, every kind of refusal, hostile paths), with and without a believed
+/// (redirects, every kind of refusal, hostile paths, random ones), with and without a believed
 /// `X-Forwarded-For`, `GET` and `HEAD` get the same status, headers (but `date`) and body from
 /// the lean path as from hyper (a one-byte body, which the answer does not depend on, sends the
 /// same request to hyper).
@@ -281,7 +281,7 @@ mirrors:
     tokio::spawn(run(listener, state));
 
     let long = "a".repeat(300);
-    let targets = [
+    let mut targets = vec![
         "/v2/".to_string(),
         "/v2".to_string(),
         format!("/v2/app/blobs/{D1}"),
@@ -320,6 +320,22 @@ mirrors:
         "/v2/app/blobs/%73ha256:00".to_string(),
         "/v2/app/tags/list?bad=\"x\"".replace('"', "'"),
     ];
+    // And 300 random targets from the bytes that matter to the parsers (seeded: the same each run).
+    let alphabet = b"/v2abs.-_%?&=:0129fAZ~!$'()*+,;@";
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in 0..300 {
+        let len = 1 + (next() % 40) as usize;
+        let random: String =
+            (0..len).map(|_| char::from(alphabet[(next() % alphabet.len() as u64) as usize])).collect();
+        let prefix = ["/", "/v2/", "/v2/app/blobs/", "/release/"][i % 4];
+        targets.push(format!("{prefix}{random}"));
+    }
     let mut compared = 0;
     for target in &targets {
         for method in ["GET", "HEAD"] {
