@@ -2,7 +2,7 @@
 # Redirector benchmark: `ferry serve` against nginx (geo + map + return 307) answering the same blob
 # redirects from the same published AWS + Google Cloud ranges, side by side in one run, on loopback.
 #
-#   bench/redirect.sh [DURATION_S] [CONNECTIONS]     (defaults 10 64);  BENCH_ROUNDS=3
+#   bench/redirect.sh [DURATION_S] [CONNECTIONS]     (defaults 10 64);  BENCH_ROUNDS=7
 #   (FERRY_LOG=warn in the environment turns Ferry's access log off, for comparison)
 #
 # - nginx: `geo $ferry_label` built from every IPv4 and IPv6 prefix of both files (deduplicated; geo
@@ -25,7 +25,7 @@
 #   answers /healthz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-duration=${1:-10}; conns=${2:-64}; rounds=${BENCH_ROUNDS:-3}
+duration=${1:-10}; conns=${2:-64}; rounds=${BENCH_ROUNDS:-7}
 ranges=$(cd ../shared/data/cloud-ranges && pwd)
 
 need=()
