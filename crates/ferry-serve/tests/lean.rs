@@ -17,11 +17,7 @@ const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222
 
 /// A server whose mirror `east` holds D1 and serves loopback clients.
 async fn start() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("inv.txt"), format!("{D1}\n")).unwrap();
-    std::fs::write(
-        dir.path().join("ferry.yaml"),
-        r#"
+    let config = r#"
 upstream:
   registry: https://reg.example/proj
 locations:
@@ -31,9 +27,15 @@ mirrors:
     blobs: https://east.example/b/{digest}
     serves: ["aws:us-east-2"]
     inventory: inv.txt
-"#,
-    )
-    .unwrap();
+"#;
+    start_with(config, &format!("{D1}\n")).await
+}
+
+/// A server with this configuration, whose `inv.txt` holds `inventory`; its folder and address.
+async fn start_with(config: &str, inventory: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inv.txt"), inventory).unwrap();
+    std::fs::write(dir.path().join("ferry.yaml"), config).unwrap();
     let state = Arc::new(AppState::new(Snapshot::load(&dir.path().join("ferry.yaml")).unwrap()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
@@ -254,11 +256,7 @@ async fn one_response(stream: &mut TcpStream, head: bool) -> (String, Vec<String
 /// same request to hyper).
 #[tokio::test]
 async fn the_lean_path_answers_exactly_as_hyper_does() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("inv.txt"), format!("{D1}\n/release/v1/kubectl\n")).unwrap();
-    std::fs::write(
-        dir.path().join("ferry.yaml"),
-        r#"
+    let config = r#"
 trusted_proxies: ["127.0.0.1/32"]
 upstream:
   registry: https://reg.example/proj
@@ -272,13 +270,8 @@ mirrors:
     files: https://east.example/f/{path}
     serves: ["aws:us-east-2"]
     inventory: inv.txt
-"#,
-    )
-    .unwrap();
-    let state = Arc::new(AppState::new(Snapshot::load(&dir.path().join("ferry.yaml")).unwrap()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    tokio::spawn(run(listener, state));
+"#;
+    let (_dir, address) = start_with(config, &format!("{D1}\n/release/v1/kubectl\n")).await;
 
     let long = "a".repeat(300);
     let mut targets = vec![
