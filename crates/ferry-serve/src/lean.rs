@@ -133,7 +133,7 @@ fn answer(buffer: &[u8], connection: &Connection, out: &mut Vec<u8>) -> Step {
         Some("HEAD") => Method::HEAD,
         _ => return Step::Hyper,
     };
-    let Some(target) = request.path.filter(|t| t.starts_with('/') && t.bytes().all(is_target_byte)) else {
+    let Some(target) = request.path.filter(|t| t.starts_with('/') && all_bytes(t, is_target_byte)) else {
         return Step::Hyper;
     };
     let (path, query) = match target.split_once('?') {
@@ -177,9 +177,24 @@ fn answer(buffer: &[u8], connection: &Connection, out: &mut Vec<u8>) -> Step {
 }
 
 /// RFC 3986 `pchar`s, `/` and `?` (and `%` for escapes): every byte hyper's URI parser accepts
-/// in a path and query, and more bytes than requests for blobs and release files use.
+/// in a path and query, and more bytes than requests for blobs and release files use. Written
+/// as the printable ASCII bytes but the 12 that are none of those, without branches, so that
+/// [`all_bytes`] tests a whole request target a vector at a time.
 fn is_target_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
+    (b'!'..=b'~').contains(&b)
+        & (b != b'"')
+        & (b != b'#')
+        & (b != b'<')
+        & (b != b'>')
+        & !(b'['..=b'^').contains(&b)
+        & (b != b'`')
+        & !(b'{'..=b'}').contains(&b)
+}
+
+/// Whether `test` holds for every byte of `s`. Every byte is tested, with no early exit, so the
+/// compiler can test many at once (these checks run on every request).
+fn all_bytes(s: &str, test: impl Fn(u8) -> bool) -> bool {
+    s.bytes().fold(true, |all, b| all & test(b))
 }
 
 /// The response hyper would send for `decision` (the same as `server::respond`), as bytes:
@@ -191,7 +206,9 @@ fn is_target_byte(b: u8) -> bool {
 fn write_response(out: &mut Vec<u8>, decision: &Decision<'_>, head: bool, http11: bool, keep_alive: bool) {
     let (status, body): (u16, Option<String>) = match decision.outcome {
         Outcome::Ok => (200, None),
-        _ if decision.status == 307 && decision.location.as_deref().is_some_and(is_header_value) => (307, None),
+        _ if decision.status == 307 && decision.location.as_deref().is_some_and(|l| all_bytes(l, is_header_byte)) => {
+            (307, None)
+        }
         _ if decision.status == 307 => (500, Some("internal error\n".to_string())),
         _ => (decision.status, Some(format!("{}\n", decision.reason))),
     };
@@ -219,7 +236,7 @@ fn write_response(out: &mut Vec<u8>, decision: &Decision<'_>, head: bool, http11
     // hyper sends no length for a `HEAD` whose `GET` would have an empty body.
     if !(head && body.is_empty()) {
         out.extend_from_slice(b"content-length: ");
-        push_decimal(out, body.len());
+        out.extend_from_slice(crate::route::decimal(&mut [0; 20], body.len()).as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"date: ");
@@ -230,16 +247,9 @@ fn write_response(out: &mut Vec<u8>, decision: &Decision<'_>, head: bool, http11
     }
 }
 
-fn push_decimal(out: &mut Vec<u8>, n: usize) {
-    if n >= 10 {
-        push_decimal(out, n / 10);
-    }
-    out.push(b'0' + (n % 10) as u8);
-}
-
 /// What `HeaderValue::from_maybe_shared` accepts: visible ASCII, space and tab.
-fn is_header_value(value: &str) -> bool {
-    value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+fn is_header_byte(b: u8) -> bool {
+    (b == b'\t') | (b' '..=b'~').contains(&b)
 }
 
 thread_local! {
@@ -300,5 +310,25 @@ impl AsyncWrite for Rewind {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_bytes_are_exactly_rfc_3986_path_and_query_characters() {
+        for b in 0..=u8::MAX {
+            let rfc = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b);
+            assert_eq!(is_target_byte(b), rfc, "{b:#04x}");
+            let printable = b == b'\t' || (0x20..0x7f).contains(&b);
+            assert_eq!(is_header_byte(b), printable, "{b:#04x}");
+        }
+        let target = "/v2/app/blobs/sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert!(all_bytes(target, is_target_byte));
+        for bad in ["/a b", "/a\"", "/<", "/a#b", "/\u{e9}", "/a\\b", "/{x}", "/`", "/^", "/[1]"] {
+            assert!(!all_bytes(bad, is_target_byte), "{bad:?}");
+        }
     }
 }

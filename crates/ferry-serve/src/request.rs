@@ -163,29 +163,14 @@ pub fn check_path_chars(path: &str) -> Result<(), Reject> {
     if path.len() > MAX_PATH {
         return Err(Reject::BadRequest(format!("path longer than {MAX_PATH} bytes")));
     }
-    // Printable ASCII but '\\' and '%', tested 8 bytes at a time (every request goes through here).
-    let bytes = path.as_bytes();
-    let mut words = bytes.chunks_exact(8);
-    let clean = words.all(|w| !forbidden_word(u64::from_le_bytes(w.try_into().expect("8 bytes"))))
-        && words.remainder().iter().all(|&b| (0x21..0x7f).contains(&b) && b != b'\\' && b != b'%');
-    if clean {
+    // Printable ASCII but '\\' and '%'. Every request goes through here: every byte is tested,
+    // with no early exit, so the compiler tests many at a time.
+    let allowed = |b: u8| (0x21..0x7f).contains(&b) & (b != b'\\') & (b != b'%');
+    if path.bytes().fold(true, |all, b| all & allowed(b)) {
         return Ok(());
     }
     let c = path.chars().find(|c| c.is_control() || !c.is_ascii() || matches!(c, '\\' | '%' | ' ')).unwrap_or(' ');
     Err(Reject::BadRequest(format!("character {c:?} not allowed in a path")))
-}
-
-/// Whether any of 8 bytes is outside `0x21..=0x7e` or is `\\` or `%`.
-fn forbidden_word(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
-    // A byte >= 0x80, or (bytes < 0x80) one below 0x21, or 0x7f (which + 1 sets the high bit).
-    w & HIGH != 0
-        || w.wrapping_sub(ONES * 0x21) & !w & HIGH != 0
-        || w.wrapping_add(ONES) & HIGH != 0
-        || has_zero(w ^ (ONES * u64::from(b'\\')))
-        || has_zero(w ^ (ONES * u64::from(b'%')))
 }
 
 /// Parses the raw (still percent-encoded) path and query of a request.
@@ -203,15 +188,14 @@ pub fn parse_request(path: &str, query: Option<&str>) -> Result<RouteRequest, Re
             Some(q) if !q.is_empty() => Some(SafeQuery::parse(q).map_err(bad)?),
             _ => None,
         };
-        if rest.is_empty() || rest.starts_with('/') || rest.ends_with('/') || rest.contains("//") {
+        if rest.is_empty() || rest.starts_with('/') || rest.ends_with('/') || has_double_slash(rest) {
             return Err(bad("empty path segment ('//' or trailing '/')".into()));
         }
         // From the right: the last segment, the endpoint word, and everything before is the name.
-        let mut from_right = rest.rsplitn(3, '/');
-        let last = from_right.next().unwrap_or_default();
-        let word = from_right.next().unwrap_or_default();
-        let mut name = || -> Result<RepoName, Reject> {
-            match from_right.next() {
+        let (before, last) = split_last_segment(rest);
+        let (name, word) = before.map_or((None, ""), split_last_segment);
+        let name = || -> Result<RepoName, Reject> {
+            match name {
                 Some(name) => name.parse::<RepoName>().map_err(|e| bad(e.to_string())),
                 None => Err(Reject::NotFound("no repository name".into())),
             }
@@ -240,6 +224,20 @@ pub fn parse_request(path: &str, query: Option<&str>) -> Result<RouteRequest, Re
     }
     let path = FilePath::parse(path).map_err(bad)?;
     Ok(RouteRequest::new(Resource::File { path }))
+}
+
+/// Whether `s` has `//` anywhere (every pair tested, with no early exit, as above).
+fn has_double_slash(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().zip(&b[1.min(b.len())..]).fold(false, |any, (&x, &y)| any | ((x == b'/') & (y == b'/')))
+}
+
+/// `("a/b", "c")` for `"a/b/c"`, `(None, "c")` for `"c"`.
+fn split_last_segment(s: &str) -> (Option<&str>, &str) {
+    match memchr::memrchr(b'/', s.as_bytes()) {
+        Some(i) => (Some(&s[..i]), &s[i + 1..]),
+        None => (None, s),
+    }
 }
 
 #[cfg(test)]

@@ -204,8 +204,8 @@ impl Reason<'_> {
     }
 }
 
-/// `n` in decimal, written into `buf` (no allocation: this is on the access log's path).
-fn decimal(buf: &mut [u8; 20], mut n: usize) -> &str {
+/// `n` in decimal, written into `buf` (no allocation or `fmt`: this is on every request's path).
+pub(crate) fn decimal(buf: &mut [u8; 20], mut n: usize) -> &str {
     let mut i = buf.len();
     loop {
         i -= 1;
