@@ -3,7 +3,9 @@
 # redirects from the same published AWS + Google Cloud ranges, side by side in one run, on loopback.
 #
 #   bench/redirect.sh [DURATION_S] [CONNECTIONS]     (defaults 10 64);  BENCH_ROUNDS=7
-#   (FERRY_LOG=warn in the environment turns Ferry's access log off, for comparison)
+#   (FERRY_LOG=warn in the environment turns Ferry's access log off, for comparison;
+#    FERRY_BASELINE=/path/to/another/ferry adds that build as a third server in every round, to
+#    measure a change side by side with the build before it)
 #
 # - nginx: `geo $ferry_label` built from every IPv4 and IPv6 prefix of both files (deduplicated; geo
 #   does longest-prefix match; same prefix in both files: AWS wins, as in Ferry), `map` from label to
@@ -65,6 +67,7 @@ wait_http() { # URL PID: until URL answers (20 s at most) or the process is gone
 }
 
 nginx_port=$(free_port); ferry_port=$(free_port); health_port=$(free_port); mem_port=$(free_port)
+baseline_port=$(free_port); baseline=${FERRY_BASELINE:-}
 digest=sha256:$(python3 -c 'import hashlib; print(hashlib.sha256(b"ferry redirect bench").hexdigest())')
 path=/v2/app/blobs/$digest
 # The mirror is on loopback (a port where nginx answers 404), not on an unresolvable host: Ferry
@@ -164,6 +167,7 @@ CFG
 }
 ferry_config "$ferry_port" "$work/inventory.txt" >"$work/ferry.yaml"
 ferry_config "$mem_port" "$shm/inventory-1m.txt" >"$work/ferry-1m.yaml"
+ferry_config "$baseline_port" "$work/inventory.txt" >"$work/baseline.yaml"
 
 # wrk script: the addresses, one request each, pre-formatted; each thread starts elsewhere in the list.
 {
@@ -190,6 +194,14 @@ pids+=($!); nginx_pid=$!
 pids+=($!); ferry_pid=$!
 wait_http "http://127.0.0.1:$nginx_port/healthz" "$nginx_pid" || { cat "$work/nginx-error.log" >&2; exit 1; }
 wait_http "http://127.0.0.1:$ferry_port/healthz" "$ferry_pid" || { cat "$work/ferry.err" >&2; exit 1; }
+servers=(nginx ferry)
+if [ -n "$baseline" ]; then
+  "$baseline" serve --config "$work/baseline.yaml" >/dev/null 2>"$work/baseline.err" &
+  pids+=($!); baseline_pid=$!; servers+=(baseline)
+  wait_http "http://127.0.0.1:$baseline_port/healthz" "$baseline_pid" || { cat "$work/baseline.err" >&2; exit 1; }
+  loc=$(curl -s -o /dev/null -w '%{redirect_url}' -H 'X-Forwarded-For: 3.128.0.5' "http://127.0.0.1:$baseline_port$path")
+  [ "$loc" = "$mirror_base/$digest" ] || { echo "the baseline answered $loc" >&2; exit 1; }
+fi
 
 # --- same answers? ---------------------------------------------------------------------------------
 check_answers() {
@@ -249,9 +261,10 @@ hz=$(getconf CLK_TCK)
 echo "wrk -t2 -c$conns -d${duration}s --latency, rotating X-Forwarded-For; $rounds rounds, alternating"
 : >"$work/results"
 for r in $(seq "$rounds"); do
-  for who in nginx ferry; do
+  for who in "${servers[@]}"; do
     port=$nginx_port; procs=("$nginx_pid" $(pgrep -P "$nginx_pid"))
     [ "$who" = ferry ] && { port=$ferry_port; procs=("$ferry_pid"); }
+    [ "$who" = baseline ] && { port=$baseline_port; procs=("$baseline_pid"); }
     run_wrk "$port" 2 >/dev/null
     t0=$(cpu_ticks "${procs[@]}")
     read -r rps p50 p99 n < <(run_wrk "$port" "$duration")
@@ -290,8 +303,12 @@ med = {w: [statistics.median(c) for c in zip(*v)] for w, v in rows.items()}
 n, f = med["nginx"], med["ferry"]
 print()
 print(f"{'median of ' + str(len(rows['ferry'])) + ' rounds':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}")
-for w in ("nginx", "ferry"):
+for w in rows:
     print(f"{w:<22}{med[w][0]:>10.0f}{med[w][1]:>9.3f}{med[w][2]:>9.3f}{med[w][3]:>12.2f}")
+if "baseline" in med:
+    b = med["baseline"]
+    print(f"baseline/nginx: throughput {b[0] / n[0]:.3f}, p99 {b[2] / n[2]:.3f}, CPU per request {b[3] / n[3]:.3f}")
+    print(f"Ferry/baseline: throughput {f[0] / b[0]:.3f}, p99 {f[2] / b[2]:.3f}, CPU per request {f[3] / b[3]:.3f}")
 tp, lat = f[0] / n[0], f[2] / n[2]
 print(f"Ferry/nginx CPU per request {f[3] / n[3]:.3f}")
 print(f"Ferry/nginx throughput {tp:.3f}  (target >= 1: {'met' if tp >= 1 else 'NOT met'})")

@@ -25,6 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::http::Method;
+
 use crate::route::Reason;
 
 /// Longest a line waits in memory before it is written.
@@ -36,13 +38,15 @@ pub const MAX_PENDING: usize = 8 * 1024 * 1024;
 
 /// One request, as logged.
 pub struct Entry<'a> {
-    pub method: &'a str,
+    /// An HTTP method is a token, which never needs escaping.
+    pub method: &'a Method,
     pub path: &'a str,
     pub client: IpAddr,
     pub peer: IpAddr,
     pub label: Option<&'a str>,
     pub status: u16,
-    pub outcome: &'a str,
+    /// One of the fixed outcome words (`Outcome::as_str`).
+    pub outcome: &'static str,
     pub mirror: Option<&'a str>,
     /// JSON-safe by construction (configured URLs refuse quotes, backslashes and control
     /// characters; the request parts in it are validated), so written as it is.
@@ -204,10 +208,10 @@ fn format_line(out: &mut String, now: SystemTime, e: &Entry<'_>) {
     out.push_str("{\"timestamp\":\"");
     timestamp(out, now);
     out.push_str("\",\"level\":\"INFO\",\"target\":\"ferry_serve::access\",\"fields\":{\"method\":\"");
-    escape(out, e.method);
+    // The method, the outcome, the addresses and the status never need escaping.
+    out.push_str(e.method.as_str());
     out.push_str("\",\"path\":\"");
     escape(out, e.path);
-    // Addresses and the status never need escaping.
     out.push_str("\",\"client\":\"");
     push_ip(out, e.client);
     out.push_str("\",\"peer\":\"");
@@ -217,7 +221,7 @@ fn format_line(out: &mut String, now: SystemTime, e: &Entry<'_>) {
     out.push_str("\",\"status\":");
     out.push_str(crate::route::decimal(&mut [0; 20], usize::from(e.status)));
     out.push_str(",\"outcome\":\"");
-    escape(out, e.outcome);
+    out.push_str(e.outcome);
     out.push_str("\",\"mirror\":\"");
     escape(out, e.mirror.unwrap_or(""));
     out.push_str("\",\"location\":\"");
@@ -337,7 +341,7 @@ mod tests {
 
     fn entry<'a>(path: &'a str, reason: &'a Reason<'a>) -> Entry<'a> {
         Entry {
-            method: "GET",
+            method: &Method::GET,
             path,
             client: "203.0.113.7".parse().unwrap(),
             peer: "::1".parse().unwrap(),
