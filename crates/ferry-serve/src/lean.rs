@@ -136,8 +136,8 @@ fn answer(buffer: &[u8], connection: &Connection, out: &mut Vec<u8>) -> Step {
     let Some(target) = request.path.filter(|t| t.starts_with('/') && all_bytes(t, is_target_byte)) else {
         return Step::Hyper;
     };
-    let (path, query) = match target.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
+    let (path, query) = match memchr::memchr(b'?', target.as_bytes()) {
+        Some(i) => (&target[..i], Some(&target[i + 1..])),
         None => (target, None),
     };
     let mut keep_alive = request.version == Some(1);

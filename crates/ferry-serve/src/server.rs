@@ -676,26 +676,37 @@ pub(crate) fn client_address_from(snapshot: &Snapshot, peer: IpAddr, forwarded_f
 /// address lookup); it accepts exactly what `Ipv4Addr::from_str` accepts (test
 /// `ipv4_parsing_matches_the_standard_library`).
 fn parse_ip(text: &[u8]) -> Option<IpAddr> {
-    if text.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
-        return parse_ipv4(text).map(IpAddr::V4);
+    match parse_ipv4(text) {
+        Some(v4) => Some(IpAddr::V4(v4)),
+        // Whatever else the standard parser accepts has a ':' (IPv6), so the rest is refused.
+        None if text.contains(&b':') => std::str::from_utf8(text).ok()?.parse().ok(),
+        None => None,
     }
-    std::str::from_utf8(text).ok()?.parse().ok()
 }
 
 /// Four decimal octets separated by `.`, each 0-255 in at most three digits, none with a
-/// leading zero but `0` itself.
+/// leading zero but `0` itself. One pass over the bytes.
 fn parse_ipv4(text: &[u8]) -> Option<std::net::Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut parts = text.split(|&b| b == b'.');
-    for octet in &mut octets {
-        let part = parts.next()?;
-        let leading_zero = part.len() > 1 && part[0] == b'0';
-        if part.is_empty() || part.len() > 3 || leading_zero || !part.iter().all(u8::is_ascii_digit) {
-            return None;
+    let (mut octets, mut at) = ([0u8; 4], 0);
+    let (mut value, mut digits) = (0u16, 0);
+    for &b in text {
+        match b {
+            b'0'..=b'9' if digits < 3 && !(digits == 1 && value == 0) => {
+                value = value * 10 + u16::from(b - b'0');
+                digits += 1;
+            }
+            b'.' if digits > 0 && at < 3 => {
+                octets[at] = u8::try_from(value).ok()?;
+                (at, value, digits) = (at + 1, 0, 0);
+            }
+            _ => return None,
         }
-        *octet = u8::try_from(part.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'))).ok()?;
     }
-    parts.next().is_none().then_some(std::net::Ipv4Addr::from(octets))
+    if digits == 0 || at != 3 {
+        return None;
+    }
+    octets[3] = u8::try_from(value).ok()?;
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 fn text(status: StatusCode, body: impl Into<Body>) -> Response<Body> {
@@ -980,7 +991,10 @@ mirrors:
             assert_eq!(parse_ipv4(text), std_v4(text), "{:?}", String::from_utf8_lossy(text));
             assert_eq!(parse_ip(text), std::str::from_utf8(text).unwrap().parse().ok());
         }
-        for text in ["2001:db8::1", "::ffff:1.2.3.4", "1.2.3.4 ", "x", "256.1.1.1", "1.2.3.4.", ""] {
+        for text in ["01.2.3.4", "1.2.3.04", "00.1.1.1", "1.2.3.256", "1.2.3.999", "1..2.3", ".1.2.3.4", "1.2.3.0"] {
+            assert_eq!(parse_ipv4(text.as_bytes()), text.parse().ok(), "{text:?}");
+        }
+        for text in ["2001:db8::1", "::ffff:1.2.3.4", "1.2.3.4 ", "x", "256.1.1.1", "1.2.3.4.", "", "1.2.3.4:80"] {
             assert_eq!(parse_ip(text.as_bytes()), text.parse().ok(), "{text:?}");
         }
     }
