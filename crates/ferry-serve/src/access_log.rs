@@ -140,7 +140,7 @@ impl AccessLog {
                     shared.dropped.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                pending.extend_from_slice(line.as_bytes());
+                pending.extend_from_slice(&line);
                 if pending.len() >= FLUSH_BYTES && pending.len() - line.len() < FLUSH_BYTES {
                     shared.wake.notify_one();
                 }
@@ -196,7 +196,7 @@ impl Shared {
 
 thread_local! {
     /// Each thread formats into its own buffer (no allocation once it has grown).
-    static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
     /// The formatted date and time to the second, and the second it is for.
     static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     /// This thread's pending buffer in each log it has written to (one, outside tests).
@@ -204,35 +204,35 @@ thread_local! {
 }
 
 /// `{"timestamp":"...","level":"INFO","target":"ferry_serve::access","fields":{...}}\n`
-fn format_line(out: &mut String, now: SystemTime, e: &Entry<'_>) {
-    out.push_str("{\"timestamp\":\"");
+fn format_line(out: &mut Vec<u8>, now: SystemTime, e: &Entry<'_>) {
+    out.extend_from_slice(b"{\"timestamp\":\"");
     timestamp(out, now);
-    out.push_str("\",\"level\":\"INFO\",\"target\":\"ferry_serve::access\",\"fields\":{\"method\":\"");
+    out.extend_from_slice(b"\",\"level\":\"INFO\",\"target\":\"ferry_serve::access\",\"fields\":{\"method\":\"");
     // The method, the outcome, the addresses and the status never need escaping.
-    out.push_str(e.method.as_str());
-    out.push_str("\",\"path\":\"");
+    out.extend_from_slice(e.method.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"path\":\"");
     escape(out, e.path);
-    out.push_str("\",\"client\":\"");
+    out.extend_from_slice(b"\",\"client\":\"");
     push_ip(out, e.client);
-    out.push_str("\",\"peer\":\"");
+    out.extend_from_slice(b"\",\"peer\":\"");
     push_ip(out, e.peer);
-    out.push_str("\",\"label\":\"");
+    out.extend_from_slice(b"\",\"label\":\"");
     escape(out, e.label.unwrap_or(""));
-    out.push_str("\",\"status\":");
-    out.push_str(crate::route::decimal(&mut [0; 20], usize::from(e.status)));
-    out.push_str(",\"outcome\":\"");
-    out.push_str(e.outcome);
-    out.push_str("\",\"mirror\":\"");
+    out.extend_from_slice(b"\",\"status\":");
+    out.extend_from_slice(crate::route::decimal(&mut [0; 20], usize::from(e.status)).as_bytes());
+    out.extend_from_slice(b",\"outcome\":\"");
+    out.extend_from_slice(e.outcome.as_bytes());
+    out.extend_from_slice(b"\",\"mirror\":\"");
     escape(out, e.mirror.unwrap_or(""));
-    out.push_str("\",\"location\":\"");
-    out.push_str(e.location.unwrap_or(""));
-    out.push_str("\",\"reason\":\"");
-    e.reason.pieces(&mut |piece, safe| if safe { out.push_str(piece) } else { escape(out, piece) });
-    out.push_str("\"}}\n");
+    out.extend_from_slice(b"\",\"location\":\"");
+    out.extend_from_slice(e.location.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\",\"reason\":\"");
+    e.reason.pieces(&mut |piece, safe| if safe { out.extend_from_slice(piece.as_bytes()) } else { escape(out, piece) });
+    out.extend_from_slice(b"\"}}\n");
 }
 
 /// RFC 3339 UTC with microseconds, like `tracing-subscriber`: `2026-11-28T04:47:22.123456Z`.
-fn timestamp(out: &mut String, now: SystemTime) {
+fn timestamp(out: &mut Vec<u8>, now: SystemTime) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     SECOND.with(|cached| {
@@ -244,7 +244,7 @@ fn timestamp(out: &mut String, now: SystemTime) {
             let _ = write!(cached.1, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60);
             cached.0 = secs;
         }
-        out.push_str(&cached.1);
+        out.extend_from_slice(cached.1.as_bytes());
     });
     let mut micros = since.subsec_micros();
     let mut digits = *b".000000Z";
@@ -252,7 +252,7 @@ fn timestamp(out: &mut String, now: SystemTime) {
         *d = b'0' + (micros % 10) as u8;
         micros /= 10;
     }
-    out.push_str(std::str::from_utf8(&digits).expect("ASCII"));
+    out.extend_from_slice(&digits);
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -271,10 +271,10 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// Appends `s` as the inside of a JSON string. Paths are logged before they are validated, so
 /// anything may need escaping; most lines need none, so the whole string is tested first, every
 /// byte with no early exit (which the compiler turns into a test of many bytes at once).
-fn escape(out: &mut String, s: &str) {
+fn escape(out: &mut Vec<u8>, s: &str) {
     let plain = |b: u8| (b >= 0x20) & (b != b'"') & (b != b'\\') & (b != 0x7f);
     if s.bytes().fold(true, |all, b| all & plain(b)) {
-        out.push_str(s);
+        out.extend_from_slice(s.as_bytes());
         return;
     }
     let mut start = 0;
@@ -288,46 +288,46 @@ fn escape(out: &mut String, s: &str) {
             0..=0x1f | 0x7f => "",
             _ => continue,
         };
-        out.push_str(&s[start..i]);
+        out.extend_from_slice(&s.as_bytes()[start..i]);
         if esc.is_empty() {
             let _ = write!(out, "\\u{b:04x}");
         } else {
-            out.push_str(esc);
+            out.extend_from_slice(esc.as_bytes());
         }
         start = i + 1;
     }
-    out.push_str(&s[start..]);
+    out.extend_from_slice(&s.as_bytes()[start..]);
 }
 
 /// Appends an address; IPv4 (nearly every client) without the `fmt` machinery.
-fn push_ip(out: &mut String, ip: IpAddr) {
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => push_ipv4(out, v4),
         IpAddr::V6(v6) => push_ipv6(out, v6),
     }
 }
 
-fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
+fn push_ipv4(out: &mut Vec<u8>, ip: Ipv4Addr) {
     for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
-            out.push('.');
+            out.push(b'.');
         }
         if octet >= 100 {
-            out.push(char::from(b'0' + octet / 100));
+            out.push(b'0' + octet / 100);
         }
         if octet >= 10 {
-            out.push(char::from(b'0' + octet / 10 % 10));
+            out.push(b'0' + octet / 10 % 10);
         }
-        out.push(char::from(b'0' + octet % 10));
+        out.push(b'0' + octet % 10);
     }
 }
 
 /// As `Ipv6Addr`'s `Display` writes it (RFC 5952: lowercase, no leading zeros, the longest run
 /// of two or more zero groups as `::`, the first of equal runs; IPv4-mapped as `::ffff:a.b.c.d`),
 /// at a fifth of the cost; test `ipv6_text_is_the_standard_librarys`.
-fn push_ipv6(out: &mut String, ip: Ipv6Addr) {
+fn push_ipv6(out: &mut Vec<u8>, ip: Ipv6Addr) {
     if let Some(v4) = ip.to_ipv4_mapped() {
-        out.push_str("::ffff:");
+        out.extend_from_slice(b"::ffff:");
         return push_ipv4(out, v4);
     }
     let groups = ip.segments();
@@ -339,20 +339,20 @@ fn push_ipv6(out: &mut String, ip: Ipv6Addr) {
             (zeros_at, zeros) = (i + 1 - run, run);
         }
     }
-    let push_groups = |out: &mut String, groups: &[u16]| {
+    let push_groups = |out: &mut Vec<u8>, groups: &[u16]| {
         for (i, &group) in groups.iter().enumerate() {
             if i > 0 {
-                out.push(':');
+                out.push(b':');
             }
             let digits = (16 - group.leading_zeros()).div_ceil(4).max(1);
             for d in (0..digits).rev() {
-                out.push(char::from(b"0123456789abcdef"[usize::from(group >> (4 * d) & 0xf)]));
+                out.push(b"0123456789abcdef"[usize::from(group >> (4 * d) & 0xf)]);
             }
         }
     };
     if zeros > 1 {
         push_groups(out, &groups[..zeros_at]);
-        out.push_str("::");
+        out.extend_from_slice(b"::");
         push_groups(out, &groups[zeros_at + zeros..]);
     } else {
         push_groups(out, &groups);
@@ -426,16 +426,17 @@ mod tests {
         for b in 0u8..=0x7f {
             for pad in 0..40 {
                 let text = format!("{}{}{}", "a".repeat(pad), char::from(b), "b".repeat(39 - pad));
-                let mut out = String::new();
+                let mut out = b"\"".to_vec();
                 escape(&mut out, &text);
-                let back: String = serde_json::from_str(&format!("\"{out}\"")).unwrap();
+                out.push(b'"');
+                let back: String = serde_json::from_slice(&out).unwrap();
                 assert_eq!(back, text, "byte {b:#x} at {pad}");
             }
         }
         for ip in ["0.0.0.0", "255.255.255.255", "10.0.100.9", "2001:db8::1"] {
-            let mut out = String::new();
+            let mut out = Vec::new();
             push_ip(&mut out, ip.parse().unwrap());
-            assert_eq!(out, ip);
+            assert_eq!(out, ip.as_bytes());
         }
     }
 
@@ -467,23 +468,23 @@ mod tests {
             addrs.push(Ipv6Addr::from(groups));
         }
         for ip in addrs {
-            let mut out = String::new();
+            let mut out = Vec::new();
             push_ipv6(&mut out, ip);
-            assert_eq!(out, ip.to_string());
+            assert_eq!(out, ip.to_string().as_bytes());
         }
     }
 
     #[test]
     fn timestamps_are_utc_calendar_dates() {
-        let mut s = String::new();
+        let mut s = Vec::new();
         timestamp(&mut s, UNIX_EPOCH + Duration::from_micros(951_782_400_000_001)); // 2000-02-29
-        assert_eq!(s, "2000-02-29T00:00:00.000001Z");
+        assert_eq!(s, b"2000-02-29T00:00:00.000001Z");
         s.clear();
         timestamp(&mut s, UNIX_EPOCH + Duration::from_secs(1_795_841_242));
-        assert_eq!(s, "2026-11-28T04:47:22.000000Z");
+        assert_eq!(s, b"2026-11-28T04:47:22.000000Z");
         s.clear();
         timestamp(&mut s, UNIX_EPOCH);
-        assert_eq!(s, "1970-01-01T00:00:00.000000Z");
+        assert_eq!(s, b"1970-01-01T00:00:00.000000Z");
     }
 
     #[test]
