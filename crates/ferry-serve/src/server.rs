@@ -973,16 +973,10 @@ mirrors:
             strings = strings.iter().flat_map(|s| alphabet.iter().map(move |&c| [&s[..], &[c]].concat())).collect();
             all.extend(strings.iter().cloned());
         }
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        for _ in 0..200_000 {
-            let len = (next() % 18) as usize;
-            all.push((0..len).map(|_| b"0123456789.."[(next() % 12) as usize]).collect());
+        let random = ferry_testkit::images::random_bytes(12, 200_000 * 18);
+        for bytes in random.chunks(18) {
+            let len = usize::from(bytes[0]) % 18;
+            all.push(bytes[1..=len.min(17)].iter().map(|&b| b"0123456789.."[usize::from(b) % 12]).collect());
         }
         for octets in [[0, 0, 0, 0], [255, 255, 255, 255], [3, 128, 0, 5], [10, 0, 100, 9], [1, 20, 255, 0]] {
             all.push(std::net::Ipv4Addr::from(octets).to_string().into_bytes());
