@@ -5,7 +5,10 @@
 #   bench/redirect.sh [DURATION_S] [CONNECTIONS]     (defaults 10 64);  BENCH_ROUNDS=7
 #   (FERRY_LOG=warn in the environment turns Ferry's access log off, for comparison;
 #    FERRY_BASELINE=/path/to/another/ferry adds that build as a third server in every round, to
-#    measure a change side by side with the build before it)
+#    measure a change side by side with the build before it;
+#    BENCH_INSTRUCTIONS=1 instead runs both servers under valgrind's callgrind, one nginx worker,
+#    and prints the user-space instructions each spends per request: wrk -t1 -c8 for DURATION_S
+#    after a 2 s warm-up, the same rotating addresses. Slow, but free of this VM's noise.)
 #
 # - nginx: `geo $ferry_label` built from every IPv4 and IPv6 prefix of both files (deduplicated; geo
 #   does longest-prefix match; same prefix in both files: AWS wins, as in Ferry), `map` from label to
@@ -57,8 +60,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { # URL PID: until URL answers (20 s at most) or the process is gone
-  for _ in $(seq 200); do
+wait_http() { # URL PID: until URL answers (20 s at most, 120 s under valgrind) or the process is gone
+  for _ in $(seq "${wait_tries:-200}"); do
     curl -fs -o /dev/null --max-time 1 "$1" && return 0
     kill -0 "$2" 2>/dev/null || { echo "server for $1 exited" >&2; return 1; }
     sleep 0.1
@@ -188,15 +191,21 @@ LUA
 } >"$work/xff.lua"
 
 # --- start both ---------------------------------------------------------------------------------
-nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' 2>>"$work/nginx-error.log" &
+under=(); nginx_mode='daemon off;'
+if [ -n "${BENCH_INSTRUCTIONS:-}" ]; then
+  command -v valgrind >/dev/null && command -v callgrind_control >/dev/null || { echo "needs valgrind" >&2; exit 2; }
+  under=(valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.%p"); wait_tries=1200
+  sed -i 's/^worker_processes 2;/worker_processes 1;/' "$work/nginx.conf"; nginx_mode='daemon off; master_process off;'
+fi
+"${under[@]}" nginx -p "$work" -c "$work/nginx.conf" -g "$nginx_mode" 2>>"$work/nginx-error.log" &
 pids+=($!); nginx_pid=$!
-"$ferry" serve --config "$work/ferry.yaml" >/dev/null 2>"$work/ferry.err" &
+"${under[@]}" "$ferry" serve --config "$work/ferry.yaml" >/dev/null 2>"$work/ferry.err" &
 pids+=($!); ferry_pid=$!
 wait_http "http://127.0.0.1:$nginx_port/healthz" "$nginx_pid" || { cat "$work/nginx-error.log" >&2; exit 1; }
 wait_http "http://127.0.0.1:$ferry_port/healthz" "$ferry_pid" || { cat "$work/ferry.err" >&2; exit 1; }
 servers=(nginx ferry)
 if [ -n "$baseline" ]; then
-  "$baseline" serve --config "$work/baseline.yaml" >/dev/null 2>"$work/baseline.err" &
+  "${under[@]}" "$baseline" serve --config "$work/baseline.yaml" >/dev/null 2>"$work/baseline.err" &
   pids+=($!); baseline_pid=$!; servers+=(baseline)
   wait_http "http://127.0.0.1:$baseline_port/healthz" "$baseline_pid" || { cat "$work/baseline.err" >&2; exit 1; }
   loc=$(curl -s -o /dev/null -w '%{redirect_url}' -H 'X-Forwarded-For: 3.128.0.5' "http://127.0.0.1:$baseline_port$path")
@@ -234,6 +243,26 @@ print(f"same Location from both for all {len(n)} addresses ({hits} to the mirror
 PY
 }
 check_answers
+
+# --- instructions per request (BENCH_INSTRUCTIONS=1) --------------------------------------------
+if [ -n "${BENCH_INSTRUCTIONS:-}" ]; then
+  echo "user-space instructions per request (callgrind), wrk -t1 -c8 -d${duration}s, rotating X-Forwarded-For"
+  for who in "${servers[@]}"; do
+    pid=$nginx_pid port=$nginx_port
+    [ "$who" = ferry ] && { pid=$ferry_pid; port=$ferry_port; }
+    [ "$who" = baseline ] && { pid=$baseline_pid; port=$baseline_port; }
+    wrk -t1 -c8 -d2s -s "$work/xff.lua" "http://127.0.0.1:$port$path" >/dev/null
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    n=$(wrk -t1 -c8 -d"$duration"s -s "$work/xff.lua" "http://127.0.0.1:$port$path" | awk '/requests in/ {print $1}')
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    dump=$(ls -t "$work/callgrind.$pid".* | head -1)
+    ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
+    echo "$who $((ir / n))" >>"$work/instructions"
+    printf '  %-9s %8d instructions/request (%d requests)\n' "$who" $((ir / n)) "$n"
+  done
+  awk '{v[$1] = $2} END {printf "Ferry/nginx instructions per request %.3f\n", v["ferry"] / v["nginx"]}' "$work/instructions"
+  exit 0
+fi
 
 # --- load ----------------------------------------------------------------------------------------
 run_wrk() { # PORT SECONDS -> prints "rps p50_ms p99_ms requests"
