@@ -20,8 +20,9 @@
 # default, hugetmpfs, is a tmpfs of the run's own with transparent huge pages (`huge=always`,
 # mounted for the run; needs root, else the run falls back to /dev/shm and says so): on this VM the
 # kernel's allocation of 4 KiB pages costs more than copying into them (writing 1 GB into /dev/shm
-# took 0.55 s of system time at best, 0.37 s with huge pages), and it is the same for both tools
-# and none of either's doing, so huge pages leave more of the promoters in the figures.
+# took 0.55 s of system time at best, 0.37 s with huge pages), the same for both tools and none of
+# either's doing. Huge pages have their own cost (the kernel zeroes the rest of a 2 MiB page on the
+# first smaller write into it), but promotions measured faster on them (docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${BENCH_ROUNDS:-3}
