@@ -9,7 +9,8 @@
 //! - [`Snapshot`]: one immutable, validated view of config + inventories (swapped whole on reload).
 //! - [`route()`]: the routing decision, from the snapshot and what is known (no network I/O).
 //! - [`server`]: the hyper service around it (method check, parsing, client address, metrics,
-//!   reload), [`run()`] (the accept loop) and [`serve()`], the entry point for the CLI.
+//!   reload), [`run()`] (the accept loop), [`start()`] (everything `ferry serve` runs) and
+//!   [`serve()`], the entry point for the CLI.
 //! - [`embedded`]: local-folder mirrors, served by Ferry itself under `/_ferry/mirrors/`.
 //! - [`access_log`]: one JSON line per request, written by a background thread.
 //! - [`probe`]: presence (HEAD, cached, coalesced, 50 ms budget) and health probing of mirrors.
@@ -38,5 +39,5 @@ pub use inventory::{Inventory, InventoryError};
 pub use probe::{ProbeSettings, Prober};
 pub use request::{parse_request, FilePath, Reject, Resource, RouteRequest, SafeQuery};
 pub use route::{decide, route, Candidate, Decision, Detail, Holding, NoProbes, Object, Outcome, Presence, Reason};
-pub use server::{client_address, run, serve, spawn_reloader, AppState, Metrics};
+pub use server::{client_address, run, serve, spawn_reloader, start, AppState, Metrics, Server};
 pub use snapshot::{Mirror, Snapshot, SnapshotError};

@@ -337,6 +337,9 @@ impl AppState {
     async fn answer_later(self: Arc<Self>, peer: IpAddr, request: Request<hyper::body::Incoming>) -> Response<Body> {
         let snapshot = self.snapshot();
         let (method, path, query) = (request.method(), request.uri().path(), request.uri().query());
+        if let Some(response) = self.service_endpoint(&snapshot, method, path) {
+            return response;
+        }
         if path == "/debug/route" {
             return match *method {
                 Method::GET | Method::HEAD => debug_route(&self, &snapshot, query.unwrap_or("")).await,
@@ -595,15 +598,40 @@ pub(crate) fn serve_connection(
     crate::lean::serve(stream, connection, http.clone())
 }
 
-/// Runs `ferry serve`: loads the configuration (failing if it is invalid), reloads it when it or
-/// an inventory changes (checked every 5 s), probes mirror presence and health, logs each request
-/// to stdout (unless `FERRY_LOG` filters `ferry_serve::access` out), and serves until SIGINT or
-/// SIGTERM, then writes the access-log lines still pending and returns.
+/// Runs `ferry serve`: [`start`]s the server on the configured `listen` address and serves until
+/// SIGINT or SIGTERM, then writes the access-log lines still pending and returns.
+pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+    let server = start(config_path, None).await?;
+    tracing::info!(target: "ferry_serve", listen = %server.address, workers = server.workers, "serving");
+    tokio::select! {
+        () = shutdown_signal() => {}
+        started = server.serving => started.context("serving task failed")?.context("starting the serving threads")?,
+    }
+    tracing::info!(target: "ferry_serve", "shutting down");
+    server.state.access_log.flush();
+    Ok(())
+}
+
+/// A server [`start`]ed: what `ferry serve` runs, and what tests drive.
+pub struct Server {
+    pub state: Arc<AppState>,
+    /// Where it accepts connections.
+    pub address: std::net::SocketAddr,
+    /// Serving threads.
+    pub workers: usize,
+    /// The acceptor; it ends only if the serving threads cannot be started.
+    pub serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts everything `ferry serve` runs: loads the configuration (failing if it is invalid),
+/// reloads it when it or an inventory changes (checked every 5 s), probes mirror presence and
+/// health, logs each request to stdout (unless `FERRY_LOG` filters `ferry_serve::access` out),
+/// and accepts on `listener` (else on the configuration's `listen` address).
 ///
 /// Requests are served like nginx's workers, on one thread per core, each with its own
 /// single-threaded runtime, so a request never crosses threads (see [`crate::workers`]).
-/// Accepting, reload, probing and signals run on the caller's runtime.
-pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+/// Accepting, reload and probing run on the caller's runtime.
+pub async fn start(config_path: PathBuf, listener: Option<tokio::net::TcpListener>) -> anyhow::Result<Server> {
     let remote = RemoteInventories::default();
     let snapshot = Snapshot::load_fetching(&config_path, &remote).await?;
     let listen = snapshot.listen;
@@ -617,16 +645,13 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     prober.spawn_health(state.clone());
     spawn_reloader(state.clone(), config_path, RELOAD_INTERVAL, REMOTE_INVENTORY_INTERVAL);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    let listener = match listener {
+        Some(listener) => listener,
+        None => tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?,
+    };
+    let address = listener.local_addr().context("the listening address")?;
     let serving = tokio::spawn(crate::workers::serve_on_workers(listener, state.clone(), workers));
-    tracing::info!(target: "ferry_serve", %listen, workers, "serving");
-    tokio::select! {
-        () = shutdown_signal() => {}
-        started = serving => started.context("serving task failed")?.context("starting the serving threads")?,
-    }
-    tracing::info!(target: "ferry_serve", "shutting down");
-    state.access_log.flush();
-    Ok(())
+    Ok(Server { state, address, workers, serving })
 }
 
 async fn shutdown_signal() {
