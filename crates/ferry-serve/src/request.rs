@@ -9,7 +9,7 @@ use ferry_oci::{Digest, Reference, RepoName, Tag};
 
 /// Longest request path accepted.
 pub const MAX_PATH: usize = 2048;
-/// Longest query string accepted (kept for manifests, tags lists and referrers).
+/// Longest query string accepted (kept on every redirect to an upstream).
 pub const MAX_QUERY: usize = 1024;
 
 /// A release-file path: `/` followed by one or more segments of `[A-Za-z0-9._~+@=,-]`, none empty
@@ -118,7 +118,8 @@ pub enum Resource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteRequest {
     pub resource: Resource,
-    /// Kept (verbatim) only for manifests, tags lists and referrers.
+    /// Copied verbatim onto redirects to an upstream; never onto a mirror's (its template decides
+    /// the whole URL).
     pub query: Option<SafeQuery>,
 }
 
@@ -183,11 +184,11 @@ pub fn parse_request(path: &str, query: Option<&str>) -> Result<RouteRequest, Re
     if path == "/v2" || path == "/v2/" {
         return Ok(RouteRequest::new(Resource::ApiBase));
     }
+    let query = match query {
+        Some(q) if !q.is_empty() => Some(SafeQuery::parse(q).map_err(bad)?),
+        _ => None,
+    };
     if let Some(rest) = path.strip_prefix("/v2/") {
-        let query = match query {
-            Some(q) if !q.is_empty() => Some(SafeQuery::parse(q).map_err(bad)?),
-            _ => None,
-        };
         if rest.is_empty() || rest.starts_with('/') || rest.ends_with('/') || has_double_slash(rest) {
             return Err(bad("empty path segment ('//' or trailing '/')".into()));
         }
@@ -216,14 +217,13 @@ pub fn parse_request(path: &str, query: Option<&str>) -> Result<RouteRequest, Re
             }
             _ => return Err(Reject::NotFound("not a registry endpoint Ferry serves".into())),
         };
-        let keep_query = !matches!(resource, Resource::Blob { .. });
-        return Ok(RouteRequest { resource, query: if keep_query { query } else { None } });
+        return Ok(RouteRequest { resource, query });
     }
     if path == "/" {
         return Err(Reject::NotFound("no file named".into()));
     }
     let path = FilePath::parse(path).map_err(bad)?;
-    Ok(RouteRequest::new(Resource::File { path }))
+    Ok(RouteRequest { resource: Resource::File { path }, query })
 }
 
 /// Whether `s` has `//` anywhere (every pair tested, with no early exit, as above).
@@ -251,7 +251,7 @@ mod tests {
         assert_eq!(parse_request("/v2/", None).unwrap().resource, Resource::ApiBase);
         let r = parse_request(&format!("/v2/team/app/blobs/{D}"), Some("x=1")).unwrap();
         assert!(matches!(&r.resource, Resource::Blob { name, .. } if name.as_str() == "team/app"));
-        assert_eq!(r.query, None);
+        assert_eq!(r.query.unwrap().as_str(), "x=1");
         let r = parse_request("/v2/a/tags/list", Some("n=10&last=v1")).unwrap();
         assert!(matches!(&r.resource, Resource::TagsList { name } if name.as_str() == "a"));
         assert_eq!(r.query.unwrap().as_str(), "n=10&last=v1");

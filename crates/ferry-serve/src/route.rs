@@ -332,7 +332,7 @@ pub fn route<'a>(
                 }
                 None => Decision::redirect(
                     Outcome::Upstream,
-                    up.registry.blob_url(name, digest),
+                    with_query(up.registry.blob_url(name, digest), query),
                     Reason::NoEligible { considered: choice.considered },
                 ),
             };
@@ -377,7 +377,7 @@ pub fn route<'a>(
             if path.extension().is_some_and(|e| VOUCHING_EXTENSIONS.contains(&e)) {
                 return Decision::redirect(
                     Outcome::Files,
-                    files.url(path.as_str()),
+                    with_query(files.url(path.as_str()), query),
                     Reason::Text("checksum/signature files always come from upstream.files"),
                 );
             }
@@ -391,7 +391,7 @@ pub fn route<'a>(
                 }
                 None => Decision::redirect(
                     Outcome::Files,
-                    files.url(path.as_str()),
+                    with_query(files.url(path.as_str()), query),
                     Reason::NoEligible { considered: choice.considered },
                 ),
             };
@@ -834,9 +834,20 @@ mod tests {
             Some(&*format!("https://reg.example/v2/my-project/images/team/app/blobs/{D2}"))
         );
         assert_eq!(d.candidates[0].skipped.as_deref(), Some("not in its inventory"));
-        // Query strings are not carried to blobs.
-        let d = decide(&s, "GET", &format!("/v2/a/blobs/{D2}"), Some("x=1"), None, &NoProbes, Detail::Explain);
-        assert!(!d.location.unwrap().contains('?'));
+    }
+
+    #[test]
+    fn case_06_blob_query_kept_to_the_upstream_dropped_to_a_mirror() {
+        let (_d, s) = plain();
+        let query = Some("ns=registry.k8s.io");
+        let d = decide(&s, "GET", &format!("/v2/a/blobs/{D2}"), query, None, &NoProbes, Detail::Explain);
+        assert_eq!(d.outcome, Outcome::Upstream);
+        let upstream = format!("https://reg.example/v2/my-project/images/a/blobs/{D2}?ns=registry.k8s.io");
+        assert_eq!(d.location.as_deref(), Some(&*upstream));
+        let d = decide(&s, "GET", &format!("/v2/a/blobs/{D1}"), query, None, &NoProbes, Detail::Explain);
+        assert_eq!((d.outcome, d.location.as_deref()), (Outcome::Mirror, Some(&*format!("https://m.example/b/{D1}"))));
+        let d = decide(&s, "GET", &format!("/v2/a/blobs/{D2}"), Some("a=<b>"), None, &NoProbes, Detail::Explain);
+        assert_eq!(d.status, 400, "a query that cannot be copied safely is refused, as for manifests");
     }
 
     #[test]
@@ -931,6 +942,21 @@ mod tests {
         let s = snapshot_with(dir.path(), m, "  files: https://dl.example/\n");
         let d = get(&s, "/bin/kubectl", None);
         assert_eq!((d.outcome, d.candidates.len()), (Outcome::Files, 0));
+    }
+
+    #[test]
+    fn case_10_11_file_query_kept_to_upstream_files_dropped_to_a_mirror() {
+        let (_d, s) = plain();
+        let with = |path: &str, query| decide(&s, "GET", path, Some(query), None, &NoProbes, Detail::Explain);
+        let d = with("/bin/kubeadm", "ns=dl.k8s.io&x=1");
+        assert_eq!(d.outcome, Outcome::Files);
+        assert_eq!(d.location.as_deref(), Some("https://dl.example/rel/bin/kubeadm?ns=dl.k8s.io&x=1"));
+        let d = with("/bin/kubectl.sha256", "ns=dl.k8s.io");
+        assert_eq!(d.location.as_deref(), Some("https://dl.example/rel/bin/kubectl.sha256?ns=dl.k8s.io"));
+        let d = with("/bin/kubectl", "ns=dl.k8s.io");
+        assert_eq!((d.outcome, d.location.as_deref()), (Outcome::Mirror, Some("https://m.example/f/bin/kubectl")));
+        assert_eq!(with("/bin/kubeadm", "a=<b>").status, 400);
+        assert_eq!(with("/bin/kubeadm", "").location.as_deref(), Some("https://dl.example/rel/bin/kubeadm"));
     }
 
     /// Every Location is a configured base/template followed by validated text: fuzz a spread of
