@@ -9,7 +9,9 @@
 //! - **Health** (every mirror): every [`ProbeSettings::health_interval`], a `HEAD` of the mirror's
 //!   template rendered with a placeholder object. Any HTTP answer below 500 counts as up; a
 //!   connection error, timeout or 5xx as a failure. After [`ProbeSettings::health_failures`]
-//!   consecutive failures the mirror is out of the routing; one success brings it back.
+//!   consecutive failures the mirror is out of the routing; one success brings it back. A mirror
+//!   is out until its first success: `ferry serve` probes every mirror once before it accepts a
+//!   connection, and a mirror added by a reload is probed as the reload puts it in force.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,8 +105,8 @@ pub struct Prober {
     client: reqwest::Client,
     cache: moka::future::Cache<String, Probe>,
     health: RwLock<HashMap<String, Health>>,
-    /// Whether any mirror is unhealthy: while none is (the usual case), a request learns that
-    /// without touching the health table's lock.
+    /// Whether any mirror is out of the routing (unhealthy, or not answered yet): while none is
+    /// (the usual case), a request learns that without touching the health table's lock.
     any_unhealthy: AtomicBool,
     settings: ProbeSettings,
 }
@@ -128,7 +130,8 @@ impl Prober {
             client,
             cache,
             health: RwLock::new(HashMap::new()),
-            any_unhealthy: AtomicBool::new(false),
+            // Out until probed: no mirror is known to be up yet.
+            any_unhealthy: AtomicBool::new(true),
             settings,
         })
     }
@@ -142,10 +145,11 @@ impl Prober {
         self.cache.entry_count()
     }
 
-    /// Whether a mirror is in the routing (mirrors never probed yet count as healthy).
+    /// Whether a mirror is in the routing: its last health probes passed (a mirror never probed
+    /// yet, or that has not answered since it was added, is out).
     pub fn is_healthy(&self, mirror: &str) -> bool {
         !self.any_unhealthy.load(Ordering::Relaxed)
-            || self.health.read().expect("health lock").get(mirror).is_none_or(|h| h.healthy)
+            || self.health.read().expect("health lock").get(mirror).is_some_and(|h| h.healthy)
     }
 
     /// What is known, within the budget, about the mirrors without an inventory that could serve
@@ -210,7 +214,8 @@ impl Prober {
         result
     }
 
-    /// One round of health probes over the mirrors of `snapshot`, concurrently.
+    /// One round of health probes over the mirrors of `snapshot`, concurrently (each bounded by
+    /// the probe timeout). A mirror enters the routing with its first successful probe.
     pub async fn check_health(self: &Arc<Self>, snapshot: &Snapshot) {
         let mut set = tokio::task::JoinSet::new();
         for m in &snapshot.mirrors {
@@ -230,34 +235,57 @@ impl Prober {
         let mut table = self.health.write().expect("health lock");
         table.retain(|name, _| snapshot.mirrors.iter().any(|m| &m.name == name));
         for (name, ok) in results {
-            let h = table.entry(name.clone()).or_insert(Health { healthy: true, failures: 0 });
-            let was = h.healthy;
-            if ok {
-                *h = Health { healthy: true, failures: 0 };
+            let entry = table.get_mut(&name);
+            let was = entry.as_ref().map(|h| h.healthy);
+            let h = entry.map_or(Health { healthy: false, failures: 0 }, |h| *h);
+            let now = if ok {
+                Health { healthy: true, failures: 0 }
             } else {
-                h.failures += 1;
-                if h.failures >= self.settings.health_failures {
-                    h.healthy = false;
+                let failures = h.failures + 1;
+                Health { healthy: h.healthy && failures < self.settings.health_failures, failures }
+            };
+            match (was, now.healthy) {
+                (Some(false), true) => {
+                    tracing::info!(target: "ferry_serve::health", mirror = %name, "mirror healthy again")
                 }
-            }
-            if was != h.healthy {
-                if h.healthy {
-                    tracing::info!(target: "ferry_serve::health", mirror = %name, "mirror healthy again");
-                } else {
-                    tracing::warn!(target: "ferry_serve::health", mirror = %name, failures = h.failures, "mirror unhealthy: out of the routing");
+                (Some(true), false) => {
+                    tracing::warn!(target: "ferry_serve::health", mirror = %name, failures = now.failures, "mirror unhealthy: out of the routing")
                 }
+                (None, false) => {
+                    tracing::warn!(target: "ferry_serve::health", mirror = %name, "mirror not answering: out of the routing until it does")
+                }
+                _ => {}
             }
+            table.insert(name, now);
         }
-        self.any_unhealthy.store(table.values().any(|h| !h.healthy), Ordering::Relaxed);
+        self.expect_mirrors(&mut table, snapshot);
     }
 
-    /// Runs [`Prober::check_health`] every `health_interval` over the snapshot in force.
-    pub fn spawn_health(self: &Arc<Self>, state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    /// Takes note of the mirrors of a snapshot put in force: a mirror with nothing to probe
+    /// (local folders only) is always in the routing, and one never probed yet is out until its
+    /// first successful probe.
+    pub fn track(&self, snapshot: &Snapshot) {
+        self.expect_mirrors(&mut self.health.write().expect("health lock"), snapshot);
+    }
+
+    fn expect_mirrors(&self, table: &mut HashMap<String, Health>, snapshot: &Snapshot) {
+        for m in snapshot.mirrors.iter().filter(|m| health_url(m).is_none()) {
+            table.insert(m.name.clone(), Health { healthy: true, failures: 0 });
+        }
+        let any_out =
+            table.values().any(|h| !h.healthy) || snapshot.mirrors.iter().any(|m| !table.contains_key(&m.name));
+        self.any_unhealthy.store(any_out, Ordering::Relaxed);
+    }
+
+    /// Probes every mirror of the snapshot in force once (so none is routed to before it has
+    /// answered), then again every `health_interval` in the background.
+    pub async fn start_health(self: &Arc<Self>, state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+        self.check_health(&state.snapshot()).await;
         let this = self.clone();
         tokio::spawn(async move {
             loop {
-                this.check_health(&state.snapshot()).await;
                 tokio::time::sleep(this.settings.health_interval).await;
+                this.check_health(&state.snapshot()).await;
             }
         })
     }
@@ -378,6 +406,7 @@ mod tests {
         let snapshot =
             Snapshot::from_config(Config::from_yaml(&text, "t").unwrap(), std::path::Path::new("/")).unwrap();
         let prober = Prober::new(settings);
+        prober.check_health(&snapshot).await;
         let state = Arc::new(AppState::with_prober(snapshot, prober.clone()));
         (fake, state, prober)
     }
@@ -469,6 +498,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_mirror_is_out_until_its_first_answer_and_a_local_folder_is_always_in() {
+        let fake = Arc::new(Fake::default());
+        let addr = start_fake(fake.clone()).await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("blobs")).unwrap();
+        let text = format!(
+            "upstream: {{registry: 'https://reg.example'}}\nmirrors:\n  - {{name: local, blobs: ./blobs/, serves: ['*']}}\n  \
+             - {{name: remote, blobs: 'http://{addr}/b/{{digest}}', serves: ['*']}}\n"
+        );
+        let snapshot = Snapshot::from_config(Config::from_yaml(&text, "t").unwrap(), dir.path()).unwrap();
+        let prober = Prober::new(generous());
+        // As a reload puts a snapshot in force: nothing probed yet.
+        prober.track(&snapshot);
+        assert!(prober.is_healthy("local"), "a local folder has nothing to probe");
+        assert!(!prober.is_healthy("remote"), "never answered: out");
+        fake.force.store(503, Ordering::SeqCst);
+        prober.check_health(&snapshot).await;
+        assert!(!prober.is_healthy("remote"), "its first answer was a failure: still out");
+        fake.force.store(0, Ordering::SeqCst);
+        prober.check_health(&snapshot).await;
+        assert!(prober.is_healthy("remote") && prober.is_healthy("local"));
+    }
+
+    #[tokio::test]
     async fn health_loop_removes_a_dead_mirror_quickly() {
         let settings = ProbeSettings {
             health_interval: Duration::from_millis(30),
@@ -476,7 +529,7 @@ mod tests {
             ..generous()
         };
         let (fake, state, prober) = setup(settings).await;
-        let handle = prober.spawn_health(state.clone());
+        let handle = prober.start_health(state.clone()).await;
         fake.force.store(502, Ordering::SeqCst);
         let start = Instant::now();
         while prober.is_healthy("probed") {

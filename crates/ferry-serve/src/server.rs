@@ -209,7 +209,7 @@ impl AppState {
     }
 
     /// Routes with live presence probing and health (start the health loop with
-    /// [`Prober::spawn_health`]).
+    /// [`Prober::start_health`]; until a mirror's first health probe passes, it is out).
     pub fn with_prober(snapshot: Snapshot, prober: Arc<Prober>) -> AppState {
         AppState { prober: Some(prober), ..AppState::new(snapshot) }
     }
@@ -266,6 +266,9 @@ impl AppState {
 
     /// Replaces the snapshot (atomically: a request sees the old or the new one, whole).
     pub fn store(&self, snapshot: Snapshot) {
+        if let Some(prober) = &self.prober {
+            prober.track(&snapshot);
+        }
         self.snapshot.store(Arc::new(prepare(snapshot)));
     }
 
@@ -287,6 +290,10 @@ impl AppState {
                     "configuration reloaded"
                 );
                 self.store(new);
+                // Mirrors it adds are out of the routing until they answer: ask them now.
+                if let Some(prober) = &self.prober {
+                    prober.check_health(&self.snapshot()).await;
+                }
                 Ok(())
             }
             Err(e) => {
@@ -642,7 +649,7 @@ pub async fn start(config_path: PathBuf, listener: Option<tokio::net::TcpListene
         AccessLog::off()
     };
     let state = Arc::new(AppState::with_prober(snapshot, prober.clone()).with_access_log(log).with_remote(remote));
-    prober.spawn_health(state.clone());
+    prober.start_health(state.clone()).await;
     spawn_reloader(state.clone(), config_path, RELOAD_INTERVAL, REMOTE_INVENTORY_INTERVAL);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let listener = match listener {
