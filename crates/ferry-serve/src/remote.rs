@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::inventory::{Inventory, InventoryError};
+use crate::snapshot::off_runtime;
 
 /// Longest an inventory fetch may take.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -79,7 +80,7 @@ impl RemoteInventories {
             if same {
                 return Ok(false);
             }
-            let inventory = Arc::new(Inventory::parse(&text, source)?);
+            let (inventory, text) = parse(text, source).await?;
             Fetched { inventory, etag: None, last_modified: None, text: Some(text) }
         };
         self.fetched.lock().expect("remote inventories").insert(source.to_string(), new);
@@ -110,9 +111,15 @@ impl RemoteInventories {
         let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let (etag, last_modified) = (header(reqwest::header::ETAG), header(reqwest::header::LAST_MODIFIED));
         let text = response.text().await.map_err(|e| fail(format!("cannot fetch: {e}")))?;
-        let inventory = Arc::new(Inventory::parse(&text, source)?);
+        let (inventory, _) = parse(text, source).await?;
         Ok(Some(Fetched { inventory, etag, last_modified, text: None }))
     }
+}
+
+/// Parses an inventory off the runtime ([`off_runtime`]); the text is handed back.
+async fn parse(text: String, source: &str) -> Result<(Arc<Inventory>, String), InventoryError> {
+    let source = source.to_string();
+    off_runtime(move || Inventory::parse(&text, &source).map(|inventory| (Arc::new(inventory), text))).await
 }
 
 /// Reads `<store URL>/<object>` (the last path segment is the object) through `ferry-store`.

@@ -34,7 +34,7 @@ use crate::probe::{ProbeSettings, Prober};
 use crate::remote::RemoteInventories;
 use crate::request::parse_request;
 use crate::route::{decide, reject_decision, route, Decision, Detail, NoProbes, Outcome, Presence, Reason};
-use crate::snapshot::{canonical, Snapshot, SnapshotError};
+use crate::snapshot::{canonical, off_runtime, Snapshot, SnapshotError};
 
 /// `X-Forwarded-For` headers longer than this (all of them together) are ignored.
 pub const MAX_XFF: usize = 4096;
@@ -266,10 +266,15 @@ impl AppState {
 
     /// Replaces the snapshot (atomically: a request sees the old or the new one, whole).
     pub fn store(&self, snapshot: Snapshot) {
+        drop(self.swap(snapshot));
+    }
+
+    /// [`AppState::store`], returning the snapshot it replaced.
+    fn swap(&self, snapshot: Snapshot) -> Arc<Snapshot> {
         if let Some(prober) = &self.prober {
             prober.track(&snapshot);
         }
-        self.snapshot.store(Arc::new(prepare(snapshot)));
+        self.snapshot.swap(Arc::new(prepare(snapshot)))
     }
 
     /// The remote inventories this server has fetched (to build its first snapshot with them).
@@ -289,7 +294,9 @@ impl AppState {
                     mirrors = new.mirrors.len(),
                     "configuration reloaded"
                 );
-                self.store(new);
+                // Freeing a large inventory takes a while too: not on this runtime either.
+                let old = self.swap(new);
+                off_runtime(move || drop(old)).await;
                 // Mirrors it adds are out of the routing until they answer: ask them now.
                 if let Some(prober) = &self.prober {
                     prober.check_health(&self.snapshot()).await;

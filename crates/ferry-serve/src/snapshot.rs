@@ -238,8 +238,12 @@ impl Snapshot {
 
     /// [`Snapshot::load`], with remote inventories taken from `remote` (fetched there first if
     /// it does not have them yet).
+    /// Files are read and parsed on a blocking thread ([`off_runtime`]).
     pub async fn load_fetching(path: &Path, remote: &RemoteInventories) -> Result<Snapshot, SnapshotError> {
-        let config = Config::from_file(path)?;
+        let config = {
+            let path = path.to_path_buf();
+            off_runtime(move || Config::from_file(&path)).await?
+        };
         let mut fetched = HashMap::new();
         for (i, m) in config.mirrors.iter().enumerate() {
             if let Some(source) = m.inventory.as_deref().filter(|s| remote::is_remote(s)) {
@@ -249,7 +253,8 @@ impl Snapshot {
                 fetched.insert(source.to_string(), inventory);
             }
         }
-        Snapshot::build(path, config, &fetched)
+        let path = path.to_path_buf();
+        off_runtime(move || Snapshot::build(&path, config, &fetched)).await
     }
 
     fn build(
@@ -267,6 +272,16 @@ impl Snapshot {
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// Runs `work` on a blocking thread and waits for it: reading and parsing a configuration or an
+/// inventory can take seconds (a 1,000,000-line inventory), and must never hold up the runtime
+/// that accepts connections.
+pub(crate) async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => done,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 
