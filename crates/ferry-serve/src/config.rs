@@ -17,6 +17,9 @@ use crate::glob::Pattern;
 pub struct Config {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Connections open at once; past it, new ones wait in the listen queue. Read at start only.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
     /// Base of the redirects to content Ferry serves itself (local-folder mirrors); without it
@@ -33,6 +36,10 @@ pub struct Config {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+
+fn default_max_connections() -> usize {
+    4096
 }
 
 #[derive(Debug, Clone, Deserialize)]

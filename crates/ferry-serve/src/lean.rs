@@ -5,7 +5,7 @@
 //! cost about as much as everything else a redirect takes.
 //!
 //! Anything else — another method, a body, `Expect`/`Upgrade`, a request target with bytes
-//! outside RFC 3986's path and query characters, a head that does not parse or is over 8 KiB,
+//! outside RFC 3986's path and query characters, a head that does not parse or is over 32 KiB,
 //! a service endpoint, the debug route, embedded mirror content, a snapshot that probes presence
 //! — hands the connection over to hyper with the bytes already read, and hyper serves it from
 //! then on, so every such case keeps hyper's exact behaviour.
@@ -24,9 +24,10 @@ use tokio::time::Instant;
 use crate::route::{Decision, Outcome};
 use crate::server::{Connection, HEADER_READ_TIMEOUT};
 
-/// A request head longer than this goes to hyper (which allows more, and answers `431` past
-/// its own limit).
-const MAX_HEAD: usize = 8 << 10;
+/// The longest request head: all of it is held in memory until it is complete, so this and
+/// `max_connections` bound what clients can make the server hold. Hyper is held to the same
+/// (`server::connection_builder`): a longer head is answered `431` on either path.
+pub(crate) const MAX_HEAD: usize = 32 << 10;
 
 /// Headers a lean request may carry; with more it goes to hyper.
 const MAX_HEADERS: usize = 32;
@@ -74,6 +75,8 @@ pub(crate) async fn serve(mut stream: TcpStream, connection: Connection, http: h
                     }
                 }
             }
+            // A head still incomplete at MAX_HEAD is handed over too: hyper answers it 431 at
+            // once, as it holds no more than MAX_HEAD either.
             Step::NeedMore | Step::Hyper => {
                 let io = Rewind { prefix: buffer.freeze(), inner: stream };
                 let _ = http.serve_connection(hyper_util::rt::TokioIo::new(io), connection).await;
@@ -124,8 +127,14 @@ fn answer(buffer: &[u8], connection: &Connection, out: &mut Vec<u8>) -> Step {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let consumed = match request.parse(buffer) {
+        // Read in one go, but too long all the same: hyper's 431.
+        Ok(httparse::Status::Complete(consumed)) if consumed > MAX_HEAD => return Step::Hyper,
         Ok(httparse::Status::Complete(consumed)) => consumed,
         Ok(httparse::Status::Partial) => return Step::NeedMore,
+        // Hyper allows more headers, but must be handed the whole head: its own deadline would
+        // start again on a partial one.
+        Err(httparse::Error::TooManyHeaders) if !head_is_complete(buffer) => return Step::NeedMore,
+        // Anything else hyper refuses at once, as it is.
         Err(_) => return Step::Hyper,
     };
     let method = match request.method {
@@ -174,6 +183,12 @@ fn answer(buffer: &[u8], connection: &Connection, out: &mut Vec<u8>) -> Step {
     out.clear();
     write_response(out, &decision, method == Method::HEAD, request.version == Some(1), keep_alive);
     Step::Answered { consumed, keep_alive }
+}
+
+/// Whether `buffer` holds a whole request head: the blank line that ends it (with or without
+/// carriage returns, as hyper's parser accepts).
+fn head_is_complete(buffer: &[u8]) -> bool {
+    memchr::memmem::find(buffer, b"\r\n\r\n").is_some() || memchr::memmem::find(buffer, b"\n\n").is_some()
 }
 
 /// RFC 3986 `pchar`s, `/` and `?` (and `%` for escapes): every byte hyper's URI parser accepts

@@ -569,33 +569,58 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for Connection {
 }
 
 /// Serves HTTP/1.1 on `listener` until the future is dropped, on the current runtime: one task
-/// per connection (see [`serve_connection`]).
+/// per connection (see [`serve_connection`]), at most `max_connections` at once.
 pub async fn run(listener: tokio::net::TcpListener, state: Arc<AppState>) {
     let http = connection_builder();
+    let acceptor = Acceptor::new(listener, state.snapshot().max_connections);
     loop {
-        let (stream, peer) = accept(&listener).await;
-        tokio::spawn(serve_connection(&http, stream, peer, &state));
+        let (stream, peer, permit) = acceptor.accept().await;
+        let connection = serve_connection(&http, stream, peer, &state);
+        tokio::spawn(async move {
+            connection.await;
+            drop(permit);
+        });
     }
 }
 
-/// The next connection on `listener`. Failures (out of file descriptors and the like) are
-/// logged and retried after a pause rather than in a spin.
-pub(crate) async fn accept(listener: &tokio::net::TcpListener) -> (tokio::net::TcpStream, std::net::SocketAddr) {
-    loop {
-        match listener.accept().await {
-            Ok(accepted) => return accepted,
-            Err(e) => {
-                tracing::warn!(target: "ferry_serve", error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+/// Accepts connections, at most a fixed number open at once: past it, new connections wait in
+/// the kernel's listen queue until one closes, instead of each holding memory here.
+pub(crate) struct Acceptor {
+    listener: tokio::net::TcpListener,
+    open: Arc<tokio::sync::Semaphore>,
+}
+
+/// One open connection's place under `max_connections`; dropped when the connection closes.
+pub(crate) type ConnectionPermit = tokio::sync::OwnedSemaphorePermit;
+
+impl Acceptor {
+    pub(crate) fn new(listener: tokio::net::TcpListener, max_connections: usize) -> Acceptor {
+        Acceptor { listener, open: Arc::new(tokio::sync::Semaphore::new(max_connections)) }
+    }
+
+    /// The next connection, once fewer than `max_connections` are open. Failures (out of file
+    /// descriptors and the like) are logged and retried after a pause rather than in a spin.
+    pub(crate) async fn accept(&self) -> (tokio::net::TcpStream, std::net::SocketAddr, ConnectionPermit) {
+        let permit = self.open.clone().acquire_owned().await.expect("the semaphore is never closed");
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, peer)) => return (stream, peer, permit),
+                Err(e) => {
+                    tracing::warn!(target: "ferry_serve", error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
         }
     }
 }
 
-/// HTTP/1.1 with keep-alive; request headers must arrive within [`HEADER_READ_TIMEOUT`].
+/// HTTP/1.1 with keep-alive; request headers must arrive within [`HEADER_READ_TIMEOUT`] and be
+/// at most `lean::MAX_HEAD` long.
 pub(crate) fn connection_builder() -> hyper::server::conn::http1::Builder {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(crate::lean::MAX_HEAD);
     http
 }
 
@@ -1086,8 +1111,8 @@ mirrors:
         // Malformed: the peer (127.0.0.1, labelled).
         let r = c.get(&blob).header("x-forwarded-for", "garbage").send().await.unwrap();
         assert_eq!(location(&r), Some(&*format!("https://east.example/b/{D1}")));
-        // Huge header: no panic; the peer is used.
-        let huge = vec!["198.51.100.1"; 5000].join(", ");
+        // Over MAX_XFF (but within the 32 KiB head limit): no panic; the peer is used.
+        let huge = vec!["198.51.100.1"; 1000].join(", ");
         let r = c.get(&blob).header("x-forwarded-for", huge).send().await.unwrap();
         assert_eq!(location(&r), Some(&*format!("https://east.example/b/{D1}")));
         let r = c.get(&blob).header("x-junk", "a".repeat(200_000)).send().await.unwrap();

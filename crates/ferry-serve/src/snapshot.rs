@@ -72,6 +72,8 @@ impl Mirror {
 
 pub struct Snapshot {
     pub listen: SocketAddr,
+    /// See [`Config::max_connections`]; like `listen`, only the first snapshot's counts.
+    pub max_connections: usize,
     pub trusted_proxies: Vec<IpNet>,
     pub upstream: Upstream,
     pub mirrors: Vec<Mirror>,
@@ -118,6 +120,9 @@ impl Snapshot {
         base_dir: &Path,
         fetched: &HashMap<String, Arc<Inventory>>,
     ) -> Result<Snapshot, SnapshotError> {
+        if config.max_connections == 0 {
+            return Err(ConfigError::new("max_connections", "must be at least 1").into());
+        }
         let trusted_proxies = parse_trusted_proxies(&config.trusted_proxies)?;
         let public_url = config.public_url.as_deref().map(parse_public_url).transpose()?.unwrap_or_default();
         let upstream = Upstream {
@@ -214,6 +219,7 @@ impl Snapshot {
         let probes_presence = mirrors.iter().any(|m| m.inventory.is_none() && m.is_remote());
         Ok(Snapshot {
             listen: config.listen,
+            max_connections: config.max_connections,
             trusted_proxies,
             upstream,
             mirrors,

@@ -15,11 +15,11 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::server::{accept, connection_builder, serve_connection, AppState};
+use crate::server::{connection_builder, serve_connection, Acceptor, AppState, ConnectionPermit};
 
 /// A serving thread, as the acceptor sees it.
 struct Worker {
-    connections: mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    connections: mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr, ConnectionPermit)>,
     /// Connections handed to this worker and not closed yet.
     open: Arc<AtomicUsize>,
 }
@@ -42,12 +42,13 @@ pub(crate) async fn serve_on_workers(
             .spawn(move || runtime.block_on(work(incoming, counted, state)))?;
         pool.push(Worker { connections, open });
     }
+    let acceptor = Acceptor::new(listener, state.snapshot().max_connections);
     loop {
-        let (stream, peer) = accept(&listener).await;
+        let (stream, peer, permit) = acceptor.accept().await;
         let worker = pool.iter().min_by_key(|w| w.open.load(Ordering::Relaxed)).expect("at least one worker");
         worker.open.fetch_add(1, Ordering::Relaxed);
         let handed = stream.into_std().map_err(|e| e.to_string()).and_then(|stream| {
-            worker.connections.send((stream, peer)).map_err(|_| "the worker thread has stopped".to_string())
+            worker.connections.send((stream, peer, permit)).map_err(|_| "the worker thread has stopped".to_string())
         });
         if let Err(e) = handed {
             worker.open.fetch_sub(1, Ordering::Relaxed);
@@ -58,12 +59,12 @@ pub(crate) async fn serve_on_workers(
 
 /// One worker: serves every connection it is handed, on this thread.
 async fn work(
-    mut incoming: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    mut incoming: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr, ConnectionPermit)>,
     open: Arc<AtomicUsize>,
     state: Arc<AppState>,
 ) {
     let http = connection_builder();
-    while let Some((stream, peer)) = incoming.recv().await {
+    while let Some((stream, peer, permit)) = incoming.recv().await {
         let open = open.clone();
         match tokio::net::TcpStream::from_std(stream) {
             Ok(stream) => {
@@ -71,6 +72,7 @@ async fn work(
                 tokio::spawn(async move {
                     connection.await;
                     open.fetch_sub(1, Ordering::Relaxed);
+                    drop(permit);
                 });
             }
             Err(e) => {
