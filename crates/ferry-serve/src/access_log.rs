@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::Method;
 
-use crate::route::Reason;
+use crate::decision::Reason;
 
 /// Longest a line waits in memory before it is written.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -219,7 +219,7 @@ fn format_line(out: &mut Vec<u8>, now: SystemTime, e: &Entry<'_>) {
     out.extend_from_slice(b"\",\"label\":\"");
     escape(out, e.label.unwrap_or(""));
     out.extend_from_slice(b"\",\"status\":");
-    out.extend_from_slice(crate::route::decimal(&mut [0; 20], usize::from(e.status)).as_bytes());
+    out.extend_from_slice(crate::decision::decimal(&mut [0; 20], usize::from(e.status)).as_bytes());
     out.extend_from_slice(b",\"outcome\":\"");
     out.extend_from_slice(e.outcome.as_bytes());
     out.extend_from_slice(b"\",\"mirror\":\"");

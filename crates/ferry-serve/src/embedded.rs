@@ -17,8 +17,8 @@ use ferry_oci::Digest;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::config::check_mirror_name;
+use crate::decision::Outcome;
 use crate::request::{check_path_chars, FilePath, Reject};
-use crate::route::Outcome;
 use crate::snapshot::Snapshot;
 
 /// Where local-folder mirrors live on Ferry; `/_ferry/` as a whole is reserved (never a release file).

@@ -3,30 +3,47 @@
 //! else to the upstream; everything else a registry client asks goes to the upstream. The rules are
 //! in `docs/request-handling.md`, the configuration in `docs/serve.md`.
 //!
-//! - [`config`]: YAML types and validation (errors name the field).
-//! - [`inventory`]: what a mirror is trusted to hold; [`remote`]: inventories fetched over
-//!   HTTP(S) or from object stores.
-//! - [`Snapshot`]: one immutable, validated view of config + inventories (swapped whole on reload).
-//! - [`route()`]: the routing decision, from the snapshot and what is known (no network I/O).
-//! - [`server`]: the hyper service around it (method check, parsing, client address, metrics,
-//!   reload), [`run()`] (the accept loop), [`start()`] (everything `ferry serve` runs) and
-//!   [`serve()`], the entry point for the CLI.
-//! - [`embedded`]: local-folder mirrors, served by Ferry itself under `/_ferry/mirrors/`.
-//! - [`access_log`]: one JSON line per request, written by a background thread.
-//! - [`probe`]: presence (HEAD, cached, coalesced, 50 ms budget) and health probing of mirrors.
+//! The modules, in the order a request meets them (each uses only modules listed after it, but
+//! for `server`, which wires everything, and `workers`/`listen`, which start what is above them):
+//!
+//! - [`server`]: [`start()`] wires everything `ferry serve` runs; [`serve()`] runs it to a signal.
 //! - `workers`: one serving thread per core; each connection goes to the least loaded.
-//! - `lean`: the hot path (GET/HEAD redirects parsed and answered without hyper's objects);
-//!   everything else is handed to hyper.
+//! - `listen`: accepting, at most `max_connections` at once; [`run()`] serves on one runtime.
+//! - `connection`: one connection: the lean path while it can, then hyper.
+//! - `lean`: GET/HEAD answered at once, parsed straight from the connection's buffer.
+//! - [`reload`]: watching files, fetching remote inventories again, swapping snapshots.
+//! - [`answer`]: the request handler ([`AppState`]), top to bottom, and `/debug/route`.
+//! - `render`: one response head for a decision, written as hyper objects or as bytes.
+//! - [`metrics`], [`access_log`]: what each answered request leaves behind (case 13).
+//! - [`client`]: the client address (case 12: `X-Forwarded-For` from trusted proxies only).
+//! - [`probe`]: presence (HEAD, cached, coalesced, 50 ms budget) and health of mirrors.
+//! - [`route()`]: the routing decision, from the snapshot and what is known (no network I/O).
+//! - [`presence`]: what the router may consult besides inventories ([`Presence`]).
+//! - [`Snapshot`]: one immutable, validated view of config + inventories (swapped whole on reload).
+//! - [`embedded`]: local-folder mirrors: their files, and serving them under `/_ferry/mirrors/`.
+//! - [`remote`]: inventories fetched over HTTP(S) or from object stores; [`inventory`]: what a
+//!   mirror is trusted to hold; [`config`]: YAML types and validation (errors name the field).
+//! - [`decision`]: the vocabulary of a decision ([`Outcome`], [`Reason`], [`Decision`]).
+//! - [`request`]: strict parsing of a request's path and query; [`glob`]: `serves` patterns.
 
 pub mod access_log;
+pub mod answer;
+pub mod client;
 pub mod config;
+mod connection;
 mod counter;
+pub mod decision;
 pub mod embedded;
 pub mod glob;
 pub mod inventory;
 mod lean;
+mod listen;
+pub mod metrics;
+pub mod presence;
 pub mod probe;
+pub mod reload;
 pub mod remote;
+mod render;
 pub mod request;
 pub mod route;
 pub mod server;
@@ -34,10 +51,17 @@ pub mod snapshot;
 mod workers;
 
 pub use access_log::AccessLog;
+pub use answer::{AppState, InForce};
+pub use client::client_address;
 pub use config::{Config, ConfigError};
+pub use decision::{Candidate, Decision, Detail, Holding, Object, Outcome, Reason};
 pub use inventory::{Inventory, InventoryError};
+pub use listen::run;
+pub use metrics::Metrics;
+pub use presence::{NoProbes, Presence};
 pub use probe::{ProbeSettings, Prober};
+pub use reload::spawn_reloader;
 pub use request::{parse_request, FilePath, Reject, Resource, RouteRequest, SafeQuery};
-pub use route::{decide, route, Candidate, Decision, Detail, Holding, NoProbes, Object, Outcome, Presence, Reason};
-pub use server::{client_address, run, serve, spawn_reloader, start, AppState, Metrics, Server};
+pub use route::{decide, route};
+pub use server::{serve, start, Server};
 pub use snapshot::{Mirror, Snapshot, SnapshotError};

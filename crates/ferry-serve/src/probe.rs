@@ -20,10 +20,12 @@ use std::time::{Duration, Instant};
 
 use moka::Expiry;
 
+use crate::answer::AppState;
+use crate::decision::{Holding, Object};
 use crate::glob::Pattern;
+use crate::presence::Presence;
 use crate::request::{Resource, RouteRequest};
-use crate::route::{Holding, Object, Presence, VOUCHING_EXTENSIONS};
-use crate::server::AppState;
+use crate::route::VOUCHING_EXTENSIONS;
 use crate::snapshot::{Mirror, Snapshot};
 
 /// Timings of probing. The defaults keep a failed mirror out of the routing within 10 s
@@ -346,7 +348,7 @@ mod tests {
     use axum::http::{StatusCode, Uri};
 
     use super::*;
-    use crate::route::{Detail, Outcome};
+    use crate::decision::{Detail, Outcome};
     use crate::Config;
 
     const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";

@@ -13,11 +13,10 @@ use crate::config::{
     check_mirror_name, is_local_folder, parse_local_folder, parse_public_url, parse_serves, parse_trusted_proxies,
     Config, ConfigError, FilesBase, RegistryBase, Template,
 };
+use crate::decision::{Holding, Object};
 use crate::glob::Pattern;
 use crate::inventory::{self, Inventory, InventoryError};
 use crate::remote::{self, RemoteInventories};
-use crate::route::{Holding, Object};
-use crate::server::RedirectCounters;
 
 #[derive(Debug)]
 pub struct Upstream {
@@ -85,7 +84,6 @@ pub struct Snapshot {
     /// Whether any mirror without an inventory is remote (so presence probes may be needed);
     /// when none is, the prober is never consulted on the request path.
     pub probes_presence: bool,
-    pub(crate) redirect_counters: RedirectCounters,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -227,7 +225,6 @@ impl Snapshot {
             watched,
             remote_sources,
             probes_presence,
-            redirect_counters: RedirectCounters::default(),
         })
     }
 
@@ -276,7 +273,7 @@ impl Snapshot {
 
     /// Whether `ip` is one of the `trusted_proxies`.
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
+        let ip = ip.to_canonical();
         self.trusted_proxies.iter().any(|n| n.contains(&ip))
     }
 }
@@ -288,14 +285,6 @@ pub(crate) async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Se
     match tokio::task::spawn_blocking(work).await {
         Ok(done) => done,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
-
-/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, as dual-stack sockets report) become IPv4.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
     }
 }
 

@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::server::{connection_builder, serve_connection, Acceptor, AppState, ConnectionPermit};
+use crate::answer::AppState;
+use crate::connection::{connection_builder, serve_connection};
+use crate::listen::{Acceptor, ConnectionPermit};
 
 /// A serving thread, as the acceptor sees it.
 struct Worker {

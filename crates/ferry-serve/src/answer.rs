@@ -1,0 +1,332 @@
+//! The request handler, top to bottom: service endpoints (case 3), local-folder content (case 3a),
+//! then the client (case 12), the decision (cases 1-11, `route.rs`), its access-log line and
+//! metrics (case 13) and the response. Read with `docs/request-handling.md`.
+//!
+//! A redirect whose mirrors all have inventories (or are local folders) is answered
+//! synchronously, from a borrowed snapshot: no task, no future to box, no `Arc` count touched, and
+//! no allocation but the `Location` and the response itself. Only requests that may wait (presence
+//! probes, file bytes, `/debug/route`) take the asynchronous path.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
+
+use crate::access_log::{AccessLog, Entry};
+use crate::client::{client_address, client_address_from, forwarded_for};
+use crate::decision::{Decision, Detail, Outcome, Reason};
+use crate::embedded;
+use crate::metrics::{Metrics, RedirectCounters};
+use crate::presence::{NoProbes, Presence};
+use crate::probe::Prober;
+use crate::remote::RemoteInventories;
+use crate::render::{method_not_allowed, respond, text};
+use crate::request::parse_request;
+use crate::route::{decide, reject_decision, route};
+use crate::snapshot::Snapshot;
+
+/// What the handlers share: the current snapshot (swapped whole on reload), presence knowledge,
+/// metrics and the access log.
+pub struct AppState {
+    snapshot: ArcSwap<InForce>,
+    /// Used when there is no prober.
+    presence: Arc<dyn Presence>,
+    pub(crate) prober: Option<Arc<Prober>>,
+    pub metrics: Metrics,
+    access_log: AccessLog,
+    /// Remote inventories fetched so far (kept across reloads).
+    pub(crate) remote: RemoteInventories,
+}
+
+impl AppState {
+    pub fn new(snapshot: Snapshot) -> AppState {
+        AppState::with_presence(snapshot, Arc::new(NoProbes))
+    }
+
+    /// Routes with a fixed [`Presence`] (tests, or no probing at all).
+    pub fn with_presence(snapshot: Snapshot, presence: Arc<dyn Presence>) -> AppState {
+        let metrics = Metrics::default();
+        let snapshot = ArcSwap::from_pointee(InForce::new(snapshot));
+        AppState {
+            snapshot,
+            presence,
+            prober: None,
+            metrics,
+            access_log: AccessLog::off(),
+            remote: RemoteInventories::default(),
+        }
+    }
+
+    /// Routes with live presence probing and health (start the health loop with
+    /// [`Prober::start_health`]; until a mirror's first health probe passes, it is out).
+    pub fn with_prober(snapshot: Snapshot, prober: Arc<Prober>) -> AppState {
+        AppState { prober: Some(prober), ..AppState::new(snapshot) }
+    }
+
+    /// Uses the remote inventories fetched for the first snapshot.
+    pub fn with_remote(self, remote: RemoteInventories) -> AppState {
+        AppState { remote, ..self }
+    }
+
+    /// Logs every request (case 13) to `log`.
+    pub fn with_access_log(self, log: AccessLog) -> AppState {
+        AppState { access_log: log, ..self }
+    }
+
+    pub fn access_log(&self) -> &AccessLog {
+        &self.access_log
+    }
+
+    /// The whole decision for a request, probing (within the budget) when there is a prober and
+    /// a mirror without an inventory could serve it.
+    pub async fn decide<'a>(
+        &self,
+        snapshot: &'a Snapshot,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        label: Option<&'a str>,
+        detail: Detail,
+    ) -> Decision<'a> {
+        if let (Some(prober), "GET" | "HEAD", true) = (&self.prober, method, snapshot.probes_presence) {
+            if let Ok(request) = parse_request(path, query) {
+                let known = prober.known(snapshot, &request, label).await;
+                return route(snapshot, &request, label, &known, detail);
+            }
+        }
+        let presence: &dyn Presence = match &self.prober {
+            Some(prober) => &**prober,
+            None => &*self.presence,
+        };
+        decide(snapshot, method, path, query, label, presence, detail)
+    }
+
+    /// The snapshot in force.
+    pub fn snapshot(&self) -> Arc<InForce> {
+        self.snapshot.load_full()
+    }
+
+    /// The snapshot in force, for the length of one synchronous answer: unlike
+    /// [`AppState::snapshot`] it does not touch the `Arc`'s shared count, which would move
+    /// between the worker threads' caches on every request.
+    pub(crate) fn snapshot_guard(&self) -> arc_swap::Guard<Arc<InForce>> {
+        self.snapshot.load()
+    }
+
+    /// Replaces the snapshot (atomically: a request sees the old or the new one, whole).
+    pub fn store(&self, snapshot: Snapshot) {
+        drop(self.swap(snapshot));
+    }
+
+    /// [`AppState::store`], returning the snapshot it replaced.
+    pub(crate) fn swap(&self, snapshot: Snapshot) -> Arc<InForce> {
+        if let Some(prober) = &self.prober {
+            prober.track(&snapshot);
+        }
+        self.snapshot.swap(Arc::new(InForce::new(snapshot)))
+    }
+
+    /// The remote inventories this server has fetched (to build its first snapshot with them).
+    pub fn remote(&self) -> &RemoteInventories {
+        &self.remote
+    }
+
+    /// Whether this request can be answered without waiting: no presence probe can be needed,
+    /// it is not for bytes Ferry serves itself, and not `/debug/route`.
+    pub(crate) fn answers_at_once(&self, snapshot: &Snapshot, path: &str) -> bool {
+        !(path == "/debug/route" || embedded::is_embedded(path) || (self.prober.is_some() && snapshot.probes_presence))
+    }
+
+    /// Cases 1-13 for one request, without waiting (see [`AppState::answers_at_once`]).
+    pub(crate) fn answer_now(&self, snapshot: &InForce, peer: IpAddr, request: &Request<impl Sized>) -> Response<Body> {
+        let (method, path, query) = (request.method(), request.uri().path(), request.uri().query());
+        if let Some(response) = self.service_endpoint(snapshot, method, path) {
+            return response;
+        }
+        respond(self.decide_now(snapshot, peer, method, (path, query), &forwarded_for(request.headers())))
+    }
+
+    /// The same as [`AppState::answer_now`], for requests that may wait.
+    pub(crate) async fn answer_later(
+        self: Arc<Self>,
+        peer: IpAddr,
+        request: Request<hyper::body::Incoming>,
+    ) -> Response<Body> {
+        let snapshot = self.snapshot();
+        let (method, path, query) = (request.method(), request.uri().path(), request.uri().query());
+        if let Some(response) = self.service_endpoint(&snapshot, method, path) {
+            return response;
+        }
+        if path == "/debug/route" {
+            return match *method {
+                Method::GET | Method::HEAD => debug_route(&self, &snapshot, query.unwrap_or("")).await,
+                _ => method_not_allowed(),
+            };
+        }
+        let client = client_address(&snapshot, peer, request.headers());
+        let label_id = snapshot.locator.locate_id(client);
+        let label = label_id.map(|l| &*snapshot.locator.labels()[l as usize]);
+        if embedded::is_embedded(path) {
+            let (outcome, status, response) = match (method, embedded::parse(path)) {
+                (&Method::GET | &Method::HEAD, Ok(object)) => {
+                    embedded::serve(&snapshot, &object, request.headers()).await
+                }
+                (&Method::GET | &Method::HEAD, Err(reject)) => {
+                    let d = reject_decision(reject);
+                    let status = d.status;
+                    let outcome = d.outcome;
+                    let r = respond(d);
+                    (outcome, status, r)
+                }
+                _ => (Outcome::MethodNotAllowed, 405, method_not_allowed()),
+            };
+            self.metrics.count_request(outcome);
+            self.access_log.log(&Entry {
+                method,
+                path,
+                client,
+                peer,
+                label,
+                status,
+                outcome: outcome.as_str(),
+                mirror: None,
+                location: None,
+                reason: &Reason::Text("mirror content served by Ferry (case 3a)"),
+            });
+            return response;
+        }
+        let decision = self.decide(&snapshot, method.as_str(), path, query, label, Detail::Lean).await;
+        self.record(&snapshot, method, path, peer, client, label_id, &decision);
+        respond(decision)
+    }
+
+    /// Service endpoints (case 3) but `/debug/route`.
+    fn service_endpoint(&self, snapshot: &Snapshot, method: &Method, path: &str) -> Option<Response<Body>> {
+        if !matches!(path, "/healthz" | "/metrics") {
+            return None;
+        }
+        if method != Method::GET && method != Method::HEAD {
+            return Some(method_not_allowed());
+        }
+        Some(if path == "/healthz" {
+            text(StatusCode::OK, "ok")
+        } else {
+            if let Some(prober) = &self.prober {
+                self.metrics.observe(prober, snapshot);
+            }
+            self.metrics.set_access_log_dropped(self.access_log.dropped());
+            let mut r = Response::new(Body::from(self.metrics.encode()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            );
+            r
+        })
+    }
+
+    /// Case 13: the access-log line and the metrics of one answered request.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        snapshot: &InForce,
+        method: &Method,
+        path: &str,
+        peer: IpAddr,
+        client: IpAddr,
+        label_id: Option<u32>,
+        decision: &Decision<'_>,
+    ) {
+        let label = label_id.map(|l| &*snapshot.locator.labels()[l as usize]);
+        self.metrics.record(&snapshot.redirects, snapshot, decision, label_id);
+        self.access_log.log(&Entry {
+            method,
+            path,
+            client,
+            peer,
+            label,
+            status: decision.status,
+            outcome: decision.outcome.as_str(),
+            mirror: decision.mirror,
+            location: decision.location.as_deref(),
+            reason: &decision.reason,
+        });
+    }
+
+    /// The decision of [`AppState::answer_now`] from a request's parts (also the lean path's,
+    /// `lean.rs`), already logged and counted. Only for a `path` that
+    /// [`AppState::answers_at_once`] and that is not a service endpoint.
+    pub(crate) fn decide_now<'s>(
+        &self,
+        snapshot: &'s InForce,
+        peer: IpAddr,
+        method: &Method,
+        target: (&str, Option<&str>),
+        forwarded_for: &[&[u8]],
+    ) -> Decision<'s> {
+        let (path, query) = target;
+        let client = client_address_from(snapshot, peer, forwarded_for);
+        let label_id = snapshot.locator.locate_id(client);
+        let label = label_id.map(|l| &*snapshot.locator.labels()[l as usize]);
+        let presence: &dyn Presence = match &self.prober {
+            Some(prober) => &**prober,
+            None => &*self.presence,
+        };
+        let decision = decide(snapshot, method.as_str(), path, query, label, presence, Detail::Lean);
+        self.record(snapshot, method, path, peer, client, label_id, &decision);
+        decision
+    }
+}
+
+/// The snapshot in force with the metrics state that belongs to it (its redirect counter
+/// cells): swapped together, so a request counts into the cells of the snapshot it was decided
+/// with. Reads as the [`Snapshot`] itself.
+pub struct InForce {
+    snapshot: Snapshot,
+    redirects: RedirectCounters,
+}
+
+impl InForce {
+    fn new(snapshot: Snapshot) -> InForce {
+        InForce { redirects: RedirectCounters::new(&snapshot), snapshot }
+    }
+}
+
+impl std::ops::Deref for InForce {
+    type Target = Snapshot;
+
+    fn deref(&self) -> &Snapshot {
+        &self.snapshot
+    }
+}
+
+/// `/debug/route?ip=ADDR&digest=D[&name=REPO]` or `?ip=ADDR&path=P`.
+async fn debug_route(state: &AppState, snapshot: &Snapshot, query: &str) -> Response<Body> {
+    let bad = |m: &str| text(StatusCode::BAD_REQUEST, format!("{m}\n"));
+    let (mut ip, mut digest, mut path, mut name) = (None, None, None, None);
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "ip" => ip = Some(v.into_owned()),
+            "digest" => digest = Some(v.into_owned()),
+            "path" => path = Some(v.into_owned()),
+            "name" => name = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let Some(Ok(ip)) = ip.map(|s| s.parse::<IpAddr>()) else {
+        return bad("ip=ADDR is required and must be an IP address");
+    };
+    let ip = ip.to_canonical();
+    let request_path = match (digest, path) {
+        (Some(d), None) => format!("/v2/{}/blobs/{d}", name.as_deref().unwrap_or("debug")),
+        (None, Some(p)) => p,
+        _ => return bad("give exactly one of digest=sha256:... or path=/..."),
+    };
+    let label = snapshot.locator.locate(ip);
+    let decision = state.decide(snapshot, "GET", &request_path, None, label, Detail::Explain).await;
+    let body = serde_json::json!({ "ip": ip, "label": label, "path": request_path, "decision": decision });
+    let mut r = Response::new(Body::from(body.to_string()));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
