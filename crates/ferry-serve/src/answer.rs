@@ -17,13 +17,13 @@ use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use crate::access_log::{AccessLog, Entry};
 use crate::client::{client_address, client_address_from, forwarded_for};
 use crate::decision::{Decision, Detail, Outcome, Reason};
-use crate::embedded;
+use crate::local_content;
 use crate::metrics::{Metrics, RedirectCounters};
 use crate::presence::{NoProbes, Presence};
 use crate::probe::Prober;
-use crate::remote::RemoteInventories;
+use crate::remote_inventory::RemoteInventories;
 use crate::render::{method_not_allowed, respond, text};
-use crate::request::parse_request;
+use crate::request::{is_reserved, parse_request};
 use crate::route::{decide, reject_decision, route};
 use crate::snapshot::Snapshot;
 
@@ -60,9 +60,24 @@ impl AppState {
     }
 
     /// Routes with live presence probing and health (start the health loop with
-    /// [`Prober::start_health`]; until a mirror's first health probe passes, it is out).
+    /// [`AppState::start_health`]; until a mirror's first health probe passes, it is out).
     pub fn with_prober(snapshot: Snapshot, prober: Arc<Prober>) -> AppState {
         AppState { prober: Some(prober), ..AppState::new(snapshot) }
+    }
+
+    /// Probes every mirror of the snapshot in force once (so none is routed to before it has
+    /// answered), then again every `health_interval` in the background. Without a prober there
+    /// is nothing to probe.
+    pub async fn start_health(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let Some(prober) = self.prober.clone() else { return tokio::spawn(async {}) };
+        prober.check_health(&self.snapshot()).await;
+        let state = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(prober.settings().health_interval).await;
+                prober.check_health(&state.snapshot()).await;
+            }
+        })
     }
 
     /// Uses the remote inventories fetched for the first snapshot.
@@ -136,7 +151,7 @@ impl AppState {
     /// Whether this request can be answered without waiting: no presence probe can be needed,
     /// it is not for bytes Ferry serves itself, and not `/debug/route`.
     pub(crate) fn answers_at_once(&self, snapshot: &Snapshot, path: &str) -> bool {
-        !(path == "/debug/route" || embedded::is_embedded(path) || (self.prober.is_some() && snapshot.probes_presence))
+        !(path == "/debug/route" || is_reserved(path) || (self.prober.is_some() && snapshot.probes_presence))
     }
 
     /// Cases 1-13 for one request, without waiting (see [`AppState::answers_at_once`]).
@@ -168,10 +183,10 @@ impl AppState {
         let client = client_address(&snapshot, peer, request.headers());
         let label_id = snapshot.locator.locate_id(client);
         let label = label_id.map(|l| &*snapshot.locator.labels()[l as usize]);
-        if embedded::is_embedded(path) {
-            let (outcome, status, response) = match (method, embedded::parse(path)) {
+        if is_reserved(path) {
+            let (outcome, status, response) = match (method, local_content::parse(path)) {
                 (&Method::GET | &Method::HEAD, Ok(object)) => {
-                    embedded::serve(&snapshot, &object, request.headers()).await
+                    local_content::serve(&snapshot, &object, request.headers()).await
                 }
                 (&Method::GET | &Method::HEAD, Err(reject)) => {
                     let d = reject_decision(reject);

@@ -149,7 +149,7 @@ impl Template {
 
     /// A template for content Ferry serves itself: `base` is a validated `public_url` (or empty,
     /// for a relative redirect), `path` starts with `/_ferry/`.
-    pub fn embedded(base: &str, path: String) -> Template {
+    pub fn local_content(base: &str, path: String) -> Template {
         Template { prefix: format!("{base}{path}"), suffix: String::new() }
     }
 

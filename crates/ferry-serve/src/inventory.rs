@@ -58,7 +58,7 @@ impl Inventory {
 
     /// Reads an inventory from `source`: a local path (relative ones are resolved against
     /// `base_dir`, the configuration file's folder) or a `file://` URL. Remote sources are fetched
-    /// by [`crate::remote::RemoteInventories`] instead.
+    /// by [`crate::remote_inventory::RemoteInventories`] instead.
     pub fn load(source: &str, base_dir: &Path) -> Result<Inventory, InventoryError> {
         let path = resolve(source, base_dir)?;
         let text = std::fs::read_to_string(&path)

@@ -6,7 +6,7 @@
 //!
 //! Anything else — another method, a body, `Expect`/`Upgrade`, a request target with bytes
 //! outside RFC 3986's path and query characters, a head that does not parse or is over 32 KiB,
-//! a service endpoint, the debug route, embedded mirror content, a snapshot that probes presence
+//! a service endpoint, the debug route, local-folder content, a snapshot that probes presence
 //! — hands the connection over to hyper with the bytes already read, and hyper serves it from
 //! then on, so every such case keeps hyper's exact behaviour.
 

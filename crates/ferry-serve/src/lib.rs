@@ -20,29 +20,31 @@
 //! - [`route()`]: the routing decision, from the snapshot and what is known (no network I/O).
 //! - [`presence`]: what the router may consult besides inventories ([`Presence`]).
 //! - [`Snapshot`]: one immutable, validated view of config + inventories (swapped whole on reload).
-//! - [`embedded`]: local-folder mirrors: their files, and serving them under `/_ferry/mirrors/`.
-//! - [`remote`]: inventories fetched over HTTP(S) or from object stores; [`inventory`]: what a
+//! - [`local_content`]: case 3a, the files of local-folder mirrors served under `/_ferry/mirrors/`.
+//! - [`remote_inventory`]: inventories fetched over HTTP(S) or from object stores; [`inventory`]: what a
 //!   mirror is trusted to hold; [`config`]: YAML types and validation (errors name the field).
+//! - `blocking`: parsing and freeing large inputs off the serving threads.
 //! - [`decision`]: the vocabulary of a decision ([`Outcome`], [`Reason`], [`Decision`]).
 //! - [`request`]: strict parsing of a request's path and query; [`glob`]: `serves` patterns.
 
 pub mod access_log;
 pub mod answer;
+mod blocking;
 pub mod client;
 pub mod config;
 mod connection;
 mod counter;
 pub mod decision;
-pub mod embedded;
 pub mod glob;
 pub mod inventory;
 mod lean;
 mod listen;
+pub mod local_content;
 pub mod metrics;
 pub mod presence;
 pub mod probe;
 pub mod reload;
-pub mod remote;
+pub mod remote_inventory;
 mod render;
 pub mod request;
 pub mod route;
@@ -62,6 +64,6 @@ pub use presence::{NoProbes, Presence};
 pub use probe::{ProbeSettings, Prober};
 pub use reload::spawn_reloader;
 pub use request::{parse_request, FilePath, Reject, Resource, RouteRequest, SafeQuery};
-pub use route::{decide, route};
+pub use route::{decide, probes_needed, route};
 pub use server::{serve, start, Server};
 pub use snapshot::{Mirror, Snapshot, SnapshotError};

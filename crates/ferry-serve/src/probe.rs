@@ -20,12 +20,10 @@ use std::time::{Duration, Instant};
 
 use moka::Expiry;
 
-use crate::answer::AppState;
 use crate::decision::{Holding, Object};
-use crate::glob::Pattern;
 use crate::presence::Presence;
-use crate::request::{Resource, RouteRequest};
-use crate::route::VOUCHING_EXTENSIONS;
+use crate::request::RouteRequest;
+use crate::route::probes_needed;
 use crate::snapshot::{Mirror, Snapshot};
 
 /// Timings of probing. The defaults keep a failed mirror out of the routing within 10 s
@@ -154,34 +152,11 @@ impl Prober {
             || self.health.read().expect("health lock").get(mirror).is_some_and(|h| h.healthy)
     }
 
-    /// What is known, within the budget, about the mirrors without an inventory that could serve
-    /// this request. Only mirrors that could be chosen are probed: the right kind of template, a
-    /// `serves` pattern matching `label`, healthy.
+    /// What is known, within the budget, about the mirrors the route would ask about for this
+    /// request ([`probes_needed`]: no inventory, no local folder, and otherwise eligible).
     pub async fn known(self: &Arc<Self>, snapshot: &Snapshot, request: &RouteRequest, label: Option<&str>) -> Known {
         let mut holds = HashMap::new();
-        let targets: Vec<(String, String)> = snapshot
-            .mirrors
-            .iter()
-            .filter(|m| m.inventory.is_none() && self.is_healthy(&m.name) && serves(&m.serves, label))
-            .filter_map(|m| {
-                // Local folders are not probed: route() looks at the file itself.
-                let url = match &request.resource {
-                    Resource::Blob { digest, .. } if m.local_blobs.is_none() => {
-                        m.blobs.as_ref()?.render(digest.as_str())
-                    }
-                    Resource::File { path } if m.local_files.is_none() => {
-                        if snapshot.upstream.files.is_none()
-                            || path.extension().is_some_and(|e| VOUCHING_EXTENSIONS.contains(&e))
-                        {
-                            return None;
-                        }
-                        m.files.as_ref()?.render(path.relative())
-                    }
-                    _ => return None,
-                };
-                Some((m.name.clone(), url))
-            })
-            .collect();
+        let targets = probes_needed(snapshot, request, label, |m: &Mirror| self.is_healthy(&m.name));
         let mut pending = Vec::new();
         for (name, url) in targets {
             if let Some(p) = self.cache.get(&url).await {
@@ -278,23 +253,6 @@ impl Prober {
             table.values().any(|h| !h.healthy) || snapshot.mirrors.iter().any(|m| !table.contains_key(&m.name));
         self.any_unhealthy.store(any_out, Ordering::Relaxed);
     }
-
-    /// Probes every mirror of the snapshot in force once (so none is routed to before it has
-    /// answered), then again every `health_interval` in the background.
-    pub async fn start_health(self: &Arc<Self>, state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
-        self.check_health(&state.snapshot()).await;
-        let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(this.settings.health_interval).await;
-                this.check_health(&state.snapshot()).await;
-            }
-        })
-    }
-}
-
-fn serves(patterns: &[Pattern], label: Option<&str>) -> bool {
-    patterns.iter().any(|p| p.matches(label))
 }
 
 /// The URL a health probe `HEAD`s: the blobs (else files) template with a placeholder object.
@@ -348,6 +306,7 @@ mod tests {
     use axum::http::{StatusCode, Uri};
 
     use super::*;
+    use crate::answer::AppState;
     use crate::decision::{Detail, Outcome};
     use crate::Config;
 
@@ -531,7 +490,7 @@ mod tests {
             ..generous()
         };
         let (fake, state, prober) = setup(settings).await;
-        let handle = prober.start_health(state.clone()).await;
+        let handle = state.start_health().await;
         fake.force.store(502, Ordering::SeqCst);
         let start = Instant::now();
         while prober.is_healthy("probed") {

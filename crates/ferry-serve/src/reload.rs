@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::answer::AppState;
-use crate::snapshot::{off_runtime, Snapshot, SnapshotError};
+use crate::blocking::off_runtime;
+use crate::snapshot::{Snapshot, SnapshotError};
 
 impl AppState {
     /// Builds a whole new snapshot from `config_path` (remote inventories as last fetched, or

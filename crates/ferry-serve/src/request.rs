@@ -174,11 +174,19 @@ pub fn check_path_chars(path: &str) -> Result<(), Reject> {
     Err(Reject::BadRequest(format!("character {c:?} not allowed in a path")))
 }
 
+/// Where local-folder mirrors live on Ferry; `/_ferry/` as a whole is reserved (never a release file).
+pub const LOCAL_CONTENT: &str = "/_ferry/mirrors/";
+
+/// Whether the path is under the reserved `/_ferry/` prefix.
+pub fn is_reserved(path: &str) -> bool {
+    path == "/_ferry" || path.starts_with("/_ferry/")
+}
+
 /// Parses the raw (still percent-encoded) path and query of a request.
 pub fn parse_request(path: &str, query: Option<&str>) -> Result<RouteRequest, Reject> {
     let bad = |m: String| Reject::BadRequest(m);
     check_path_chars(path)?;
-    if crate::embedded::is_embedded(path) {
+    if is_reserved(path) {
         return Err(Reject::NotFound("/_ferry/ is reserved for mirror content served by Ferry".into()));
     }
     if path == "/v2" || path == "/v2/" {

@@ -16,7 +16,7 @@ use crate::snapshot::{Mirror, Snapshot};
 pub const VOUCHING_EXTENSIONS: &[&str] = &["sha256", "sha512", "sig", "cert", "asc"];
 
 /// Cases 1, 2 and 5 (parsing), then [`route`]: the whole decision for a raw request (method, raw path, raw
-/// query). Service endpoints (`/healthz`, `/metrics`, `/debug/route`) and embedded mirror content
+/// query). Service endpoints (`/healthz`, `/metrics`, `/debug/route`) and local-folder content
 /// (`/_ferry/...`) are answered by the server before this is called.
 pub fn decide<'a>(
     snapshot: &'a Snapshot,
@@ -174,6 +174,40 @@ fn to_signatures<'a>(
         }
         None => to_registry(snapshot, name, rest, query, why[1]),
     }
+}
+
+/// The mirrors [`route`] would ask its [`Presence`] about for `request` (those without an
+/// inventory or a local folder that could otherwise be chosen), each with the URL to probe: found
+/// by routing the request once with nothing known, so the prober never re-derives which mirrors
+/// are eligible.
+pub fn probes_needed(
+    snapshot: &Snapshot,
+    request: &RouteRequest,
+    label: Option<&str>,
+    healthy: impl Fn(&Mirror) -> bool + Send + Sync,
+) -> Vec<(String, String)> {
+    struct Asking<F> {
+        healthy: F,
+        asked: std::sync::Mutex<Vec<(String, String)>>,
+    }
+    impl<F: Fn(&Mirror) -> bool + Send + Sync> Presence for Asking<F> {
+        fn holds(&self, mirror: &Mirror, object: Object<'_>) -> Holding {
+            let url = match object {
+                Object::Blob(digest) => mirror.blobs.as_ref().map(|t| t.render(digest.as_str())),
+                Object::File(path) => mirror.files.as_ref().map(|t| t.render(path.relative())),
+            };
+            if let Some(url) = url {
+                self.asked.lock().expect("probe list").push((mirror.name.clone(), url));
+            }
+            Holding::Unknown
+        }
+        fn healthy(&self, mirror: &Mirror) -> bool {
+            (self.healthy)(mirror)
+        }
+    }
+    let asking = Asking { healthy, asked: std::sync::Mutex::new(Vec::new()) };
+    route(snapshot, request, label, &asking, Detail::Lean);
+    asking.asked.into_inner().expect("probe list")
 }
 
 /// Tags cosign and the referrers fallback use: `sha256-<64 hex>` optionally followed by `.sig`,

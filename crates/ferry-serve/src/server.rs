@@ -11,7 +11,7 @@ use crate::access_log::AccessLog;
 use crate::answer::AppState;
 use crate::probe::{ProbeSettings, Prober};
 use crate::reload::spawn_reloader;
-use crate::remote::RemoteInventories;
+use crate::remote_inventory::RemoteInventories;
 use crate::snapshot::Snapshot;
 
 /// How often `ferry serve` checks the configuration file and local inventories for changes.
@@ -63,7 +63,7 @@ pub async fn start(config_path: PathBuf, listener: Option<tokio::net::TcpListene
         AccessLog::off()
     };
     let state = Arc::new(AppState::with_prober(snapshot, prober.clone()).with_access_log(log).with_remote(remote));
-    prober.start_health(state.clone()).await;
+    state.start_health().await;
     spawn_reloader(state.clone(), config_path, RELOAD_INTERVAL, REMOTE_INVENTORY_INTERVAL);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let listener = match listener {

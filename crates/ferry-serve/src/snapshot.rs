@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
+use crate::blocking::off_runtime;
 use crate::config::{
     check_mirror_name, is_local_folder, parse_local_folder, parse_public_url, parse_serves, parse_trusted_proxies,
     Config, ConfigError, FilesBase, RegistryBase, Template,
@@ -16,7 +17,7 @@ use crate::config::{
 use crate::decision::{Holding, Object};
 use crate::glob::Pattern;
 use crate::inventory::{self, Inventory, InventoryError};
-use crate::remote::{self, RemoteInventories};
+use crate::remote_inventory::{self, RemoteInventories};
 
 #[derive(Debug)]
 pub struct Upstream {
@@ -62,8 +63,8 @@ impl Mirror {
     pub fn local_holds(&self, object: Object<'_>) -> Option<Holding> {
         let dir = self.local_dir(object)?;
         let held = match object {
-            Object::Blob(d) => crate::embedded::resolve(dir, d.as_str()),
-            Object::File(p) => crate::embedded::resolve(dir, p.relative()),
+            Object::Blob(d) => resolve_in_folder(dir, d.as_str()),
+            Object::File(p) => resolve_in_folder(dir, p.relative()),
         };
         Some(if held.is_some() { Holding::Yes } else { Holding::No })
     }
@@ -159,8 +160,8 @@ impl Snapshot {
                             ));
                         }
                         let dir = parse_local_folder(&kind_field, t, base_dir)?;
-                        let path = format!("{}{}/{kind}/", crate::embedded::PREFIX, m.name);
-                        (Some(Template::embedded(&public_url, path)), Some(dir))
+                        let path = format!("{}{}/{kind}/", crate::request::LOCAL_CONTENT, m.name);
+                        (Some(Template::local_content(&public_url, path)), Some(dir))
                     }
                     Some(t) => (Some(Template::parse(&kind_field, t, placeholder)?), None),
                 })
@@ -179,7 +180,7 @@ impl Snapshot {
                 Some(source) => {
                     let ifield = format!("{field}.inventory");
                     let wrap = |source| SnapshotError::Inventory { field: ifield.clone(), source };
-                    if remote::is_remote(source) {
+                    if remote_inventory::is_remote(source) {
                         remote_sources.push(source.clone());
                         Some(fetched.get(source).cloned().ok_or_else(|| {
                             wrap(InventoryError::Source { file: source.clone(), message: "not fetched".into() })
@@ -241,7 +242,7 @@ impl Snapshot {
 
     /// [`Snapshot::load`], with remote inventories taken from `remote` (fetched there first if
     /// it does not have them yet).
-    /// Files are read and parsed on a blocking thread ([`off_runtime`]).
+    /// Files are read and parsed on a blocking thread (`blocking::off_runtime`).
     pub async fn load_fetching(path: &Path, remote: &RemoteInventories) -> Result<Snapshot, SnapshotError> {
         let config = {
             let path = path.to_path_buf();
@@ -249,7 +250,7 @@ impl Snapshot {
         };
         let mut fetched = HashMap::new();
         for (i, m) in config.mirrors.iter().enumerate() {
-            if let Some(source) = m.inventory.as_deref().filter(|s| remote::is_remote(s)) {
+            if let Some(source) = m.inventory.as_deref().filter(|s| remote_inventory::is_remote(s)) {
                 let field = format!("mirrors[{i}].inventory");
                 let inventory =
                     remote.get(source).await.map_err(|source| SnapshotError::Inventory { field, source })?;
@@ -278,14 +279,11 @@ impl Snapshot {
     }
 }
 
-/// Runs `work` on a blocking thread and waits for it: reading and parsing a configuration or an
-/// inventory can take seconds (a 1,000,000-line inventory), and must never hold up the runtime
-/// that accepts connections.
-pub(crate) async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(done) => done,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
+/// `dir/relative`, if it is a regular file whose real path (symlinks resolved) is inside `dir`
+/// (itself canonical). `relative` is a validated digest or file path.
+pub fn resolve_in_folder(dir: &Path, relative: &str) -> Option<PathBuf> {
+    let path = std::fs::canonicalize(dir.join(relative)).ok()?;
+    (path.starts_with(dir) && path.is_file()).then_some(path)
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ async fn a_killed_mirror_leaves_the_routing_within_ten_seconds() {
         Snapshot::load(&dir.path().join("ferry.yaml")).unwrap(),
         prober.clone(),
     ));
-    let health = prober.start_health(state.clone()).await;
+    let health = state.start_health().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(run(listener, state));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use ferry_serve::remote::RemoteInventories;
+use ferry_serve::remote_inventory::RemoteInventories;
 use ferry_serve::{spawn_reloader, AppState, Snapshot};
 
 const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";

@@ -1,7 +1,7 @@
 //! An inventory in an S3 bucket (a real `s3s-fs`, through `ferry-store`), refreshed when the
 //! object changes. Its own test binary: it sets the standard AWS environment for the process.
 
-use ferry_serve::remote::RemoteInventories;
+use ferry_serve::remote_inventory::RemoteInventories;
 use ferry_serve::{AppState, Snapshot};
 use ferry_testkit::s3_server::S3Server;
 

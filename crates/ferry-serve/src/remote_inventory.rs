@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::blocking::off_runtime;
 use crate::inventory::{Inventory, InventoryError};
-use crate::snapshot::off_runtime;
 
 /// Longest an inventory fetch may take.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(60);

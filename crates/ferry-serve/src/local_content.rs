@@ -9,7 +9,7 @@
 //! folder, so nothing outside it is ever served.
 
 use std::io::SeekFrom;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
@@ -18,30 +18,22 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::config::check_mirror_name;
 use crate::decision::Outcome;
-use crate::request::{check_path_chars, FilePath, Reject};
-use crate::snapshot::Snapshot;
+use crate::request::{check_path_chars, FilePath, Reject, LOCAL_CONTENT};
+use crate::snapshot::{resolve_in_folder, Snapshot};
 
-/// Where local-folder mirrors live on Ferry; `/_ferry/` as a whole is reserved (never a release file).
-pub const PREFIX: &str = "/_ferry/mirrors/";
-
-/// Whether the path is under the reserved `/_ferry/` prefix.
-pub fn is_embedded(path: &str) -> bool {
-    path == "/_ferry" || path.starts_with("/_ferry/")
-}
-
-/// What an embedded-content request asks for.
+/// What a request for local-folder content asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Embedded {
+pub enum LocalContent {
     Blob { mirror: String, digest: Digest },
     File { mirror: String, path: FilePath },
 }
 
-/// Parses a path for which [`is_embedded`] holds: malformed (case 2 characters, a bad digest, a
+/// Parses a path for which [`crate::request::is_reserved`] holds: malformed (case 2 characters, a bad digest, a
 /// bad file path) is `400`, anything else that is not mirror content is `404`.
-pub fn parse(path: &str) -> Result<Embedded, Reject> {
+pub fn parse(path: &str) -> Result<LocalContent, Reject> {
     check_path_chars(path)?;
     let not_found = || Reject::NotFound("not mirror content served by Ferry".into());
-    let rest = path.strip_prefix(PREFIX).ok_or_else(not_found)?;
+    let rest = path.strip_prefix(LOCAL_CONTENT).ok_or_else(not_found)?;
     let (mirror, rest) = rest.split_once('/').ok_or_else(not_found)?;
     if check_mirror_name("", mirror).is_err() || mirror.starts_with('.') {
         return Err(not_found());
@@ -51,40 +43,33 @@ pub fn parse(path: &str) -> Result<Embedded, Reject> {
     match kind {
         "blobs" => {
             let digest = object.parse().map_err(|e: ferry_oci::DigestError| Reject::BadRequest(e.to_string()))?;
-            Ok(Embedded::Blob { mirror, digest })
+            Ok(LocalContent::Blob { mirror, digest })
         }
         "files" => {
             let path = FilePath::parse(&format!("/{object}")).map_err(Reject::BadRequest)?;
-            Ok(Embedded::File { mirror, path })
+            Ok(LocalContent::File { mirror, path })
         }
         _ => Err(not_found()),
     }
 }
 
-/// `dir/relative`, if it is a regular file whose real path (symlinks resolved) is inside `dir`
-/// (itself canonical). `relative` is a validated digest or file path.
-pub fn resolve(dir: &Path, relative: &str) -> Option<PathBuf> {
-    let path = std::fs::canonicalize(dir.join(relative)).ok()?;
-    (path.starts_with(dir) && path.is_file()).then_some(path)
-}
-
 /// Answers a `GET` or `HEAD`: `200` with the bytes (`206` for one satisfiable `Range`, `416` for
 /// an unsatisfiable one), `404` when the mirror is not a local folder of that kind or the file is
 /// not there. Returns the outcome and status for the log and metrics.
-pub async fn serve(snapshot: &Snapshot, request: &Embedded, headers: &HeaderMap) -> (Outcome, u16, Response<Body>) {
+pub async fn serve(snapshot: &Snapshot, request: &LocalContent, headers: &HeaderMap) -> (Outcome, u16, Response<Body>) {
     let (mirror, relative, digest) = match request {
-        Embedded::Blob { mirror, digest } => (mirror, digest.as_str(), Some(digest)),
-        Embedded::File { mirror, path } => (mirror, path.relative(), None),
+        LocalContent::Blob { mirror, digest } => (mirror, digest.as_str(), Some(digest)),
+        LocalContent::File { mirror, path } => (mirror, path.relative(), None),
     };
     let dir = snapshot.mirrors.iter().find(|m| &m.name == mirror).and_then(|m| match request {
-        Embedded::Blob { .. } => m.local_blobs.as_deref(),
-        Embedded::File { .. } => m.local_files.as_deref(),
+        LocalContent::Blob { .. } => m.local_blobs.as_deref(),
+        LocalContent::File { .. } => m.local_files.as_deref(),
     });
     let found = match dir {
         Some(dir) => {
             let dir = dir.to_path_buf();
             let relative = relative.to_string();
-            tokio::task::spawn_blocking(move || resolve(&dir, &relative)).await.ok().flatten()
+            tokio::task::spawn_blocking(move || resolve_in_folder(&dir, &relative)).await.ok().flatten()
         }
         None => None,
     };
@@ -189,19 +174,20 @@ fn byte_range(header: &str, len: u64) -> Range {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::is_reserved;
 
     const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     #[test]
     fn parses_only_mirror_content() {
-        assert!(is_embedded("/_ferry") && is_embedded("/_ferry/x") && !is_embedded("/_ferryx"));
+        assert!(is_reserved("/_ferry") && is_reserved("/_ferry/x") && !is_reserved("/_ferryx"));
         assert_eq!(
             parse(&format!("/_ferry/mirrors/local/blobs/{D}")).unwrap(),
-            Embedded::Blob { mirror: "local".into(), digest: D.parse().unwrap() }
+            LocalContent::Blob { mirror: "local".into(), digest: D.parse().unwrap() }
         );
         assert_eq!(
             parse("/_ferry/mirrors/m.1/files/release/v1/kubectl").unwrap(),
-            Embedded::File { mirror: "m.1".into(), path: FilePath::parse("/release/v1/kubectl").unwrap() }
+            LocalContent::File { mirror: "m.1".into(), path: FilePath::parse("/release/v1/kubectl").unwrap() }
         );
         for (p, status) in [
             ("/_ferry", 404),
@@ -260,11 +246,11 @@ mod tests {
         std::os::unix::fs::symlink(outside.path().join("secret"), dir.join("leak")).unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.join("leakdir")).unwrap();
         std::os::unix::fs::symlink(dir.join("sub/file"), dir.join("inside")).unwrap();
-        assert!(resolve(&dir, "sub/file").is_some());
-        assert!(resolve(&dir, "inside").is_some(), "a symlink within the folder is fine");
-        assert!(resolve(&dir, "leak").is_none());
-        assert!(resolve(&dir, "leakdir/secret").is_none());
-        assert!(resolve(&dir, "sub").is_none(), "folders are not served");
-        assert!(resolve(&dir, "missing").is_none());
+        assert!(resolve_in_folder(&dir, "sub/file").is_some());
+        assert!(resolve_in_folder(&dir, "inside").is_some(), "a symlink within the folder is fine");
+        assert!(resolve_in_folder(&dir, "leak").is_none());
+        assert!(resolve_in_folder(&dir, "leakdir/secret").is_none());
+        assert!(resolve_in_folder(&dir, "sub").is_none(), "folders are not served");
+        assert!(resolve_in_folder(&dir, "missing").is_none());
     }
 }
