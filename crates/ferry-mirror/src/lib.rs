@@ -3,7 +3,7 @@
 //!
 //! A run:
 //! 1. **Images → blobs.** Each image's manifest graph (every platform of an index) is read from
-//!    the registry with `ferry_promote::copy::fetch_graph`; the union of their config and layer
+//!    the registry with `ferry_registry::graph::fetch_graph`; the union of their config and layer
 //!    descriptors is the set of blobs to mirror. Manifests stay with the registry, and so do
 //!    signatures (see docs/mirror.md).
 //! 2. **What each store lacks.** A blob the store's inventory lists is trusted and not asked
@@ -198,7 +198,7 @@ async fn collect_blobs(
     let unique: BTreeSet<&Image> = images.iter().collect();
     let graphs: Vec<_> = stream::iter(unique)
         .map(|image| async move {
-            (image, ferry_promote::copy::fetch_graph(registry, &image.name, &image.digest, true).await)
+            (image, ferry_registry::graph::fetch_graph(registry, &image.name, &image.digest, true).await)
         })
         .buffered(concurrency)
         .collect()

@@ -20,6 +20,7 @@
 pub mod auth;
 pub mod cache;
 mod error;
+pub mod graph;
 pub mod layout;
 pub mod remote;
 
