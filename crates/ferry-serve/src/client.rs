@@ -25,6 +25,7 @@ pub(crate) fn forwarded_for(headers: &HeaderMap) -> Vec<&[u8]> {
 }
 
 /// [`client_address`] from the raw values of the request's `X-Forwarded-For` headers, in order.
+#[inline]
 pub(crate) fn client_address_from(snapshot: &Snapshot, peer: IpAddr, forwarded_for: &[&[u8]]) -> IpAddr {
     let peer = peer.to_canonical();
     if !snapshot.is_trusted_proxy(peer) {

@@ -29,6 +29,7 @@ pub(crate) enum Kind {
 }
 
 impl ResponseHead {
+    #[inline]
     pub(crate) fn of(decision: Decision<'_>) -> ResponseHead {
         let text = |status: StatusCode, body: String| ResponseHead { status, kind: Kind::Text, body };
         match decision.outcome {
@@ -139,12 +140,14 @@ pub(crate) fn write_response(out: &mut Vec<u8>, decision: Decision<'_>, head: bo
 
 /// Whether `test` holds for every byte of `s`. Every byte is tested, with no early exit, so the
 /// compiler can test many at once (these checks run on every request).
+#[inline]
 pub(crate) fn all_bytes(s: &str, test: impl Fn(u8) -> bool) -> bool {
     s.bytes().fold(true, |all, b| all & test(b))
 }
 
 /// Visible ASCII, space and tab: what a `Location` may hold (`HeaderValue` would also take
 /// bytes past ASCII, which no configured template or validated request part produces).
+#[inline]
 pub(crate) fn is_header_byte(b: u8) -> bool {
     (b == b'\t') | (b' '..=b'~').contains(&b)
 }
