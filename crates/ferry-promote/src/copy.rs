@@ -20,10 +20,10 @@ use bytes::{Bytes, BytesMut};
 use ferry_oci::{Descriptor, Digest, Reference, RegistryAddress, RepoName, Sha256Verifier};
 use ferry_registry::graph::{fetch_graph, Graph};
 use ferry_registry::{BlobData, Registry};
+use ferry_report::Progress;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{self, StreamExt};
 use futures::TryStreamExt;
-use indicatif::ProgressBar;
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::plan::{Action, PlannedEdge};
@@ -48,7 +48,7 @@ pub async fn execute(
     plan: &[PlannedEdge],
     concurrency: usize,
     memory_blob_limit: u64,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
     transfer: &Transfer,
 ) -> BTreeMap<usize, String> {
     let mut failures: BTreeMap<usize, String> = BTreeMap::new();
@@ -110,7 +110,7 @@ pub async fn execute(
             }
         }
     }
-    progress.set_length(jobs.values().map(|j| j.descriptor.size).sum());
+    progress.total(jobs.values().map(|j| j.descriptor.size).sum());
     // Each job runs once, when the first group that needs it asks, under a transfer permit;
     // every group that needs the blob shares its outcome.
     let permits = Semaphore::new(concurrency);
@@ -212,7 +212,7 @@ impl BlobJob {
         self,
         registries: &Registries,
         memory_limit: u64,
-        progress: &ProgressBar,
+        progress: &dyn Progress,
         transfer: &Transfer,
     ) -> TargetResults {
         let digest = &self.descriptor.digest;
@@ -267,7 +267,7 @@ impl BlobJob {
         .await;
         if data.get().is_none() {
             // Every target had it: count it as done for the progress bar.
-            progress.inc(self.descriptor.size);
+            progress.advance(self.descriptor.size);
         }
         results.into_iter().flatten().collect()
     }
@@ -277,7 +277,7 @@ impl BlobJob {
         &self,
         registries: &Registries,
         memory_limit: u64,
-        progress: &ProgressBar,
+        progress: &dyn Progress,
         transfer: &Transfer,
     ) -> Result<BlobData, String> {
         let mut why = String::new();
@@ -303,7 +303,7 @@ async fn read_verified(
     repo: &RepoName,
     descriptor: &Descriptor,
     memory_limit: u64,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<BlobData, String> {
     let digest = &descriptor.digest;
     let name = format!("{}/{repo}@{digest}", registry.name());
@@ -321,7 +321,7 @@ async fn read_verified(
         if verifier.len() > descriptor.size {
             return Err(format!("source blob {name} is longer than its declared size {}", descriptor.size));
         }
-        progress.inc(chunk.len() as u64);
+        progress.advance(chunk.len() as u64);
         match &mut spool {
             Some(file) => file.write_all(&chunk).map_err(|e| format!("spooling {name}: {e}"))?,
             None => buffer.extend_from_slice(&chunk),

@@ -23,11 +23,12 @@ use ferry_manifest::PromotionManifest;
 use ferry_oci::RegistryAddress;
 use ferry_registry::cache::ManifestCache;
 use ferry_registry::Registry;
-use indicatif::ProgressBar;
+use ferry_report::Progress;
 
 pub use edges::{Edge, EdgeKind};
+pub use ferry_report::Status;
 pub use plan::{Action, PlannedEdge};
-pub use report::{EdgeReport, Report, Status, Summary};
+pub use report::{EdgeReport, Report, Summary};
 
 /// The registries a run touches, opened once by the caller (so that remote registries share one
 /// HTTP client, request budget and token cache).
@@ -82,21 +83,21 @@ pub async fn promote(
     manifests: &[PromotionManifest],
     registries: &Registries,
     options: &PromoteOptions,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Report {
     let started = Instant::now();
     let (edges, conflicts) = edges::expand(manifests);
-    progress.set_message("reading registries");
+    progress.phase("reading registries");
     let planned = plan::plan(registries, edges, &conflicts, options.concurrency).await;
     tracing::debug!(edges = planned.len(), "planned");
     let transfer = copy::Transfer::default();
     let failures = if options.confirm {
-        progress.set_message("copying");
+        progress.phase("copying");
         copy::execute(registries, &planned, options.concurrency, options.memory_blob_limit, progress, &transfer).await
     } else {
         Default::default()
     };
-    progress.finish_and_clear();
+    progress.finish();
     let edges: Vec<EdgeReport> = planned
         .into_iter()
         .enumerate()

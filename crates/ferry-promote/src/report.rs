@@ -3,21 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use ferry_report::{human_bytes, why, Decided, Status, Tally};
 use serde::Serialize;
 
 use crate::plan::{Action, PlannedEdge};
-
-/// Where an edge ended up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    /// Dry run: would be done.
-    Planned,
-    Promoted,
-    Skipped,
-    Refused,
-    Failed,
-}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct EdgeReport {
@@ -31,13 +20,12 @@ pub struct EdgeReport {
 
 impl EdgeReport {
     pub fn new(planned: PlannedEdge, confirmed: bool, error: Option<String>) -> Self {
-        let status = match (planned.action, confirmed, &error) {
-            (Action::Refuse, _, _) => Status::Refused,
-            (Action::Skip, _, _) => Status::Skipped,
-            (_, false, _) => Status::Planned,
-            (_, true, Some(_)) => Status::Failed,
-            (_, true, None) => Status::Promoted,
+        let decided = match planned.action {
+            Action::Refuse => Decided::Refuse,
+            Action::Skip => Decided::Skip,
+            _ => Decided::Act,
         };
+        let status = Status::of(decided, confirmed, error.is_some());
         EdgeReport { planned, status, error }
     }
 }
@@ -53,7 +41,7 @@ impl fmt::Display for EdgeReport {
             (_, _) => "tag   ",
         };
         write!(f, "{verb} {} -> {}", e.source_ref(), e.destination_ref())?;
-        if let Some(why) = self.planned.reason.as_ref().or(self.error.as_ref()) {
+        if let Some(why) = why(self.planned.reason.as_deref(), self.error.as_deref()) {
             write!(f, ": {why}")?;
         }
         Ok(())
@@ -63,11 +51,9 @@ impl fmt::Display for EdgeReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
     pub dry_run: bool,
-    pub planned: usize,
-    pub promoted: usize,
-    pub skipped: usize,
-    pub refused: usize,
-    pub failed: usize,
+    /// Edges by status.
+    #[serde(flatten)]
+    pub tally: Tally,
     /// Source blob bytes read (each blob at most once).
     pub bytes_read: u64,
     /// Blob bytes uploaded, summed over destinations (mounts not counted).
@@ -92,14 +78,9 @@ impl Summary {
         manifests_pushed: u64,
         elapsed: Duration,
     ) -> Self {
-        let count = |s: Status| edges.iter().filter(|e| e.status == s).count();
         Summary {
             dry_run: !confirmed,
-            planned: count(Status::Planned),
-            promoted: count(Status::Promoted),
-            skipped: count(Status::Skipped),
-            refused: count(Status::Refused),
-            failed: count(Status::Failed),
+            tally: Tally::of(edges.iter().map(|e| e.status)),
             bytes_read,
             bytes_written,
             blobs_read,
@@ -117,16 +98,16 @@ impl fmt::Display for Summary {
             write!(
                 f,
                 "dry run: {} to promote, {} already there, {} refused ({:.1}s). Nothing was written; add --confirm to promote.",
-                self.planned, self.skipped, self.refused, self.seconds
+                self.tally.planned, self.tally.skipped, self.tally.refused, self.seconds
             )
         } else {
             write!(
                 f,
                 "promoted {}, skipped {}, refused {}, failed {}; read {} in {} blobs, wrote {} ({} uploads, {} mounts, {} manifests) in {:.1}s",
-                self.promoted,
-                self.skipped,
-                self.refused,
-                self.failed,
+                self.tally.promoted,
+                self.tally.skipped,
+                self.tally.refused,
+                self.tally.failed,
                 human_bytes(self.bytes_read),
                 self.blobs_read,
                 human_bytes(self.bytes_written),
@@ -136,21 +117,6 @@ impl fmt::Display for Summary {
                 self.seconds
             )
         }
-    }
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
@@ -164,6 +130,6 @@ pub struct Report {
 impl Report {
     /// True when nothing was refused or failed: the exit status is 0 only then.
     pub fn is_success(&self) -> bool {
-        self.summary.refused == 0 && self.summary.failed == 0
+        self.summary.tally.is_success()
     }
 }

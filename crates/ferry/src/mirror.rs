@@ -93,7 +93,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
 
     let progress = progress_bar(args.output, Some(0));
-    let report = ferry_mirror::mirror(registry, &images, &destinations, &options, &progress).await;
+    let report = ferry_mirror::mirror(registry, &images, &destinations, &options, &progress.0).await;
 
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),

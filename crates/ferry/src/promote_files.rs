@@ -82,7 +82,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
 
     let progress = progress_bar(args.output, None);
-    let report = ferry_files::promote(&manifests, &stores, &options, &progress).await;
+    let report = ferry_files::promote(&manifests, &stores, &options, &progress.0).await;
 
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -74,9 +74,9 @@ impl RegistryFlags {
 
 /// A bytes progress bar on standard error when text goes to a terminal; hidden otherwise, so
 /// JSON output and logs stay clean.
-pub fn progress_bar(output: Output, length: Option<u64>) -> ProgressBar {
+pub fn progress_bar(output: Output, length: Option<u64>) -> Bar {
     if output != Output::Text || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
+        return Bar(ProgressBar::hidden());
     }
     let bar = ProgressBar::with_draw_target(length, ProgressDrawTarget::stderr());
     bar.set_style(
@@ -86,5 +86,27 @@ pub fn progress_bar(output: Output, length: Option<u64>) -> ProgressBar {
         .expect("valid template"),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
-    bar
+    Bar(bar)
+}
+
+/// The engines' progress ([`ferry_report::Progress`]) drawn as an indicatif bar.
+pub struct Bar(pub ProgressBar);
+
+impl ferry_report::Progress for Bar {
+    fn phase(&self, what: &str) {
+        self.0.set_message(what.to_string());
+    }
+
+    fn total(&self, bytes: u64) {
+        self.0.set_position(0);
+        self.0.set_length(bytes);
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
 }

@@ -13,7 +13,6 @@ use ferry_oci::{Digest, Reference, RegistryAddress, RepoName};
 use ferry_promote::{PromoteOptions, Registries, Report, Status};
 use ferry_registry::remote::{RemoteClient, RemoteOptions};
 use ferry_registry::Registry;
-use indicatif::ProgressBar;
 
 pub use ferry_testkit::fault_proxy::{Fault, FaultProxy, FaultRule};
 pub use ferry_testkit::images::{push, repo, signature_for, signature_tag, Flavour, ImageSpec, TestImage};
@@ -73,7 +72,7 @@ pub async fn run(manifests: &[PromotionManifest], confirm: bool) -> Report {
     let client = client();
     let registries = Registries::open(manifests, |a| Ok::<_, ()>(ferry_registry::open(a, &client))).unwrap();
     let options = PromoteOptions { confirm, ..PromoteOptions::default() };
-    ferry_promote::promote(manifests, &registries, &options, &ProgressBar::hidden()).await
+    ferry_promote::promote(manifests, &registries, &options, &ferry_report::Silent).await
 }
 
 pub fn count(report: &Report, status: Status) -> usize {
