@@ -5,10 +5,12 @@
 //! cache, however many prefixes of that host the promoter manifest names.
 //!
 //! Each operation is retried as a whole on throttling (429, honouring `Retry-After`), server errors
-//! and dropped connections; a blob upload restarts from its POST. Authentication answers the
-//! registry's `WWW-Authenticate` challenge (bearer tokens per repository scope, or basic), and once
-//! a host has challenged, later requests carry credentials from the start. Credentials are only
-//! sent to the registry's own host and to the token realm it names.
+//! and dropped connections; a blob upload restarts from its POST. A host that cannot be resolved
+//! or connected to is given up on after one request's retries, and its later requests fail at
+//! once. Authentication answers the registry's `WWW-Authenticate` challenge (bearer tokens per
+//! repository scope, or basic), and once a host has challenged, later requests carry credentials
+//! from the start. Credentials are only sent to the registry's own host and to the token realm it
+//! names.
 
 mod http;
 
@@ -51,6 +53,19 @@ pub struct RemoteOptions {
     pub user_agent: String,
     /// Tags asked for per page of a tag list (`?n=`).
     pub tags_page_size: usize,
+    /// How host names are resolved: the system's resolver when `None`. Tests answer names here
+    /// so that no look-up leaves the machine.
+    pub resolver: Option<Resolver>,
+}
+
+/// A DNS resolver for [`RemoteOptions::resolver`].
+#[derive(Clone)]
+pub struct Resolver(pub Arc<dyn reqwest::dns::Resolve>);
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Resolver")
+    }
 }
 
 impl Default for RemoteOptions {
@@ -64,6 +79,7 @@ impl Default for RemoteOptions {
             credentials: Arc::new(DockerCredentials::from_environment()),
             user_agent: format!("ferry/{}", env!("CARGO_PKG_VERSION")),
             tags_page_size: 1000,
+            resolver: None,
         }
     }
 }
@@ -105,11 +121,15 @@ impl fmt::Debug for RemoteClient {
 
 impl RemoteClient {
     pub fn new(opts: RemoteOptions) -> Result<Arc<Self>> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .user_agent(&opts.user_agent)
             .connect_timeout(Duration::from_secs(30))
             // Between two reads, not for a whole transfer: blobs can take long.
-            .read_timeout(Duration::from_secs(300))
+            .read_timeout(Duration::from_secs(300));
+        if let Some(Resolver(resolver)) = &opts.resolver {
+            http = http.dns_resolver2(resolver.clone());
+        }
+        let http = http
             .build()
             .map_err(|e| RegistryError::Invalid { registry: "remote".into(), message: format!("HTTP client: {e}") })?;
         Ok(Arc::new(RemoteClient { http, opts, hosts: Mutex::default(), counters: Arc::default() }))
@@ -125,7 +145,7 @@ impl RemoteClient {
             .lock()
             .unwrap()
             .entry(api_host.to_string())
-            .or_insert_with(|| Arc::new(Host::new(&self.opts)))
+            .or_insert_with(|| Arc::new(Host::new(api_host, &self.opts)))
             .clone();
         RemoteRegistry {
             client: self.clone(),

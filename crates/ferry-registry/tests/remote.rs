@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,12 +13,12 @@ use base64::Engine as _;
 use bytes::Bytes;
 use ferry_oci::{media_types, Digest, Reference, RepoName};
 use ferry_registry::auth::DockerCredentials;
-use ferry_registry::remote::{RemoteClient, RemoteOptions, RemoteRegistry};
+use ferry_registry::remote::{RemoteClient, RemoteOptions, RemoteRegistry, Resolver};
 use ferry_registry::{BlobData, Manifest, Registry, RegistryError};
 use ferry_testkit::fault_proxy::{Fault, FaultProxy, FaultRule};
 use ferry_testkit::images::repo;
 use ferry_testkit::registry_server::RegistryServer;
-use futures::TryStreamExt;
+use futures::{FutureExt, TryStreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// Fast retries, and no credentials from the developer's own docker or podman login.
@@ -349,6 +350,145 @@ async fn requests_per_host_are_limited() {
         assert!(r.has_blob(&app, &digest).await.unwrap());
     }
     assert!(started.elapsed() >= Duration::from_millis(450), "{:?}", started.elapsed());
+}
+
+/// Answers the first `failures` look-ups as DNS answers `*.invalid` (RFC 6761: it never exists),
+/// every later one with 127.0.0.1, and counts them: no test query leaves the machine.
+struct LoopbackResolver {
+    failures: usize,
+    lookups: AtomicUsize,
+}
+
+impl LoopbackResolver {
+    fn new(failures: usize) -> Arc<Self> {
+        Arc::new(LoopbackResolver { failures, lookups: AtomicUsize::new(0) })
+    }
+
+    fn lookups(&self) -> usize {
+        self.lookups.load(Ordering::SeqCst)
+    }
+}
+
+impl reqwest::dns::Resolve for LoopbackResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let answer = if self.lookups.fetch_add(1, Ordering::SeqCst) < self.failures {
+            Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} does not exist", name.as_str())).into())
+        } else {
+            // The port is the URL's.
+            Ok(Box::new(std::iter::once(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))) as reqwest::dns::Addrs)
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+/// A loopback `host:port` where nothing listens: connections are refused at once.
+async fn refusing_host() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// Many requests of every kind, at once, to two prefixes of `host`; their results in order.
+async fn many_requests(client: &Arc<RemoteClient>, host: &str) -> Vec<Result<(), RegistryError>> {
+    let registries = [client.registry(host, Some(repo("a"))), client.registry(host, Some(repo("b")))];
+    let blob = Bytes::from_static(b"blob");
+    let digest = Digest::of(&blob);
+    let requests = (0..64).map(|i| {
+        let (r, app) = (&registries[i % 2], repo(&format!("app{i}")));
+        let (blob, digest) = (blob.clone(), digest.clone());
+        async move {
+            match i % 4 {
+                0 => r.head_manifest(&app, &tag("v1")).await.map(drop),
+                1 => r.list_tags(&app).await.map(drop),
+                2 => r.has_blob(&app, &digest).await.map(drop),
+                _ => r.put_blob(&app, &digest, &BlobData::Memory(blob)).await,
+            }
+        }
+        .boxed()
+    });
+    futures::future::join_all(requests).await
+}
+
+#[tokio::test]
+async fn an_unreachable_host_is_tried_once_then_its_requests_fail_at_once() {
+    let refusing = refusing_host().await;
+    for (host, retries) in
+        [("registry.invalid", 0), ("registry.invalid", 2), (refusing.as_str(), 0), (refusing.as_str(), 2)]
+    {
+        let resolver = LoopbackResolver::new(usize::MAX);
+        let opts = RemoteOptions { retries, resolver: Some(Resolver(resolver.clone())), ..options() };
+        let client = RemoteClient::new(opts).unwrap();
+        let case = format!("{host} with {retries} retries");
+        let mut messages = Vec::new();
+        for result in many_requests(&client, host).await.into_iter().chain(many_requests(&client, host).await) {
+            match result {
+                Err(e @ RegistryError::Unreachable { .. }) => messages.push(e.to_string()),
+                other => panic!("{case}: {other:?}"),
+            }
+        }
+        let attempts = retries as u64 + 1;
+        assert_eq!(client.stats().requests, attempts, "{case}: connect attempts");
+        assert_eq!(client.stats().retries, retries as u64, "{case}");
+        let lookups = if host == refusing { 0 } else { attempts as usize };
+        assert_eq!(resolver.lookups(), lookups, "{case}: DNS look-ups");
+        // One request met the failure; every other one reports it without being sent.
+        let (tried, not_tried): (Vec<_>, Vec<_>) = messages.iter().partition(|m| !m.contains("not tried"));
+        assert_eq!(tried.len(), 1, "{case}: {messages:#?}");
+        let first = tried[0].split_once(" is unreachable: ").unwrap().1;
+        assert!(first.contains(if host == refusing { "Connection refused" } else { "does not exist" }), "{first}");
+        for message in &not_tried {
+            assert!(message.ends_with(first), "{case}: {message} does not carry {first}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_host_that_cannot_be_connected_to_at_first_is_retried_and_kept() {
+    let server = RegistryServer::start().await.unwrap();
+    let host = format!("registry.test:{}", server.host().rsplit_once(':').unwrap().1);
+    let resolver = LoopbackResolver::new(1);
+    let opts = RemoteOptions {
+        retries: 1,
+        plain_http_hosts: vec![host.clone()],
+        resolver: Some(Resolver(resolver.clone())),
+        ..options()
+    };
+    let client = RemoteClient::new(opts).unwrap();
+    for result in many_requests(&client, &host).await {
+        result.unwrap();
+    }
+    assert!(resolver.lookups() >= 2);
+    assert_eq!(client.stats().retries, 1, "only the first request met the failure, and retried");
+}
+
+#[tokio::test]
+async fn server_errors_and_resets_do_not_make_a_host_unreachable() {
+    let server = RegistryServer::start().await.unwrap();
+    let proxy = FaultProxy::start(&server.host()).await.unwrap();
+    let (client, r) = open(&proxy.host(), RemoteOptions { retries: 0, ..options() });
+    let app = repo("app");
+    let layer = layer_of("answered");
+    let digest = &Digest::of(&layer);
+    r.put_blob(&app, digest, &BlobData::Memory(layer.clone())).await.unwrap();
+    for (fault, path) in
+        [(Fault::Status { status: 503, retry_after: None }, "/tags/list"), (Fault::Reset, "/blobs/sha256:")]
+    {
+        proxy.add_fault(FaultRule { method: Some("GET".into()), path_contains: path.into(), times: 8, fault });
+    }
+    let failures = futures::future::join_all((0..8).flat_map(|_| {
+        [r.list_tags(&app).map(|t| t.map(drop)).boxed(), read_blob(&r, &app, digest).map(|b| b.map(drop)).boxed()]
+    }))
+    .await;
+    for failure in failures {
+        assert!(
+            matches!(failure, Err(RegistryError::Http { status: 503, .. } | RegistryError::Unreachable { .. })),
+            "{failure:?}"
+        );
+    }
+    // Every request reached the host, and it still takes requests.
+    assert_eq!((proxy.count("GET", "/tags/list"), proxy.blob_gets()), (8, 8));
+    assert_eq!(read_blob(&r, &app, digest).await.unwrap(), layer.as_ref());
+    assert!(r.list_tags(&app).await.unwrap().is_empty());
+    assert_eq!(client.stats().retries, 0);
 }
 
 /// One request as the scripted server saw it.

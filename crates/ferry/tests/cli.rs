@@ -93,6 +93,36 @@ async fn unreachable_registry_is_named_and_exits_1() {
 }
 
 #[test]
+fn an_unreachable_source_is_tried_once_and_named_once() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let prod = dir.path().join("prod");
+    let mut yaml = format!(
+        "registries:\n- name: 127.0.0.1:{port}/staging\n  src: true\n- name: oci:{}\nimages:\n",
+        prod.display()
+    );
+    for i in 0..50 {
+        yaml += &format!("- name: app{i}\n  dmap:\n    \"sha256:{i:064x}\": [\"v1\"]\n");
+    }
+    let manifest = dir.path().join("manifest.yaml");
+    std::fs::write(&manifest, yaml).unwrap();
+    let out = ferry(&["promote", "images", "--manifest", manifest.to_str().unwrap(), "--retries", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let host_line = format!("registry 127.0.0.1:{port} unreachable: ");
+    assert_eq!(stderr.matches(&host_line).count(), 1, "{stderr}");
+    let first = stderr.split_once(&host_line).unwrap().1;
+    let first = first.split_once("; its remaining requests fail at once").unwrap().0;
+    assert!(first.contains("Connection refused"), "{first}");
+    let stdout = text(&out.stdout);
+    let refused: Vec<&str> = stdout.lines().filter(|l| l.starts_with("REFUSE")).collect();
+    assert_eq!(refused.len(), 50, "{stdout}");
+    for line in refused {
+        assert!(line.ends_with(first), "{line} does not carry {first}");
+    }
+}
+
+#[test]
 fn help_explains_the_dry_run() {
     let out = ferry(&["promote", "images", "--help"]);
     let help = text(&out.stdout);

@@ -1,5 +1,6 @@
 //! The request machinery under [`RemoteRegistry`]: the per-host budget, authentication challenges
-//! and tokens, retries, and turning answers into [`RegistryError`]s that never show credentials.
+//! and tokens, retries, giving up on a host that cannot be connected to, and turning answers into
+//! [`RegistryError`]s that never show credentials.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,7 +15,7 @@ use ferry_oci::Digest;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, LINK, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use serde::Deserialize;
-use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use url::Url;
 
@@ -41,9 +42,13 @@ impl From<RegistryError> for Failure {
 
 pub(super) type Attempt<T> = std::result::Result<T, Failure>;
 
-/// What one registry host has: its request budget, how it last asked us to authenticate, the
-/// credentials for it and the bearer tokens it granted (per set of scopes).
+/// What one registry host has: its request budget, whether it can be connected to, how it last
+/// asked us to authenticate, the credentials for it and the bearer tokens it granted (per set of
+/// scopes).
 pub(super) struct Host {
+    /// `host[:port]` as requests address it.
+    name: String,
+    reach: watch::Sender<Reach>,
     permits: Arc<Semaphore>,
     interval: Option<Duration>,
     next_slot: Mutex<Instant>,
@@ -53,8 +58,10 @@ pub(super) struct Host {
 }
 
 impl Host {
-    pub(super) fn new(opts: &RemoteOptions) -> Host {
+    pub(super) fn new(name: &str, opts: &RemoteOptions) -> Host {
         Host {
+            name: name.to_string(),
+            reach: watch::Sender::new(Reach::Unknown),
             permits: Arc::new(Semaphore::new(opts.max_concurrent_requests.max(1))),
             interval: opts
                 .max_requests_per_second
@@ -81,6 +88,81 @@ impl Host {
         }
         permit
     }
+
+    /// Wait until a request may go to the host: `Some(probe)` when this request is to find out
+    /// whether the host can be connected to, `None` when it is known to be; the host's first
+    /// connection failure when it is known not to be.
+    async fn admit(&self) -> std::result::Result<Option<Probe<'_>>, Arc<str>> {
+        let mut reach = self.reach.subscribe();
+        loop {
+            if self.move_reach(|r| matches!(r, Reach::Unknown), || Reach::Probing) {
+                return Ok(Some(Probe(self)));
+            }
+            match &*reach.borrow_and_update() {
+                Reach::Connected => return Ok(None),
+                Reach::Unreachable(first) => return Err(first.clone()),
+                Reach::Unknown => continue,
+                Reach::Probing => {}
+            }
+            // The sender lives as long as `self`: this only returns on a change.
+            let _ = reach.changed().await;
+        }
+    }
+
+    /// Move to `to()` if the state is one `from` accepts, waking the waiting requests; whether it
+    /// moved.
+    fn move_reach(&self, from: impl FnOnce(&Reach) -> bool, to: impl FnOnce() -> Reach) -> bool {
+        self.reach.send_if_modified(|r| {
+            let moves = from(r);
+            if moves {
+                *r = to();
+            }
+            moves
+        })
+    }
+
+    fn connected(&self) {
+        self.move_reach(|r| !matches!(r, Reach::Connected | Reach::Unreachable(_)), || Reach::Connected);
+    }
+
+    /// Give up on the host: `first` is what every later request to it fails with.
+    fn give_up(&self, first: &str) {
+        if self.move_reach(|r| !matches!(r, Reach::Unreachable(_)), || Reach::Unreachable(first.into())) {
+            tracing::warn!("registry {} unreachable: {first}; its remaining requests fail at once", self.name);
+        }
+    }
+
+    fn first_failure(&self) -> Option<Arc<str>> {
+        match &*self.reach.borrow() {
+            Reach::Unreachable(first) => Some(first.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a registry host can be connected to, as far as this run knows. While one request
+/// finds out, the others wait for its answer, so that a host that cannot be resolved or connected
+/// to costs one connection attempt (and its retries) rather than one per request.
+#[derive(Debug)]
+enum Reach {
+    /// Nobody is finding out: the next request does.
+    Unknown,
+    /// One request is trying to connect, retrying on connection failures.
+    Probing,
+    Connected,
+    /// A request could not connect, even after its retries. Every request that starts afterwards
+    /// fails at once with that request's error; requests already sent finish as they will.
+    Unreachable(Arc<str>),
+}
+
+/// Held by the request finding out whether its host can be connected to. Dropped before it
+/// knows (the request failed otherwise, or was cancelled), it lets the next request find out.
+struct Probe<'a>(&'a Host);
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        self.0.move_reach(|r| matches!(r, Reach::Probing), || Reach::Unknown);
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,6 +180,10 @@ struct Token {
 impl RemoteRegistry {
     /// Send one request (and, when the host challenges it, once more with credentials): the answer
     /// whatever its status, with the host's permit, to be held while the body is read.
+    ///
+    /// A request to the registry's own host that cannot connect (name resolution, refused
+    /// connection, connect time-out, TLS handshake) is tried again up to `retries` times while the
+    /// host's other requests wait; then the host is given up on for the rest of the run.
     pub(super) async fn send(
         &self,
         method: Method,
@@ -111,8 +197,10 @@ impl RemoteRegistry {
         let own_host = self.base.as_ref().is_some_and(|b| b.origin() == url.origin());
         let mut auth = if own_host { self.authorization(scopes, None, None).await? } else { None };
         let mut challenged = false;
+        let (mut probe, mut connect_failures, mut last_failure) = (None, 0, None);
         loop {
-            let permit = self.host.acquire().await;
+            let permit =
+                if own_host { self.take_turn(&mut probe, &mut last_failure).await? } else { self.host.acquire().await };
             let mut request = self.client.http.request(method.clone(), url.clone()).headers(headers.clone());
             if let Some(value) = &auth {
                 request = request.header(AUTHORIZATION, value.clone());
@@ -122,7 +210,45 @@ impl RemoteRegistry {
             }
             self.client.counters.requests.fetch_add(1, Relaxed);
             let started = Instant::now();
-            let resp = request.send().await.map_err(|e| self.unreachable(&method, url, e))?;
+            let resp = match request.send().await {
+                Ok(resp) => resp,
+                Err(e) if own_host && self.cannot_connect(&e) => {
+                    drop(permit);
+                    let failed = failed_request(&method, url, e);
+                    connect_failures += 1;
+                    if connect_failures > self.client.opts.retries || self.host.first_failure().is_some() {
+                        self.host.give_up(&failed);
+                        return Err(self.unreachable(failed));
+                    }
+                    // Find out again, unless another request already is: then wait for its answer.
+                    if probe.is_none() {
+                        probe = self
+                            .host
+                            .move_reach(|r| matches!(r, Reach::Unknown | Reach::Connected), || Reach::Probing)
+                            .then_some(Probe(&self.host));
+                    }
+                    if probe.is_some() {
+                        let delay = backoff(self.client.opts.retry_base_delay, connect_failures - 1);
+                        self.client.counters.retries.fetch_add(1, Relaxed);
+                        tracing::warn!(registry = %self.name, what = "connect", error = %failed, ?delay, retry = connect_failures, "retrying");
+                        tokio::time::sleep(delay).await;
+                    }
+                    last_failure = Some(self.unreachable(failed));
+                    continue;
+                }
+                Err(e) => {
+                    // Connected, then failed: the host can be reached.
+                    if own_host {
+                        self.host.connected();
+                    }
+                    return Err(self.unreachable(failed_request(&method, url, e)));
+                }
+            };
+            if own_host {
+                self.host.connected();
+                probe = None;
+                last_failure = None;
+            }
             // The path only: upload locations carry opaque state in their query.
             tracing::debug!(registry = %self.name, %method, path = url.path(), status = resp.status().as_u16(), elapsed = ?started.elapsed(), "request");
             if !challenged && own_host && resp.status() == StatusCode::UNAUTHORIZED {
@@ -138,6 +264,26 @@ impl RemoteRegistry {
                 }
             }
             return Ok((resp, permit));
+        }
+    }
+
+    /// Wait until a request to the registry's own host may go (see [`Reach`]), then for a permit.
+    /// Fails at once when the host has been given up on: with `last_failure`, this request's own
+    /// connection failure, if it met one, else with the host's first.
+    async fn take_turn<'h>(
+        &'h self,
+        probe: &mut Option<Probe<'h>>,
+        last_failure: &mut Option<Failure>,
+    ) -> Attempt<OwnedSemaphorePermit> {
+        let mut given_up = |first: Arc<str>| last_failure.take().unwrap_or_else(|| self.not_tried(&first));
+        if probe.is_none() {
+            *probe = self.host.admit().await.map_err(&mut given_up)?;
+        }
+        let permit = self.host.acquire().await;
+        // The host may have been given up on while this request waited for a permit.
+        match self.host.first_failure() {
+            Some(first) => Err(given_up(first)),
+            None => Ok(permit),
         }
     }
 
@@ -234,7 +380,7 @@ impl RemoteRegistry {
             request = request.basic_auth(&c.username, Some(&c.password));
         }
         self.client.counters.requests.fetch_add(1, Relaxed);
-        let resp = request.send().await.map_err(|e| self.unreachable(&Method::GET, &url, e))?;
+        let resp = request.send().await.map_err(|e| self.unreachable(failed_request(&Method::GET, &url, e)))?;
         if !resp.status().is_success() {
             return Err(self.status_error(&Method::GET, &url, resp).await);
         }
@@ -262,7 +408,10 @@ impl RemoteRegistry {
         loop {
             match op().await {
                 Ok(value) => return Ok(value),
-                Err(Failure { error, retry_after }) if retry < opts.retries && error.is_transient() => {
+                // A host given up on is not asked again.
+                Err(Failure { error, retry_after })
+                    if retry < opts.retries && error.is_transient() && self.host.first_failure().is_none() =>
+                {
                     let delay = match retry_after {
                         Some(after) => after.min(MAX_RETRY_AFTER),
                         None => backoff(opts.retry_base_delay, retry),
@@ -295,12 +444,20 @@ impl RemoteRegistry {
         Failure { error, retry_after }
     }
 
-    pub(super) fn unreachable(&self, method: &Method, url: &Url, error: reqwest::Error) -> Failure {
-        RegistryError::Unreachable {
-            registry: self.name.clone(),
-            message: format!("{method} {}: {}", redact(url), describe(error)),
-        }
-        .into()
+    pub(super) fn unreachable(&self, message: String) -> Failure {
+        RegistryError::Unreachable { registry: self.name.clone(), message }.into()
+    }
+
+    /// What a request to a host given up on fails with, without being sent.
+    fn not_tried(&self, first: &str) -> Failure {
+        self.unreachable(format!("not tried, since an earlier request could not connect: {first}"))
+    }
+
+    /// Whether `error` is a failure to resolve or connect to the registry's own host (not, say,
+    /// to the storage a redirect led to).
+    fn cannot_connect(&self, error: &reqwest::Error) -> bool {
+        let own = |url: &Url| self.base.as_ref().is_some_and(|b| b.origin() == url.origin());
+        error.is_connect() && error.url().is_none_or(own)
     }
 
     /// A whole JSON document (manifest, tag list, token), refused past [`MAX_DOCUMENT`].
@@ -310,7 +467,7 @@ impl RemoteRegistry {
             return Err(too_large().into());
         }
         let mut body = BytesMut::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.unreachable(method, url, e))? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.unreachable(failed_request(method, url, e)))? {
             if body.len() + chunk.len() > MAX_DOCUMENT {
                 return Err(too_large().into());
             }
@@ -343,6 +500,11 @@ fn basic(c: &Credentials) -> HeaderValue {
 /// signed storage URLs.
 fn redact(url: &Url) -> String {
     format!("{}://{}", url.scheme(), &url[url::Position::BeforeHost..url::Position::AfterPath])
+}
+
+/// `METHOD scheme://host/path: error`, for a request that got no answer.
+fn failed_request(method: &Method, url: &Url, error: reqwest::Error) -> String {
+    format!("{method} {}: {}", redact(url), describe(error))
 }
 
 /// A reqwest error and its causes, without the URL (which can carry a signed query).
