@@ -7,11 +7,11 @@
 //! to a staging file beside the target, one write in flight (overlapping the caller's next read),
 //! and the file is renamed onto the target at commit. Either way nothing exists under the name
 //! until [`Upload::commit`], and [`Upload::abort`] (or dropping an uncommitted upload) leaves
-//! nothing.
+//! nothing: not the staging file, nor a directory created for it.
 
 use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use object_store::{Attributes, MultipartUpload, PutMultipartOptions, PutOptions, PutPayload};
@@ -58,12 +58,17 @@ struct LocalWrite {
     file: Option<File>,
     /// The write in flight; it hands the file back when done.
     writing: Option<JoinHandle<std::io::Result<File>>>,
+    /// The directories made for the staging file, outermost first: removed again unless the
+    /// write is committed.
+    created_dirs: Vec<PathBuf>,
 }
 
 impl Upload {
     pub(crate) fn new(store: Store, name: ObjectName, attributes: Attributes) -> Upload {
         let local = match store.local_path(&name) {
-            Ok(Some(target)) => Local::Direct(LocalWrite { target, staging: None, file: None, writing: None }),
+            Ok(Some(target)) => {
+                Local::Direct(LocalWrite { target, staging: None, file: None, writing: None, created_dirs: Vec::new() })
+            }
             Ok(None) => Local::No,
             Err(e) => Local::Invalid(e),
         };
@@ -135,9 +140,15 @@ impl Upload {
             return Ok(file);
         }
         let target = local.target.clone();
-        let (file, staging) = match tokio::task::spawn_blocking(move || create_staging(&target)).await {
-            Ok(Ok(created)) => created,
-            Ok(Err(e)) => return Err(fail(format!("creating a file beside {}: {e}", local.target.display()))),
+        let created = tokio::task::spawn_blocking(move || {
+            let mut dirs = Vec::new();
+            (create_staging(&target, &mut dirs), dirs)
+        });
+        let (file, staging) = match created.await {
+            Ok((created, dirs)) => {
+                local.created_dirs.extend(dirs);
+                created.map_err(|e| fail(format!("creating a file beside {}: {e}", local.target.display())))?
+            }
             Err(e) => return Err(fail(format!("create task failed: {e}"))),
         };
         local.staging = Some(staging);
@@ -180,6 +191,7 @@ impl Upload {
             return match renamed {
                 Ok(Ok(())) => {
                     local.staging = None;
+                    local.created_dirs.clear();
                     Ok(())
                 }
                 Ok(Err(e)) => Err(self.io_error(format!("renaming onto the target: {e}"))),
@@ -220,7 +232,7 @@ impl Upload {
         let local = direct(&mut self.local)?;
         let file = match local.file.take() {
             Some(file) => Ok(file),
-            None => create_staging(&local.target).map(|(file, staging)| {
+            None => create_staging(&local.target, &mut local.created_dirs).map(|(file, staging)| {
                 local.staging = Some(staging);
                 file
             }),
@@ -236,7 +248,7 @@ impl Upload {
         let staging = match local.staging.clone() {
             Some(staging) => Ok(staging),
             // Nothing written: an empty object.
-            None => create_staging(&local.target).map(|(_, staging)| {
+            None => create_staging(&local.target, &mut local.created_dirs).map(|(_, staging)| {
                 local.staging = Some(staging.clone());
                 staging
             }),
@@ -244,6 +256,7 @@ impl Upload {
         match staging.and_then(|staging| std::fs::rename(staging, &local.target)) {
             Ok(()) => {
                 local.staging = None;
+                local.created_dirs.clear();
                 Ok(())
             }
             Err(e) => Err(object_error(&self.store, &self.name, format!("renaming onto the target: {e}"))),
@@ -264,10 +277,9 @@ impl Upload {
             if let Some(writing) = local.writing.take() {
                 let _ = writing.await;
             }
-            if let Some(staging) = local.staging.take() {
-                if let Err(e) = tokio::task::spawn_blocking(move || std::fs::remove_file(staging)).await {
-                    tracing::warn!(store = self.store.url(), object = %self.name, error = %e, "removing a staging file failed");
-                }
+            let (staging, dirs) = (local.staging.take(), std::mem::take(&mut local.created_dirs));
+            if let Err(e) = tokio::task::spawn_blocking(move || discard(staging, dirs)).await {
+                tracing::warn!(store = self.store.url(), object = %self.name, error = %e, "removing what a failed write left failed");
             }
         }
         for part in std::mem::take(&mut self.in_flight) {
@@ -285,10 +297,8 @@ impl Drop for Upload {
     /// An upload dropped without commit or abort (a cancelled task) still cleans up after itself.
     fn drop(&mut self) {
         if let Local::Direct(local) = &mut self.local {
-            if let Some(staging) = local.staging.take() {
-                // A write still in flight carries on into the unlinked file, harmlessly.
-                let _ = std::fs::remove_file(staging);
-            }
+            // A write still in flight carries on into the unlinked file, harmlessly.
+            discard(local.staging.take(), std::mem::take(&mut local.created_dirs));
         }
         if let Some(mut upload) = self.multipart.take() {
             let parts = std::mem::take(&mut self.in_flight);
@@ -330,8 +340,9 @@ async fn join(store: &Store, name: &ObjectName, part: JoinHandle<object_store::R
     }
 }
 
-/// Creates a new, empty staging file `<target>#<n>` (and the target's folders).
-fn create_staging(target: &std::path::Path) -> std::io::Result<(File, PathBuf)> {
+/// Creates a new, empty staging file `<target>#<n>`, and the target's missing folders, adding
+/// those it made to `created_dirs`.
+fn create_staging(target: &Path, created_dirs: &mut Vec<PathBuf>) -> std::io::Result<(File, PathBuf)> {
     let mut n = 1u64;
     loop {
         let mut staging = target.as_os_str().to_owned();
@@ -341,9 +352,43 @@ fn create_staging(target: &std::path::Path) -> std::io::Result<(File, PathBuf)> 
             Ok(file) => return Ok((file, staging)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(target.parent().ok_or(e)?)?;
+                create_dirs(target.parent().ok_or(e)?, created_dirs)?;
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `create_dir_all`, adding the directories this call made (not those another write made
+/// meanwhile) to `created`, outermost first.
+fn create_dirs(dir: &Path, created: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => {
+            created.push(dir.to_path_buf());
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            create_dirs(dir.parent().ok_or(e)?, created)?;
+            create_dirs(dir, created)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes what an uncommitted local write left: its staging file, then the directories it
+/// created, deepest first, stopping at the first that is not empty. `remove_dir` (never
+/// `remove_dir_all`) only removes an empty directory, so one another write has put a file in
+/// since, and every directory above it, stays.
+fn discard(staging: Option<PathBuf>, created_dirs: Vec<PathBuf>) {
+    if let Some(staging) = staging {
+        let _ = std::fs::remove_file(staging);
+    }
+    for dir in created_dirs.iter().rev() {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => return,
         }
     }
 }

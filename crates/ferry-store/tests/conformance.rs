@@ -253,3 +253,65 @@ fn bad_urls_and_settings_are_refused_with_the_url() {
     let err = Store::open("ftp://host/x").unwrap_err();
     assert!(err.to_string().contains("ftp://host/x"), "{err}");
 }
+
+/// Every directory under `dir`, sorted.
+fn dirs_on_disk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut dirs: Vec<_> = entries
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_dir())
+        .flat_map(|path| std::iter::once(path.clone()).chain(dirs_on_disk(&path)))
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// A name whose last segment is longer than any file system takes (255 bytes): its folders can
+/// be created, its staging file cannot.
+fn unwritable_name(dirs: &str) -> ObjectName {
+    name(&format!("{dirs}/{}", "x".repeat(300)))
+}
+
+/// A failed write into a folder removes the directories it created for the file, deepest first,
+/// and no other: not one that existed before, not one another write has put something in since.
+/// Bytes that do not match, a source that breaks off, and a file that cannot be created; through
+/// `fan_out` and through `copy_object`'s one-thread path.
+#[tokio::test]
+async fn a_failed_write_leaves_no_directory_it_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("folder");
+    let store = Store::open(folder.to_str().unwrap()).unwrap();
+    std::fs::create_dir_all(folder.join("existing/inner")).unwrap();
+    let before = dirs_on_disk(&folder);
+    let bytes = data(200_000);
+    let wrong = Digest::of(b"something else");
+
+    let mismatched = fan_out(chunks(&bytes, 65536), &wrong, vec![store.upload(&name("new/a/b/file"), wrong.hex())]);
+    assert!(matches!(mismatched.await.source, Err(SourceError::Mismatch { .. })));
+    let broken: Vec<Result<Bytes, std::io::Error>> =
+        vec![Ok(Bytes::from(bytes.clone())), Err(std::io::Error::other("connection reset"))];
+    let object = name("existing/inner/new/file");
+    let result = fan_out(futures::stream::iter(broken), &wrong, vec![store.upload(&object, wrong.hex())]).await;
+    assert!(matches!(result.source, Err(SourceError::Read(_))), "{:?}", result.source);
+    let digest = Digest::of(&bytes);
+    let result = fan_out(chunks(&bytes, 65536), &digest, vec![store.upload(&unwritable_name("new/c"), digest.hex())]);
+    assert!(result.await.destinations[0].is_err());
+    assert_eq!(dirs_on_disk(&folder), before, "the async path left directories");
+
+    let source = Store::open(dir.path().join("source").to_str().unwrap()).unwrap();
+    let object = name("staged.bin");
+    source.put_small(&object, Bytes::from(bytes.clone())).await.unwrap();
+    for (destination, expected) in [(name("new/d/e/file"), &wrong), (unwritable_name("existing/new/f"), &digest)] {
+        let uploads = vec![store.upload(&destination, expected.hex())];
+        let result = copy_object(&source, &object, expected, uploads, |_| ()).await.unwrap();
+        assert!(result.source.is_err() || result.destinations[0].is_err(), "{result:?}");
+    }
+    assert_eq!(dirs_on_disk(&folder), before, "the one-thread path left directories");
+
+    // Another write puts a file in a directory the failing one created: that one stays.
+    let mut upload = store.upload(&name("shared/sub/file"), wrong.hex());
+    upload.write(Bytes::from_static(b"partial")).await.unwrap();
+    store.put_small(&name("shared/other"), Bytes::from_static(b"other")).await.unwrap();
+    upload.abort().await;
+    assert!(!folder.join("shared/sub").exists() && folder.join("shared/other").exists());
+}

@@ -160,6 +160,44 @@ async fn refusals_exit_1_and_every_good_file_still_lands() {
     assert!(!s.local().join("tampered").exists() && !s.s3.bucket_dir("prod").join("bin/tampered").exists());
 }
 
+/// Directories under `dir`, recursively and sorted (empty when it does not exist).
+fn dirs_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                found.push(path.clone());
+                pending.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn files_that_fail_leave_no_new_directories_in_a_folder() {
+    let s = Setup::new().await;
+    let wrong = sha256_hex(b"reviewed bytes");
+    s.files(&[
+        ("1.30.0/good", b"good", None),
+        ("1.30.0/linux/amd64/kops", b"tampered", Some(&wrong)),
+        ("1.30.0/darwin/arm64/kops", b"tampered", Some(&wrong)),
+        ("new/deep/tree/kops", b"tampered", Some(&wrong)),
+    ]);
+    std::fs::create_dir_all(s.local().join("1.30.0")).unwrap();
+    let before = dirs_under(&s.local());
+
+    let out = s.ferry(&["--confirm"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.matches("FAILED").count(), 6, "{stdout}");
+    assert_eq!(std::fs::read(s.local().join("1.30.0/good")).unwrap(), b"good");
+    assert_eq!(dirs_under(&s.local()), before, "the failed writes left directories");
+}
+
 #[tokio::test]
 async fn a_climbing_name_is_refused_before_anything_is_copied() {
     let s = Setup::new().await;
