@@ -20,7 +20,7 @@ use ferry_store::ObjectName;
 use serde::Deserialize;
 
 use crate::error::ManifestError;
-use crate::lines::{entry_lines, List};
+use crate::lines::{Document, List};
 use crate::schema::{null_as_default, yaml11_bool, Parsed};
 use crate::{parse, read};
 
@@ -101,7 +101,7 @@ pub fn load_files(filestores: &Path, files: &Path) -> Result<FileManifest, Manif
     let text = read(filestores)?;
     let parsed: FilesDoc = parse(filestores, &text)?;
     if !parsed.files.is_empty() {
-        let line = entry_lines(&text, List::Key("files")).first().copied();
+        let line = Document::parse(&text).entry_lines(List::Key("files")).first().copied();
         return Err(ManifestError::at(
             filestores,
             line,
@@ -131,14 +131,14 @@ pub fn load_files(filestores: &Path, files: &Path) -> Result<FileManifest, Manif
         let text = read(&path)?;
         let parsed: FilesDoc = parse(&path, &text)?;
         if !parsed.filestores.is_empty() {
-            let line = entry_lines(&text, List::Key("filestores")).first().copied();
+            let line = Document::parse(&text).entry_lines(List::Key("filestores")).first().copied();
             return Err(ManifestError::at(
                 &path,
                 line,
                 format!("filestores must not be listed with the files: put them in {FILESTORES_FILE}"),
             ));
         }
-        let lines = entry_lines(&text, List::Key("files"));
+        let lines = Document::parse(&text).entry_lines(List::Key("files"));
         for (i, raw) in parsed.files.into_iter().enumerate() {
             // The walk finds every entry serde did, so the fallback is never expected to be used.
             let line = lines.get(i).copied().unwrap_or(1);
@@ -203,7 +203,7 @@ fn filestores_of(
     text: &str,
     entries: Vec<FilestoreDoc>,
 ) -> Result<(Filestore, Vec<Filestore>), ManifestError> {
-    let lines = entry_lines(text, List::Key("filestores"));
+    let lines = Document::parse(text).entry_lines(List::Key("filestores"));
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut source: Option<Filestore> = None;
     let mut destinations = Vec::new();

@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 
 pub use error::ManifestError;
 pub use files::{load_files, load_files_dir, FileEntry, FileManifest, Filestore};
-use lines::{entry_lines, List};
+use lines::{Document, List};
 use schema::{ImageEntry, PlainFile, RegistryEntry, ThinFile};
 
 const MANIFEST_FILE: &str = "promoter-manifest.yaml";
@@ -51,9 +51,19 @@ pub struct PromotionManifest {
 #[derive(Debug, Clone)]
 pub struct Image {
     pub name: RepoName,
-    /// Each digest with the tags to point at it; no tags means promote by digest only.
-    pub digests: BTreeMap<Digest, Vec<Tag>>,
+    /// Each digest with the tags to point at it.
+    pub digests: BTreeMap<Digest, DigestTags>,
     /// The 1-based line of this entry in `images_path`.
+    pub line: usize,
+}
+
+/// The tags one digest of an [`Image`] is to be promoted under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestTags {
+    /// No tags means promote by digest only.
+    pub tags: Vec<Tag>,
+    /// The 1-based line of the digest in `images_path`, so that a report can point at it in a
+    /// long entry.
     pub line: usize,
 }
 
@@ -167,7 +177,7 @@ fn registries(
     text: &str,
     entries: Vec<RegistryEntry>,
 ) -> Result<(RegistryAddress, Vec<RegistryAddress>), ManifestError> {
-    let lines = entry_lines(text, List::Key("registries"));
+    let lines = Document::parse(text).entry_lines(List::Key("registries"));
     let line = |i: usize| lines.get(i).copied();
     let see_line = |i: usize| line(i).map(|l| format!(" (line {l})")).unwrap_or_default();
     let mut seen = HashMap::new();
@@ -212,15 +222,31 @@ fn registries(
 }
 
 fn images(text: &str, list: List, entries: Vec<ImageEntry>) -> Vec<Image> {
-    let lines = entry_lines(text, list);
+    let document = Document::parse(text);
+    let nodes = document.list(list);
     entries
         .into_iter()
         .enumerate()
-        .map(|(i, entry)| Image {
-            name: entry.name.0,
-            digests: entry.dmap.0,
-            // The walk finds every entry serde did, so the fallback is never expected to be used.
-            line: lines.get(i).copied().unwrap_or(1),
+        .map(|(i, entry)| {
+            // Where yaml-rust2 stopped short of a node (see `Document`), the enclosing line stands in.
+            let node = nodes.get(i);
+            let line = node.map_or(1, |n| document.line(n));
+            let digest_lines: HashMap<&str, usize> = node
+                .and_then(|n| n.get("dmap"))
+                .map_or(&[][..], |dmap| dmap.pairs())
+                .iter()
+                .filter_map(|(key, _)| Some((key.scalar()?, document.line(key))))
+                .collect();
+            let digests = entry
+                .dmap
+                .0
+                .into_iter()
+                .map(|(digest, tags)| {
+                    let line = digest_lines.get(digest.as_str()).copied().unwrap_or(line);
+                    (digest, DigestTags { tags, line })
+                })
+                .collect();
+            Image { name: entry.name.0, digests, line }
         })
         .collect()
 }

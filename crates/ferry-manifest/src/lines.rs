@@ -1,71 +1,145 @@
-//! The line of each entry of a YAML list.
+//! The line of each node of a YAML document.
 //!
 //! serde_yaml_ng reports a position only with an error, but cross-entry checks (two sources,
-//! duplicate registries) and [`crate::Image::line`] need the line of entries that parsed fine. So
-//! the text is walked a second time as the events of yaml-rust2's parser, which carry marks; lines
-//! are therefore exact whatever the YAML style (block or flow).
+//! duplicate registries), checks of each scalar after deserializing, [`crate::Image::line`] and the
+//! line of each digest need the lines of nodes that parsed fine. So the text is read a second time
+//! into a [`Document`], a tree built from the events of yaml-rust2's parser, which carry marks;
+//! lines are therefore exact whatever the YAML style (block or flow).
 //!
-//! An entry's line is where libyaml (serde_yaml_ng's parser) starts its node: at its first property
+//! A node's line is where libyaml (serde_yaml_ng's parser) starts it: at its first property
 //! (anchor or tag) if it has one, at the `|`/`>` header of a block scalar, on the `-` line of an
 //! empty entry, and otherwise at its content. yaml-rust2 marks an event at its content token
 //! instead, so the first three are looked up in the text or its tokens (see [`Start`]).
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, Scanner, TScalarStyle, Token, TokenType};
 
-/// Where the list is: the document's root, or the value of a key of the root mapping.
+/// Where a list is: the document's root, or the value of a key of the root mapping.
 #[derive(Clone, Copy)]
 pub(crate) enum List<'k> {
     Root,
     Key(&'k str),
 }
 
-/// 1-based start lines of the list's entries, in order. Empty if the list is absent; it is only
-/// ever called on text that serde_yaml_ng has already parsed, so parse errors just end the walk.
-/// yaml-rust2 follows YAML 1.2 more strictly than libyaml, though: text that libyaml accepts but
-/// it rejects (say a flow collection whose lines are indented no deeper than its parent block)
-/// yields the lines of the entries before the error only.
-pub(crate) fn entry_lines(text: &str, list: List) -> Vec<usize> {
-    let mut walk = Walk {
-        text,
-        list,
-        lines: Vec::new(),
-        open: Vec::new(),
-        entries_at: None,
-        after_wanted_key: false,
-        done: false,
-        tokens: None,
-    };
-    // Only the first document is read. A parse error ends the walk, keeping the lines found in the
-    // events delivered before it.
-    let _ = Parser::new_from_str(text).load(&mut walk, false);
-    walk.lines
-}
-
-/// The walk over the parser's events.
-struct Walk<'t, 'k> {
+/// The first document of a text as a tree of nodes with their positions.
+///
+/// It is only ever built from text that serde_yaml_ng has already parsed, so a parse error just
+/// ends the tree: what was read before it is kept. yaml-rust2 follows YAML 1.2 more strictly than
+/// libyaml, though: text that libyaml accepts but it rejects (say a flow collection whose lines are
+/// indented no deeper than its parent block) yields the nodes before the error only, and callers
+/// fall back to the line of an enclosing node.
+pub(crate) struct Document<'t> {
     text: &'t str,
-    list: List<'k>,
-    lines: Vec<usize>,
-    /// For each open collection: is it a mapping, and how many child nodes it has had so far.
-    open: Vec<(bool, usize)>,
-    /// Depth (number of open collections) of the list's entries, once the list has started.
-    entries_at: Option<usize>,
-    after_wanted_key: bool,
-    /// The list or the first document has ended: later events are ignored.
-    done: bool,
-    /// Scanned only if an entry needs it (see [`Start`]).
-    tokens: Option<TokenLines>,
+    root: Option<Node>,
+    /// Scanned only if a node's line needs it (see [`Start`]).
+    tokens: OnceCell<TokenLines>,
 }
 
-/// The start of a node; a scalar's text is kept to recognise mapping keys.
-enum Node {
+/// A node: where its event was marked, how to find its start from there, and its children.
+pub(crate) struct Node {
+    mark: Marker,
+    start: Start,
+    kind: Kind,
+}
+
+enum Kind {
+    /// A scalar's text is kept to recognise mapping keys.
     Scalar(String),
     Alias,
-    Sequence,
-    Mapping,
+    Sequence(Vec<Node>),
+    Mapping(Vec<(Node, Node)>),
+}
+
+impl<'t> Document<'t> {
+    pub(crate) fn parse(text: &'t str) -> Document<'t> {
+        let mut builder = Builder { open: Vec::new(), root: None };
+        // Only the first document is read. A parse error ends the events; the collections still
+        // open then are closed with what they hold.
+        let _ = Parser::new_from_str(text).load(&mut builder, false);
+        while let Some(open) = builder.open.pop() {
+            builder.add(open.node);
+        }
+        Document { text, root: builder.root, tokens: OnceCell::new() }
+    }
+
+    /// The entries of `list`; none if it is absent or not a sequence.
+    pub(crate) fn list(&self, list: List) -> &[Node] {
+        let node = match list {
+            List::Root => self.root.as_ref(),
+            List::Key(key) => self.root.as_ref().and_then(|root| root.get(key)),
+        };
+        node.map_or(&[], Node::items)
+    }
+
+    /// The lines of the entries of `list`, in order.
+    pub(crate) fn entry_lines(&self, list: List) -> Vec<usize> {
+        self.list(list).iter().map(|node| self.line(node)).collect()
+    }
+
+    /// The 1-based line where `node` starts. yaml-rust2's lines are 1-based.
+    pub(crate) fn line(&self, node: &Node) -> usize {
+        let text = self.text;
+        let tokens = || self.tokens.get_or_init(|| TokenLines::scan(text));
+        let index = node.mark.index();
+        let found = match node.start {
+            Start::Content => None,
+            Start::BlockScalar => {
+                let previous = tokens().before_block_scalar.get(&index);
+                previous.and_then(|&(line, col)| first_filled_line(text, line, col))
+            }
+            Start::Properties => tokens().first_property.get(&index).copied(),
+            Start::Empty => tokens().previous.get(&index).copied(),
+        };
+        found.unwrap_or(node.mark.line())
+    }
+}
+
+impl Node {
+    /// The value of `key` in this mapping; `None` if this is not a mapping or lacks the key.
+    pub(crate) fn get(&self, key: &str) -> Option<&Node> {
+        self.pairs().iter().find(|(k, _)| matches!(&k.kind, Kind::Scalar(s) if s == key)).map(|(_, v)| v)
+    }
+
+    /// The entries of this sequence; none if it is not one.
+    pub(crate) fn items(&self) -> &[Node] {
+        match &self.kind {
+            Kind::Sequence(items) => items,
+            _ => &[],
+        }
+    }
+
+    /// The keys and values of this mapping, in order; none if it is not one.
+    pub(crate) fn pairs(&self) -> &[(Node, Node)] {
+        match &self.kind {
+            Kind::Mapping(pairs) => pairs,
+            _ => &[],
+        }
+    }
+
+    /// This scalar's text; `None` for other nodes.
+    pub(crate) fn scalar(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Scalar(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+/// Builds the tree from the parser's events.
+struct Builder {
+    open: Vec<Open>,
+    /// Set when the first document's root node is complete: later events are ignored.
+    root: Option<Node>,
+}
+
+/// A collection whose end has not been seen yet.
+struct Open {
+    node: Node,
+    /// In a mapping, a key waiting for its value.
+    key: Option<Node>,
 }
 
 /// How to find the line of a node from the mark of its event, which is that of its content token.
@@ -82,9 +156,9 @@ enum Start {
     Empty,
 }
 
-impl MarkedEventReceiver for Walk<'_, '_> {
+impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
-        if self.done {
+        if self.root.is_some() {
             return;
         }
         let properties = |anchor: usize, tag: bool| {
@@ -94,87 +168,51 @@ impl MarkedEventReceiver for Walk<'_, '_> {
                 Start::Content
             }
         };
-        let (node, start) = match event {
+        let (kind, start) = match event {
             Event::Scalar(value, style, anchor, tag) => {
                 let start = match (properties(anchor, tag.is_some()), style) {
                     (Start::Content, TScalarStyle::Literal | TScalarStyle::Folded) => Start::BlockScalar,
                     (Start::Content, TScalarStyle::Plain) if value.is_empty() => Start::Empty,
                     (start, _) => start,
                 };
-                (Node::Scalar(value), start)
+                (Kind::Scalar(value), start)
             }
-            Event::Alias(_) => (Node::Alias, Start::Content),
-            Event::SequenceStart(anchor, tag) => (Node::Sequence, properties(anchor, tag.is_some())),
-            Event::MappingStart(anchor, tag) => (Node::Mapping, properties(anchor, tag.is_some())),
-            Event::SequenceEnd | Event::MappingEnd => return self.collection_end(),
-            Event::StreamStart | Event::DocumentStart => return,
-            Event::Nothing | Event::StreamEnd | Event::DocumentEnd => {
-                self.done = true;
+            Event::Alias(_) => (Kind::Alias, Start::Content),
+            Event::SequenceStart(anchor, tag) => (Kind::Sequence(Vec::new()), properties(anchor, tag.is_some())),
+            Event::MappingStart(anchor, tag) => (Kind::Mapping(Vec::new()), properties(anchor, tag.is_some())),
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some(open) = self.open.pop() {
+                    self.add(open.node);
+                }
                 return;
             }
+            Event::StreamStart | Event::DocumentStart | Event::Nothing | Event::StreamEnd | Event::DocumentEnd => {
+                return
+            }
         };
-        self.node_start(node, start, mark);
+        let node = Node { mark, start, kind };
+        match node.kind {
+            Kind::Sequence(_) | Kind::Mapping(_) => self.open.push(Open { node, key: None }),
+            Kind::Scalar(_) | Kind::Alias => self.add(node),
+        }
     }
 }
 
-impl Walk<'_, '_> {
-    fn collection_end(&mut self) {
-        self.open.pop();
-        if self.entries_at == Some(self.open.len() + 1) {
-            self.done = true;
-        }
-    }
-
-    fn node_start(&mut self, node: Node, start: Start, mark: Marker) {
-        let depth = self.open.len();
-        if self.entries_at == Some(depth) {
-            let line = self.line(start, mark);
-            self.lines.push(line);
-        }
-        // This node's position among its parent's children: a mapping's alternate key, value.
-        let index = self.open.last_mut().map(|(_, n)| {
-            *n += 1;
-            *n - 1
-        });
-        let in_root_mapping = depth == 1 && self.open[0].0;
-        if in_root_mapping && index.is_some_and(|i| i % 2 == 0) {
-            self.after_wanted_key = matches!((self.list, &node), (List::Key(k), Node::Scalar(s)) if s == k);
-        }
-        let starts_list = matches!(node, Node::Sequence)
-            && match self.list {
-                List::Root => depth == 0,
-                List::Key(_) => in_root_mapping && index.is_some_and(|i| i % 2 == 1) && self.after_wanted_key,
-            };
-        if starts_list {
-            self.entries_at = Some(depth + 1);
-        }
-        match node {
-            Node::Sequence => self.open.push((false, 0)),
-            Node::Mapping => self.open.push((true, 0)),
-            Node::Scalar(_) | Node::Alias => {}
-        }
-    }
-
-    /// The 1-based line where the node marked at `mark` starts. yaml-rust2's lines are 1-based.
-    fn line(&mut self, start: Start, mark: Marker) -> usize {
-        let text = self.text;
-        let found = match start {
-            Start::Content => None,
-            Start::BlockScalar => {
-                let tokens = self.tokens.get_or_insert_with(|| TokenLines::scan(text));
-                let previous = tokens.before_block_scalar.get(&mark.index());
-                previous.and_then(|&(line, col)| first_filled_line(text, line, col))
-            }
-            Start::Properties => {
-                let tokens = self.tokens.get_or_insert_with(|| TokenLines::scan(text));
-                tokens.first_property.get(&mark.index()).copied()
-            }
-            Start::Empty => {
-                let tokens = self.tokens.get_or_insert_with(|| TokenLines::scan(text));
-                tokens.previous.get(&mark.index()).copied()
-            }
+impl Builder {
+    /// Adds a complete node to the collection it is in, or makes it the root.
+    fn add(&mut self, node: Node) {
+        let Some(parent) = self.open.last_mut() else {
+            self.root = Some(node);
+            return;
         };
-        found.unwrap_or(mark.line())
+        match &mut parent.node.kind {
+            Kind::Sequence(items) => items.push(node),
+            Kind::Mapping(pairs) => match parent.key.take() {
+                Some(key) => pairs.push((key, node)),
+                None => parent.key = Some(node),
+            },
+            Kind::Scalar(_) | Kind::Alias => unreachable!("only collections are open"),
+        }
     }
 }
 
@@ -243,6 +281,10 @@ fn yaml_lines(text: &str) -> impl Iterator<Item = &str> {
 mod tests {
     use super::*;
 
+    fn entry_lines(text: &str, list: List) -> Vec<usize> {
+        Document::parse(text).entry_lines(list)
+    }
+
     #[test]
     fn block_style() {
         let text = "# comment\nregistries:\n- name: a\n  src: true\n-\n  name: b\nimages:\n  - name: x\n    dmap:\n      k: [\"v\"]\n  - {name: y}\n";
@@ -273,6 +315,19 @@ mod tests {
         assert_eq!(entry_lines(text, List::Root), [1, 2, 4, 6]);
         let text = "images:\r\n- &a\r\n  name: x\r\n- |\r\n\r\n  text\r\n-\r\n- y\r\n";
         assert_eq!(entry_lines(text, List::Key("images")), [2, 4, 7, 8]);
+    }
+
+    #[test]
+    fn nested_nodes() {
+        let text = "- name: x\n  dmap:\n    k1: [a,\n      b]\n    # c\n    k2:\n    - c\n";
+        let document = Document::parse(text);
+        let dmap = document.list(List::Root)[0].get("dmap").unwrap();
+        let lines = |nodes: &[Node]| nodes.iter().map(|n| document.line(n)).collect::<Vec<_>>();
+        let keys: Vec<_> = dmap.pairs().iter().map(|(k, _)| (k.scalar().unwrap(), document.line(k))).collect();
+        assert_eq!(keys, [("k1", 3), ("k2", 6)]);
+        assert_eq!(lines(dmap.pairs()[0].1.items()), [3, 4]);
+        assert_eq!(lines(dmap.pairs()[1].1.items()), [7]);
+        assert!(dmap.get("k3").is_none() && dmap.items().is_empty() && dmap.scalar().is_none());
     }
 
     #[test]

@@ -98,13 +98,16 @@ fn thin_dir_with_two_projects() {
     assert_eq!(alpha.images.len(), 2);
     let app = &alpha.images[0];
     assert_eq!((app.name.as_str(), app.line), ("team/app", 2));
-    let tags: Vec<_> = app.digests[&digest('a').parse().unwrap()].iter().map(|t| t.as_str()).collect();
+    let tags: Vec<_> = app.digests[&digest('a').parse().unwrap()].tags.iter().map(|t| t.as_str()).collect();
     assert_eq!(tags, ["v1.0", "latest"]);
-    assert!(app.digests[&digest('b').parse().unwrap()].is_empty(), "digest-only entry");
+    assert!(app.digests[&digest('b').parse().unwrap()].tags.is_empty(), "digest-only entry");
+    // Each digest has its own line.
+    let lines: Vec<_> = app.digests.values().map(|d| d.line).collect();
+    assert_eq!(lines, [4, 5]);
     let tool = &alpha.images[1];
     assert_eq!((tool.name.as_str(), tool.line), ("tool", 6));
     // An unquoted number-like tag keeps its text, as with kpromo.
-    assert_eq!(tool.digests[&digest('d').parse().unwrap()][0].as_str(), "1.10");
+    assert_eq!(tool.digests[&digest('d').parse().unwrap()].tags[0].as_str(), "1.10");
 
     assert_eq!(zeta.source, addr("gcr.io/k8s-staging-foo"));
     assert_eq!(zeta.destinations, [addr("us.gcr.io/k8s-artifacts-prod/foo")]);
@@ -127,7 +130,7 @@ fn plain_manifest() {
     let lines: Vec<_> = m.images.iter().map(|i| (i.name.as_str(), i.line)).collect();
     assert_eq!(lines, [("foo", 8), ("bar/baz", 11)]);
     // A bare digest key and a block list of tags, as `kpromo` can write them.
-    let tags: Vec<_> = m.images[1].digests[&digest('b').parse().unwrap()].iter().map(|t| t.as_str()).collect();
+    let tags: Vec<_> = m.images[1].digests[&digest('b').parse().unwrap()].tags.iter().map(|t| t.as_str()).collect();
     assert_eq!(tags, ["v2", "latest"]);
 }
 
@@ -189,7 +192,8 @@ fn kubernetes_style_thin_dir() {
     assert_eq!(summary, [("proxy-agent", 1, 3), ("proxy-server", 7, 3)]);
     let both = &m.images[0].digests
         [&"sha256:e5d4082225403e2c46ddcd55a951321fa8ed8922e458cc4b4d88000a6e240f99".parse().unwrap()];
-    assert_eq!(both.iter().map(|t| t.as_str()).collect::<Vec<_>>(), ["v0.29.3", "v0.29.4"]);
+    assert_eq!(both.tags.iter().map(|t| t.as_str()).collect::<Vec<_>>(), ["v0.29.3", "v0.29.4"]);
+    assert_eq!(both.line, 6, "the line of the digest, below a comment");
 }
 
 #[test]

@@ -28,7 +28,8 @@ pub struct Edge {
     pub source: RegistryAddress,
     pub destination: RegistryAddress,
     pub kind: EdgeKind,
-    /// The manifest entry that asked for this edge (`file:line`), or the edge it was derived from.
+    /// Where the manifest asked for this edge (`file:line` of the digest), or the edge it was
+    /// derived from.
     pub origin: String,
 }
 
@@ -54,8 +55,10 @@ pub fn expand(manifests: &[PromotionManifest]) -> (Vec<Edge>, BTreeMap<usize, St
     let mut seen = HashSet::new();
     for manifest in manifests {
         for image in &manifest.images {
-            let origin = format!("{}:{}", manifest.images_path.display(), image.line);
-            for (digest, tags) in &image.digests {
+            for (digest, listed) in &image.digests {
+                // The digest's own line: an entry can list many.
+                let origin = format!("{}:{}", manifest.images_path.display(), listed.line);
+                let tags = &listed.tags;
                 for destination in &manifest.destinations {
                     let tags: Vec<Option<Tag>> =
                         if tags.is_empty() { vec![None] } else { tags.iter().cloned().map(Some).collect() };
@@ -104,4 +107,34 @@ fn conflicts(edges: &[Edge]) -> BTreeMap<usize, String> {
         }
     }
     refused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_edge_names_the_line_of_its_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manifest.yaml");
+        let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let yaml = format!(
+            "registries:\n- name: gcr.io/a\n  src: true\n- name: gcr.io/b\nimages:\n- name: app\n  dmap:\n    \
+             \"{}\": [v1]\n    # a comment\n    \"{}\":\n    - v2\n    - v3\n    \"{}\": []\n",
+            digest('a'),
+            digest('b'),
+            digest('c')
+        );
+        std::fs::write(&path, yaml).unwrap();
+        let manifests = [ferry_manifest::load_plain(&path).unwrap()];
+        let (edges, conflicts) = expand(&manifests);
+        assert!(conflicts.is_empty());
+        let origins: Vec<(&str, Option<&str>, String)> =
+            edges.iter().map(|e| (&e.digest.hex()[..1], e.tag.as_ref().map(Tag::as_str), e.origin.clone())).collect();
+        let at = |line: usize| format!("{}:{line}", path.display());
+        assert_eq!(
+            origins,
+            [("a", Some("v1"), at(8)), ("b", Some("v2"), at(10)), ("b", Some("v3"), at(10)), ("c", None, at(13))]
+        );
+    }
 }
