@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -46,5 +47,69 @@ impl ManifestError {
             message.remove(0);
         }
         Self::at(path, location.map(|l| l.line()), message)
+    }
+}
+
+/// Every problem found in the manifests read (at least one), in the order of the files and, within
+/// a file, of the lines: loading goes on after an error wherever it can, so that one run shows
+/// all there is to fix.
+#[derive(Debug)]
+pub struct ManifestErrors(Vec<ManifestError>);
+
+impl ManifestErrors {
+    /// `Ok` when `errors` is empty. The errors are ordered by file (in the order first met) and
+    /// by line within each file; those of one line stay in the order found.
+    pub(crate) fn check(mut errors: Vec<ManifestError>) -> Result<(), ManifestErrors> {
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let mut files: HashMap<PathBuf, usize> = HashMap::new();
+        for error in &errors {
+            let next = files.len();
+            files.entry(error.path.clone()).or_insert(next);
+        }
+        errors.sort_by_key(|e| (files[&e.path], e.line));
+        Err(ManifestErrors(errors))
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, ManifestError> {
+        self.0.iter()
+    }
+}
+
+/// One error a line.
+impl fmt::Display for ManifestErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ManifestErrors {}
+
+impl From<ManifestError> for ManifestErrors {
+    fn from(error: ManifestError) -> Self {
+        ManifestErrors(vec![error])
+    }
+}
+
+impl IntoIterator for ManifestErrors {
+    type Item = ManifestError;
+    type IntoIter = std::vec::IntoIter<ManifestError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a ManifestErrors {
+    type Item = &'a ManifestError;
+    type IntoIter = std::slice::Iter<'a, ManifestError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
     }
 }

@@ -19,10 +19,10 @@ use ferry_oci::Digest;
 use ferry_store::ObjectName;
 use serde::Deserialize;
 
-use crate::error::ManifestError;
+use crate::error::{ManifestError, ManifestErrors};
 use crate::lines::{Document, List};
-use crate::schema::{null_as_default, yaml11_bool, Parsed};
-use crate::{parse, read};
+use crate::schema::{null_as_default, yaml11_bool, Checked};
+use crate::{load, sorted_entries};
 
 const FILESTORES_FILE: &str = "filepromoter-manifest.yaml";
 
@@ -70,84 +70,115 @@ impl FileEntry {
 
 /// Reads a kpromo file-promotion manifests directory: one manifest per directory
 /// `DIR/filestores/<project>/` (sorted by name), which must hold `filepromoter-manifest.yaml`,
-/// with its files from the YAML files under `DIR/manifests/<project>/`.
-pub fn load_files_dir(dir: &Path) -> Result<Vec<FileManifest>, ManifestError> {
+/// with its files from the YAML files under `DIR/manifests/<project>/`. Every error of every
+/// project is reported, not only the first.
+pub fn load_files_dir(dir: &Path) -> Result<Vec<FileManifest>, ManifestErrors> {
     let filestores_dir = dir.join("filestores");
+    let mut errors = Vec::new();
     let mut projects = Vec::new();
     for entry in sorted_entries(&filestores_dir)? {
         let path = entry.path();
-        let file_type = entry.file_type().map_err(|e| ManifestError::file(&path, format!("cannot read: {e}")))?;
-        if file_type.is_dir() {
-            projects.push(entry.file_name());
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => projects.push(entry.file_name()),
+            Ok(_) => {}
+            Err(e) => errors.push(ManifestError::file(&path, format!("cannot read: {e}"))),
         }
     }
-    if projects.is_empty() {
-        return Err(ManifestError::file(
+    if projects.is_empty() && errors.is_empty() {
+        errors.push(ManifestError::file(
             &filestores_dir,
             format!("no projects: expected filestores/<project>/{FILESTORES_FILE}"),
         ));
     }
-    projects
+    let manifests = projects
         .iter()
-        .map(|project| {
-            load_files(&filestores_dir.join(project).join(FILESTORES_FILE), &dir.join("manifests").join(project))
+        .filter_map(|project| {
+            let filestores = filestores_dir.join(project).join(FILESTORES_FILE);
+            load_project(&filestores, &dir.join("manifests").join(project), &mut errors)
         })
-        .collect()
+        .collect();
+    ManifestErrors::check(errors)?;
+    Ok(manifests)
 }
 
 /// Reads one filestores file and the files manifest at `files`: a file, or a directory whose
-/// YAML files (`*.yaml`, `*.yml`, recursively, in path order) are merged.
-pub fn load_files(filestores: &Path, files: &Path) -> Result<FileManifest, ManifestError> {
-    let text = read(filestores)?;
-    let parsed: FilesDoc = parse(filestores, &text)?;
-    if !parsed.files.is_empty() {
-        let line = Document::parse(&text).entry_lines(List::Key("files")).first().copied();
-        return Err(ManifestError::at(
-            filestores,
-            line,
-            "files must not be listed with the filestores: put them in the files manifests",
-        ));
-    }
-    let (source, destinations) = filestores_of(filestores, &text, parsed.filestores)?;
+/// YAML files (`*.yaml`, `*.yml`, recursively, in path order) are merged. Every error of every
+/// file is reported, not only the first.
+pub fn load_files(filestores: &Path, files: &Path) -> Result<FileManifest, ManifestErrors> {
+    let mut errors = Vec::new();
+    let manifest = load_project(filestores, files, &mut errors);
+    ManifestErrors::check(errors)?;
+    Ok(manifest.expect("a manifest when there is no error"))
+}
 
+/// [`load_files`], adding the errors to `errors`; `None` if there were any.
+fn load_project(filestores: &Path, files: &Path, errors: &mut Vec<ManifestError>) -> Option<FileManifest> {
+    let before = errors.len();
+    let stores = load::<FilesDoc>(filestores, errors).and_then(|(parsed, text)| {
+        let document = Document::parse(&text);
+        if !parsed.files.is_empty() {
+            errors.push(ManifestError::at(
+                filestores,
+                document.entry_lines(List::Key("files")).first().copied(),
+                "files must not be listed with the filestores: put them in the files manifests",
+            ));
+        }
+        filestores_of(filestores, &document, parsed.filestores, errors)
+    });
+
+    let files_before = errors.len();
     let paths = match fs::metadata(files) {
         Ok(m) if m.is_dir() => {
             let mut found = Vec::new();
-            find_yaml(files, &mut found)?;
+            find_yaml(files, &mut found, errors);
             found
         }
         Ok(_) => vec![files.to_path_buf()],
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(ManifestError::file(
+            errors.push(ManifestError::file(
                 files,
                 format!("missing: {} needs its files listed here", filestores.display()),
-            ))
+            ));
+            Vec::new()
         }
-        Err(e) => return Err(ManifestError::file(files, format!("cannot read: {e}"))),
+        Err(e) => {
+            errors.push(ManifestError::file(files, format!("cannot read: {e}")));
+            Vec::new()
+        }
     };
+    let mut listed = 0;
     let mut entries: Vec<FileEntry> = Vec::new();
     let mut seen: HashMap<ObjectName, usize> = HashMap::new();
     for path in paths {
-        let text = read(&path)?;
-        let parsed: FilesDoc = parse(&path, &text)?;
+        let Some((parsed, text)) = load::<FilesDoc>(&path, errors) else { continue };
+        listed += parsed.files.len();
+        let document = Document::parse(&text);
         if !parsed.filestores.is_empty() {
-            let line = Document::parse(&text).entry_lines(List::Key("filestores")).first().copied();
-            return Err(ManifestError::at(
+            errors.push(ManifestError::at(
                 &path,
-                line,
+                document.entry_lines(List::Key("filestores")).first().copied(),
                 format!("filestores must not be listed with the files: put them in {FILESTORES_FILE}"),
             ));
         }
-        let lines = Document::parse(&text).entry_lines(List::Key("files"));
+        let nodes = document.list(List::Key("files"));
         for (i, raw) in parsed.files.into_iter().enumerate() {
-            // The walk finds every entry serde did, so the fallback is never expected to be used.
-            let line = lines.get(i).copied().unwrap_or(1);
-            let entry = FileEntry { name: raw.name.0 .0, sha256: raw.sha256.0 .0, path: path.clone(), line };
+            // Where yaml-rust2 stopped short of a node (see `Document`), the enclosing line stands in.
+            let node = nodes.get(i);
+            let line = node.map_or(1, |n| document.line(n));
+            let line_of = |key: &str| node.and_then(|n| n.get(key)).map_or(line, |n| document.line(n));
+            let name = raw.name.value.map_err(|e| {
+                errors.push(ManifestError::at(&path, Some(line_of("name")), format!("files[{i}].name: {e}")))
+            });
+            let sha256 = raw.sha256.value.map_err(|e| {
+                errors.push(ManifestError::at(&path, Some(line_of("sha256")), format!("files[{i}].sha256: {e}")))
+            });
+            let (Ok(Name(name)), Ok(Sha256(sha256))) = (name, sha256) else { continue };
+            let entry = FileEntry { name, sha256, path: path.clone(), line };
             match seen.get(&entry.name).map(|&j| &entries[j]) {
                 // The same file listed twice (say in two release manifests) is one file.
                 Some(first) if first.sha256 == entry.sha256 => continue,
                 Some(first) => {
-                    return Err(ManifestError::at(
+                    errors.push(ManifestError::at(
                         &path,
                         Some(line),
                         format!(
@@ -157,7 +188,8 @@ pub fn load_files(filestores: &Path, files: &Path) -> Result<FileManifest, Manif
                             first.sha256.hex(),
                             first.origin()
                         ),
-                    ))
+                    ));
+                    continue;
                 }
                 None => {}
             }
@@ -165,87 +197,104 @@ pub fn load_files(filestores: &Path, files: &Path) -> Result<FileManifest, Manif
             entries.push(entry);
         }
     }
-    if entries.is_empty() {
+    if listed == 0 && errors.len() == files_before {
         // kpromo refuses this too: an empty project is far more likely a wrong path than intent.
-        return Err(ManifestError::file(files, "no files: list at least one under `files:`"));
+        errors.push(ManifestError::file(files, "no files: list at least one under `files:`"));
     }
-    Ok(FileManifest { filestores_path: filestores.to_path_buf(), source, destinations, files: entries })
-}
-
-/// The directory's entries, sorted by name.
-fn sorted_entries(dir: &Path) -> Result<Vec<fs::DirEntry>, ManifestError> {
-    let unreadable = |e: io::Error| ManifestError::file(dir, format!("cannot read directory: {e}"));
-    let mut entries = fs::read_dir(dir).map_err(unreadable)?.collect::<Result<Vec<_>, _>>().map_err(unreadable)?;
-    entries.sort_by_key(|e| e.file_name());
-    Ok(entries)
+    let (source, destinations) = stores?;
+    (errors.len() == before).then(|| FileManifest {
+        filestores_path: filestores.to_path_buf(),
+        source,
+        destinations,
+        files: entries,
+    })
 }
 
 /// Collects the YAML files under `dir`, recursively, in path order. Other files (`OWNERS`,
 /// `README.md`) are skipped: kpromo parses them too but, reading YAML leniently, finds nothing in
 /// them. Symlinked directories are not followed.
-fn find_yaml(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), ManifestError> {
-    for entry in sorted_entries(dir)? {
+fn find_yaml(dir: &Path, found: &mut Vec<PathBuf>, errors: &mut Vec<ManifestError>) {
+    let entries = match sorted_entries(dir) {
+        Ok(entries) => entries,
+        Err(e) => return errors.push(e),
+    };
+    for entry in entries {
         let path = entry.path();
-        let file_type = entry.file_type().map_err(|e| ManifestError::file(&path, format!("cannot read: {e}")))?;
-        if file_type.is_dir() {
-            find_yaml(&path, found)?;
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            found.push(path);
+        match entry.file_type() {
+            Err(e) => errors.push(ManifestError::file(&path, format!("cannot read: {e}"))),
+            Ok(t) if t.is_dir() => find_yaml(&path, found, errors),
+            Ok(_) if path.extension().is_some_and(|e| e == "yaml" || e == "yml") => found.push(path),
+            Ok(_) => {}
         }
     }
-    Ok(())
 }
 
 /// Splits `filestores:` into the source and the destinations: exactly one `src: true`, at least
-/// one other, every base set, and no base twice.
+/// one other, every base set, and no base twice. `None` (with the reasons added to `errors`) if
+/// it cannot.
 fn filestores_of(
     path: &Path,
-    text: &str,
+    document: &Document,
     entries: Vec<FilestoreDoc>,
-) -> Result<(Filestore, Vec<Filestore>), ManifestError> {
-    let lines = Document::parse(text).entry_lines(List::Key("filestores"));
+    errors: &mut Vec<ManifestError>,
+) -> Option<(Filestore, Vec<Filestore>)> {
+    let lines = document.entry_lines(List::Key("filestores"));
+    let before = errors.len();
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut source: Option<Filestore> = None;
+    // A store without a base could have been the source or the one destination, and a second
+    // source or a repeated store the intended destination: nothing is said about a missing one
+    // then.
+    let (mut source_unclear, mut destination_unclear) = (false, false);
     let mut destinations = Vec::new();
     for (i, entry) in entries.into_iter().enumerate() {
         let line = lines.get(i).copied().unwrap_or(1);
-        let fail = |message: String| Err(ManifestError::at(path, Some(line), message));
+        let mut fail = |message: String| errors.push(ManifestError::at(path, Some(line), message));
         if entry.base.trim().is_empty() {
-            return fail("filestore has no base: set `base:` to a store URL or path".into());
+            fail("filestore has no base: set `base:` to a store URL or path".into());
+            if entry.src {
+                source_unclear = true;
+            } else {
+                destination_unclear = true;
+            }
+            continue;
         }
         // `gs://b/dir` and `gs://b/dir/` are the same place.
         let key = entry.base.trim_end_matches('/').to_string();
         if let Some(first) = seen.get(&key) {
-            return fail(format!("filestore {} is listed twice (line {first})", entry.base));
+            fail(format!("filestore {} is listed twice (line {first})", entry.base));
+            destination_unclear = true;
+            continue;
         }
         seen.insert(key, line);
         let store = Filestore { base: entry.base, service_account: entry.service_account, line };
         if !entry.src {
             destinations.push(store);
         } else if let Some(first) = &source {
-            return fail(format!(
+            fail(format!(
                 "second source filestore {}: only one may have `src: true`, and {} (line {}) already does",
                 store.base, first.base, first.line
             ));
+            destination_unclear = true;
         } else {
             source = Some(store);
         }
     }
-    let Some(source) = source else {
-        return Err(ManifestError::at(
+    match &source {
+        None if !source_unclear => errors.push(ManifestError::at(
             path,
             lines.first().copied(),
             "no source filestore: exactly one filestore must have `src: true`",
-        ));
-    };
-    if destinations.is_empty() {
-        return Err(ManifestError::at(
+        )),
+        Some(source) if destinations.is_empty() && !destination_unclear => errors.push(ManifestError::at(
             path,
             Some(source.line),
             format!("no destination filestore: {} is the source; list at least one without `src: true`", source.base),
-        ));
+        )),
+        _ => {}
     }
-    Ok((source, destinations))
+    let source = source?;
+    (errors.len() == before).then_some((source, destinations))
 }
 
 /// Either file kpromo reads: a filestores manifest or a files manifest (each must leave the
@@ -273,8 +322,8 @@ struct FilestoreDoc {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileDoc {
-    name: Parsed<Name>,
-    sha256: Parsed<Sha256>,
+    name: Checked<Name>,
+    sha256: Checked<Sha256>,
 }
 
 /// A file name, checked as an [`ObjectName`] while deserializing so the error has its own line.

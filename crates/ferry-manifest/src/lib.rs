@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use ferry_oci::{Digest, RegistryAddress, RepoName, Tag};
 use serde::de::DeserializeOwned;
 
-pub use error::ManifestError;
+pub use error::{ManifestError, ManifestErrors};
 pub use files::{load_files, load_files_dir, FileEntry, FileManifest, Filestore};
 use lines::{Document, List};
 use schema::{ImageEntry, PlainFile, RegistryEntry, ThinFile};
@@ -68,97 +68,123 @@ pub struct DigestTags {
 }
 
 /// Reads a thin manifest directory: one manifest per `DIR/manifests/<project>/promoter-manifest.yaml`
-/// (sorted by path), with its images from `DIR/images/<project>/images.yaml`.
-pub fn load_thin_dir(dir: &Path) -> Result<Vec<PromotionManifest>, ManifestError> {
+/// (sorted by path), with its images from `DIR/images/<project>/images.yaml`. Every error of
+/// every project is reported, not only the first.
+pub fn load_thin_dir(dir: &Path) -> Result<Vec<PromotionManifest>, ManifestErrors> {
     let manifests_dir = dir.join("manifests");
     match fs::metadata(&manifests_dir) {
         Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(ManifestError::file(&manifests_dir, "not a directory")),
+        Ok(_) => return Err(ManifestError::file(&manifests_dir, "not a directory").into()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(ManifestError::file(
                 &manifests_dir,
                 format!("missing: a thin manifest directory holds manifests/<project>/{MANIFEST_FILE}"),
-            ))
+            )
+            .into())
         }
-        Err(e) => return Err(ManifestError::file(&manifests_dir, format!("cannot read: {e}"))),
+        Err(e) => return Err(ManifestError::file(&manifests_dir, format!("cannot read: {e}")).into()),
     }
+    let mut errors = Vec::new();
     let mut found = Vec::new();
-    find_manifests(&manifests_dir, 0, &mut found)?;
-    if found.is_empty() {
+    find_manifests(&manifests_dir, 0, &mut found, &mut errors);
+    if found.is_empty() && errors.is_empty() {
         // kpromo refuses this too: an empty directory is far more likely a wrong path than intent.
-        return Err(ManifestError::file(
+        errors.push(ManifestError::file(
             &manifests_dir,
             format!("no manifests: expected manifests/<project>/{MANIFEST_FILE}"),
         ));
     }
-    found.iter().map(|path| load_project(dir, path)).collect()
+    let manifests = found.iter().filter_map(|path| load_project(dir, path, &mut errors)).collect();
+    ManifestErrors::check(errors)?;
+    Ok(manifests)
 }
 
-/// Reads a plain manifest, with both `registries:` and `images:`.
-pub fn load_plain(file: &Path) -> Result<PromotionManifest, ManifestError> {
-    let text = read(file)?;
-    let plain: PlainFile = parse(file, &text)?;
-    let (source, destinations) = registries(file, &text, plain.registries)?;
-    let images = images(&text, List::Key("images"), plain.images);
-    // kpromo's plain-manifest validation requires a non-empty dmap (it does not check images.yaml).
-    if let Some(image) = images.iter().find(|i| i.digests.is_empty()) {
-        return Err(ManifestError::at(
-            file,
-            Some(image.line),
-            format!("image {}: dmap must list at least one digest", image.name),
-        ));
-    }
-    Ok(PromotionManifest { path: file.to_path_buf(), images_path: file.to_path_buf(), source, destinations, images })
+/// Reads a plain manifest, with both `registries:` and `images:`. Every error is reported, not
+/// only the first.
+pub fn load_plain(file: &Path) -> Result<PromotionManifest, ManifestErrors> {
+    let mut errors = Vec::new();
+    let manifest = load::<PlainFile>(file, &mut errors).and_then(|(plain, text)| {
+        let registries = registries(file, &text, plain.registries, &mut errors);
+        // kpromo's plain-manifest validation requires a non-empty dmap (it does not check images.yaml).
+        let images = images(file, &text, List::Key("images"), plain.images, true, &mut errors);
+        let (source, destinations) = registries?;
+        Some(PromotionManifest {
+            path: file.to_path_buf(),
+            images_path: file.to_path_buf(),
+            source,
+            destinations,
+            images,
+        })
+    });
+    ManifestErrors::check(errors)?;
+    Ok(manifest.expect("a manifest when there is no error"))
 }
 
 /// Collects the `promoter-manifest.yaml` files under `dir` (`depth` levels below `manifests`),
 /// refusing any that is not exactly one level down, as kpromo does.
-fn find_manifests(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) -> Result<(), ManifestError> {
-    let unreadable = |e: io::Error| ManifestError::file(dir, format!("cannot read directory: {e}"));
-    let mut entries = fs::read_dir(dir).map_err(unreadable)?.collect::<Result<Vec<_>, _>>().map_err(unreadable)?;
-    entries.sort_by_key(|e| e.file_name());
+fn find_manifests(dir: &Path, depth: usize, found: &mut Vec<PathBuf>, errors: &mut Vec<ManifestError>) {
+    let entries = match sorted_entries(dir) {
+        Ok(entries) => entries,
+        Err(e) => return errors.push(e),
+    };
     for entry in entries {
         let path = entry.path();
         // Not following symlinked directories, like kpromo's filepath.Walk: no loops, no escapes.
-        let file_type = entry.file_type().map_err(|e| ManifestError::file(&path, format!("cannot read: {e}")))?;
-        if file_type.is_dir() {
-            find_manifests(&path, depth + 1, found)?;
-        } else if entry.file_name() == MANIFEST_FILE {
-            if depth != 1 {
-                return Err(ManifestError::file(
-                    &path,
-                    format!("misplaced: a thin manifest must be at manifests/<project>/{MANIFEST_FILE}"),
-                ));
-            }
-            found.push(path);
+        match entry.file_type() {
+            Err(e) => errors.push(ManifestError::file(&path, format!("cannot read: {e}"))),
+            Ok(t) if t.is_dir() => find_manifests(&path, depth + 1, found, errors),
+            Ok(_) if entry.file_name() != MANIFEST_FILE => {}
+            Ok(_) if depth != 1 => errors.push(ManifestError::file(
+                &path,
+                format!("misplaced: a thin manifest must be at manifests/<project>/{MANIFEST_FILE}"),
+            )),
+            Ok(_) => found.push(path),
         }
     }
-    Ok(())
 }
 
-fn load_project(dir: &Path, manifest: &Path) -> Result<PromotionManifest, ManifestError> {
+/// Reads one project of a thin directory; `None` if it has errors, which are added to `errors`.
+fn load_project(dir: &Path, manifest: &Path, errors: &mut Vec<ManifestError>) -> Option<PromotionManifest> {
+    let before = errors.len();
     let project = manifest.parent().and_then(Path::file_name).unwrap_or_default();
     let images_path = dir.join("images").join(project).join(IMAGES_FILE);
-    match fs::metadata(&images_path) {
-        Ok(m) if m.is_file() => {}
-        Ok(_) => return Err(ManifestError::file(&images_path, "not a regular file")),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(ManifestError::file(
-                &images_path,
-                format!("missing: {} needs its images listed here", manifest.display()),
-            ))
+    let images_file = match fs::metadata(&images_path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(ManifestError::file(&images_path, "not a regular file")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ManifestError::file(
+            &images_path,
+            format!("missing: {} needs its images listed here", manifest.display()),
+        )),
+        Err(e) => Err(ManifestError::file(&images_path, format!("cannot read: {e}"))),
+    };
+
+    let registries = load::<ThinFile>(manifest, errors)
+        .and_then(|(thin, text)| registries(manifest, &text, thin.registries, errors));
+    let images = match images_file {
+        Ok(()) => load::<Vec<ImageEntry>>(&images_path, errors)
+            .map(|(entries, text)| images(&images_path, &text, List::Root, entries, false, errors)),
+        Err(e) => {
+            errors.push(e);
+            None
         }
-        Err(e) => return Err(ManifestError::file(&images_path, format!("cannot read: {e}"))),
-    }
+    };
 
-    let text = read(manifest)?;
-    let thin: ThinFile = parse(manifest, &text)?;
-    let (source, destinations) = registries(manifest, &text, thin.registries)?;
+    let ((source, destinations), images) = (registries?, images?);
+    (errors.len() == before).then(|| PromotionManifest {
+        path: manifest.to_path_buf(),
+        images_path,
+        source,
+        destinations,
+        images,
+    })
+}
 
-    let images_text = read(&images_path)?;
-    let entries: Vec<ImageEntry> = parse(&images_path, &images_text)?;
-    let images = images(&images_text, List::Root, entries);
-    Ok(PromotionManifest { path: manifest.to_path_buf(), images_path, source, destinations, images })
+/// The directory's entries, sorted by name.
+fn sorted_entries(dir: &Path) -> Result<Vec<fs::DirEntry>, ManifestError> {
+    let unreadable = |e: io::Error| ManifestError::file(dir, format!("cannot read directory: {e}"));
+    let mut entries = fs::read_dir(dir).map_err(unreadable)?.collect::<Result<Vec<_>, _>>().map_err(unreadable)?;
+    entries.sort_by_key(|e| e.file_name());
+    Ok(entries)
 }
 
 fn read(path: &Path) -> Result<String, ManifestError> {
@@ -170,33 +196,61 @@ fn parse<T: DeserializeOwned + Default>(path: &Path, text: &str) -> Result<T, Ma
     serde_yaml_ng::from_str::<Option<T>>(text).map(Option::unwrap_or_default).map_err(|e| ManifestError::yaml(path, &e))
 }
 
+/// Reads and deserializes `path`, keeping its text for the lines of its nodes; `None` if it
+/// cannot, the reason added to `errors`.
+fn load<T: DeserializeOwned + Default>(path: &Path, errors: &mut Vec<ManifestError>) -> Option<(T, String)> {
+    let loaded = read(path).and_then(|text| Ok((parse(path, &text)?, text)));
+    loaded.map_err(|e| errors.push(e)).ok()
+}
+
 /// Splits `registries:` into the source and the destinations: exactly one `src: true`, at least
-/// one other, and no registry twice.
+/// one other, and no registry twice. `None` (with the reasons added to `errors`) if it cannot.
 fn registries(
     path: &Path,
     text: &str,
     entries: Vec<RegistryEntry>,
-) -> Result<(RegistryAddress, Vec<RegistryAddress>), ManifestError> {
-    let lines = Document::parse(text).entry_lines(List::Key("registries"));
-    let line = |i: usize| lines.get(i).copied();
+    errors: &mut Vec<ManifestError>,
+) -> Option<(RegistryAddress, Vec<RegistryAddress>)> {
+    let document = Document::parse(text);
+    let nodes = document.list(List::Key("registries"));
+    let line = |i: usize| nodes.get(i).map(|n| document.line(n));
     let see_line = |i: usize| line(i).map(|l| format!(" (line {l})")).unwrap_or_default();
+    let before = errors.len();
     let mut seen = HashMap::new();
     let mut source: Option<(RegistryAddress, usize)> = None;
+    // A bad name hides whether its entry was the source or the one destination, and a second
+    // source or a repeated registry may be the intended destination: nothing is said about a
+    // missing one then.
+    let (mut source_unclear, mut destination_unclear) = (false, false);
     let mut destinations = Vec::new();
     for (i, entry) in entries.into_iter().enumerate() {
-        let name = entry.name.0;
+        let name = match entry.name.value {
+            Ok(name) => name,
+            Err(e) => {
+                let at = nodes.get(i).and_then(|n| n.get("name")).map(|n| document.line(n)).or(line(i));
+                errors.push(ManifestError::at(path, at, format!("registries[{i}].name: {e}")));
+                if entry.src {
+                    source_unclear = true;
+                } else {
+                    destination_unclear = true;
+                }
+                continue;
+            }
+        };
         if let Some(&first) = seen.get(&name) {
-            return Err(ManifestError::at(
+            errors.push(ManifestError::at(
                 path,
                 line(i),
                 format!("registry {name} is listed twice{}", see_line(first)),
             ));
+            destination_unclear = true;
+            continue;
         }
         seen.insert(name.clone(), i);
         if !entry.src {
             destinations.push(name);
         } else if let Some((first, j)) = &source {
-            return Err(ManifestError::at(
+            errors.push(ManifestError::at(
                 path,
                 line(i),
                 format!(
@@ -204,49 +258,96 @@ fn registries(
                     see_line(*j)
                 ),
             ));
+            destination_unclear = true;
         } else {
             source = Some((name, i));
         }
     }
-    let Some((source, i)) = source else {
-        return Err(ManifestError::at(path, line(0), "no source registry: exactly one registry must have `src: true`"));
-    };
-    if destinations.is_empty() {
-        return Err(ManifestError::at(
+    match source {
+        None if !source_unclear => errors.push(ManifestError::at(
+            path,
+            line(0),
+            "no source registry: exactly one registry must have `src: true`",
+        )),
+        Some((ref source, i)) if destinations.is_empty() && !destination_unclear => errors.push(ManifestError::at(
             path,
             line(i),
             format!("no destination registry: {source} is the source; list at least one registry without `src: true`"),
-        ));
+        )),
+        _ => {}
     }
-    Ok((source, destinations))
+    let (source, _) = source?;
+    (errors.len() == before).then_some((source, destinations))
 }
 
-fn images(text: &str, list: List, entries: Vec<ImageEntry>) -> Vec<Image> {
+/// Reads the image entries of `list`, each with its line and those of its digests. Every bad
+/// name, digest or tag is added to `errors` (its entry is then left out), as is an empty `dmap`
+/// when `need_digests`.
+fn images(
+    path: &Path,
+    text: &str,
+    list: List,
+    entries: Vec<ImageEntry>,
+    need_digests: bool,
+    errors: &mut Vec<ManifestError>,
+) -> Vec<Image> {
     let document = Document::parse(text);
     let nodes = document.list(list);
-    entries
-        .into_iter()
-        .enumerate()
-        .map(|(i, entry)| {
-            // Where yaml-rust2 stopped short of a node (see `Document`), the enclosing line stands in.
-            let node = nodes.get(i);
-            let line = node.map_or(1, |n| document.line(n));
-            let digest_lines: HashMap<&str, usize> = node
-                .and_then(|n| n.get("dmap"))
-                .map_or(&[][..], |dmap| dmap.pairs())
-                .iter()
-                .filter_map(|(key, _)| Some((key.scalar()?, document.line(key))))
-                .collect();
-            let digests = entry
-                .dmap
-                .0
+    let prefix = match list {
+        List::Root => "",
+        List::Key(key) => key,
+    };
+    let mut images = Vec::new();
+    for (i, entry) in entries.into_iter().enumerate() {
+        let before = errors.len();
+        // Where yaml-rust2 stopped short of a node (see `Document`), the enclosing line stands in.
+        let node = nodes.get(i);
+        let line = node.map_or(1, |n| document.line(n));
+        let line_of = |node: Option<&lines::Node>, fallback: usize| node.map_or(fallback, |n| document.line(n));
+        let mut fail = |line: usize, message: String| errors.push(ManifestError::at(path, Some(line), message));
+        let name = entry
+            .name
+            .value
+            .map_err(|e| fail(line_of(node.and_then(|n| n.get("name")), line), format!("{prefix}[{i}].name: {e}")));
+        if need_digests && entry.dmap.0.is_empty() {
+            let shown = name.as_ref().map_or(entry.name.text.as_str(), |n| n.as_str());
+            fail(line, format!("image {shown}: dmap must list at least one digest"));
+        }
+        let pairs = node.and_then(|n| n.get("dmap")).map_or(&[][..], |dmap| dmap.pairs());
+        let mut digests: BTreeMap<Digest, DigestTags> = BTreeMap::new();
+        for (k, (digest, tags)) in entry.dmap.0.into_iter().enumerate() {
+            let (key, value) = match pairs.get(k) {
+                Some((key, value)) => (Some(key), Some(value)),
+                None => (None, None),
+            };
+            let digest_line = line_of(key, line);
+            let tags: Vec<Tag> = tags
                 .into_iter()
-                .map(|(digest, tags)| {
-                    let line = digest_lines.get(digest.as_str()).copied().unwrap_or(line);
-                    (digest, DigestTags { tags, line })
+                .enumerate()
+                .filter_map(|(j, tag)| {
+                    let at = line_of(value.and_then(|v| v.items().get(j)), digest_line);
+                    tag.value.map_err(|e| fail(at, format!("{prefix}[{i}].dmap.{}[{j}]: {e}", digest.text))).ok()
                 })
                 .collect();
-            Image { name: entry.name.0, digests, line }
-        })
-        .collect()
+            match digest.value {
+                Err(e) => fail(digest_line, format!("{prefix}[{i}].dmap: {e}")),
+                Ok(digest) => match digests.get(&digest) {
+                    Some(first) => fail(
+                        digest_line,
+                        format!(
+                            "{prefix}[{i}].dmap: digest {digest} is listed twice in this dmap (line {})",
+                            first.line
+                        ),
+                    ),
+                    None => {
+                        digests.insert(digest, DigestTags { tags, line: digest_line });
+                    }
+                },
+            }
+        }
+        if let (Ok(name), true) = (name, errors.len() == before) {
+            images.push(Image { name, digests, line });
+        }
+    }
+    images
 }

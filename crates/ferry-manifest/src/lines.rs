@@ -118,14 +118,6 @@ impl Node {
             _ => &[],
         }
     }
-
-    /// This scalar's text; `None` for other nodes.
-    pub(crate) fn scalar(&self) -> Option<&str> {
-        match &self.kind {
-            Kind::Scalar(text) => Some(text),
-            _ => None,
-        }
-    }
 }
 
 /// Builds the tree from the parser's events.
@@ -323,11 +315,11 @@ mod tests {
         let document = Document::parse(text);
         let dmap = document.list(List::Root)[0].get("dmap").unwrap();
         let lines = |nodes: &[Node]| nodes.iter().map(|n| document.line(n)).collect::<Vec<_>>();
-        let keys: Vec<_> = dmap.pairs().iter().map(|(k, _)| (k.scalar().unwrap(), document.line(k))).collect();
-        assert_eq!(keys, [("k1", 3), ("k2", 6)]);
-        assert_eq!(lines(dmap.pairs()[0].1.items()), [3, 4]);
-        assert_eq!(lines(dmap.pairs()[1].1.items()), [7]);
-        assert!(dmap.get("k3").is_none() && dmap.items().is_empty() && dmap.scalar().is_none());
+        let keys: Vec<_> = dmap.pairs().iter().map(|(k, _)| document.line(k)).collect();
+        assert_eq!(keys, [3, 6]);
+        assert_eq!(lines(dmap.get("k1").unwrap().items()), [3, 4]);
+        assert_eq!(lines(dmap.get("k2").unwrap().items()), [7]);
+        assert!(dmap.get("k3").is_none() && dmap.items().is_empty());
     }
 
     #[test]

@@ -1,18 +1,17 @@
 //! The YAML shapes kpromo reads (`gopkg.in/yaml.v2` `UnmarshalStrict` into its Go structs), as serde
-//! types that validate every scalar while deserializing.
+//! types.
 //!
-//! Values are checked inside the deserializer's `deserialize_str` call (see [`Parsed`]), never
-//! after it returns: serde_yaml_ng stamps an error with the position of the event being
-//! deserialized when the error is raised, so this way a bad digest, tag, name or registry is
-//! reported at its own line rather than at the start of the enclosing mapping.
+//! The structure (fields, types, unknown fields) is enforced by serde and stops the file at the
+//! first problem. Values — digests, tags, names, registries — are parsed as they are read but a
+//! bad one does not stop the reading: it is kept as a [`Checked`] holding why, so that the loader
+//! can report every bad value of a file, each at the line of its own node (from `lines.rs`).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::str::FromStr;
 
 use ferry_oci::{Digest, RegistryAddress, RepoName, Tag};
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 /// `promoter-manifest.yaml` of a thin directory.
@@ -42,7 +41,7 @@ pub(crate) struct PlainFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegistryEntry {
-    pub name: Parsed<RegistryAddress>,
+    pub name: Checked<RegistryAddress>,
     #[serde(default, deserialize_with = "yaml11_bool")]
     pub src: bool,
     /// kpromo impersonates this account for GCP; Ferry authenticates through the usual Docker
@@ -54,36 +53,40 @@ pub(crate) struct RegistryEntry {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ImageEntry {
-    pub name: Parsed<RepoName>,
+    pub name: Checked<RepoName>,
     #[serde(default)]
     pub dmap: Dmap,
 }
 
-/// A `T` read from a YAML scalar through `FromStr`. Like yaml.v2 decoding into a Go string, any
-/// scalar is taken as its text (`1.10` is the tag "1.10", not a number).
-pub(crate) struct Parsed<T>(pub T);
+/// A `T` read from a YAML scalar through `FromStr`, or why it is not one. Like yaml.v2 decoding
+/// into a Go string, any scalar is taken as its text (`1.10` is the tag "1.10", not a number).
+pub(crate) struct Checked<T> {
+    /// The scalar as written, for messages.
+    pub text: String,
+    pub value: Result<T, String>,
+}
 
-impl<'de, T: FromStr<Err: fmt::Display>> Deserialize<'de> for Parsed<T> {
+impl<'de, T: FromStr<Err: fmt::Display>> Deserialize<'de> for Checked<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V<T>(PhantomData<T>);
         impl<T: FromStr<Err: fmt::Display>> Visitor<'_> for V<T> {
-            type Value = Parsed<T>;
+            type Value = Checked<T>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                s.parse().map(Parsed).map_err(E::custom)
+                Ok(Checked { text: s.to_string(), value: s.parse().map_err(|e: T::Err| e.to_string()) })
             }
         }
         deserializer.deserialize_str(V(PhantomData))
     }
 }
 
-/// An image's `dmap`: digest → tags. A digest listed twice is an error (yaml.v2's strict mode
-/// rejects duplicate keys; serde's maps would silently keep the last). A missing or null tag list
+/// An image's `dmap`: digest → tags, in file order, checked by the loader (a digest listed twice
+/// is an error there: yaml.v2's strict mode rejects duplicate keys). A missing or null tag list
 /// means no tags, as it does for kpromo.
 #[derive(Default)]
-pub(crate) struct Dmap(pub BTreeMap<Digest, Vec<Tag>>);
+pub(crate) struct Dmap(pub Vec<(Checked<Digest>, Vec<Checked<Tag>>)>);
 
 impl<'de> Deserialize<'de> for Dmap {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -97,39 +100,15 @@ impl<'de> Deserialize<'de> for Dmap {
                 Ok(Dmap::default())
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Dmap, A::Error> {
-                let mut dmap = BTreeMap::new();
-                while let Some(digest) = map.next_key_seed(NewDigest(&dmap))? {
-                    let tags: Option<Vec<Parsed<Tag>>> = map.next_value()?;
-                    dmap.insert(digest, tags.into_iter().flatten().map(|t| t.0).collect());
+                let mut dmap = Vec::new();
+                while let Some(digest) = map.next_key()? {
+                    let tags: Option<Vec<Checked<Tag>>> = map.next_value()?;
+                    dmap.push((digest, tags.unwrap_or_default()));
                 }
                 Ok(Dmap(dmap))
             }
         }
         deserializer.deserialize_any(V)
-    }
-}
-
-/// A dmap key, rejected (at its own line) if it is not a digest or is already in the map.
-struct NewDigest<'a>(&'a BTreeMap<Digest, Vec<Tag>>);
-
-impl<'de> DeserializeSeed<'de> for NewDigest<'_> {
-    type Value = Digest;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Digest, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for NewDigest<'_> {
-    type Value = Digest;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a digest")
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Digest, E> {
-        let digest: Digest = s.parse().map_err(E::custom)?;
-        if self.0.contains_key(&digest) {
-            return Err(E::custom(format_args!("digest {digest} is listed twice in this dmap")));
-        }
-        Ok(digest)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ferry_manifest::{load_files, load_files_dir, ManifestError};
+use ferry_manifest::{load_files, load_files_dir, ManifestError, ManifestErrors};
 
 fn write(path: &Path, text: &str) -> PathBuf {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -25,6 +25,16 @@ filestores:
   service-account: k8s-infra-gcr-promoter@k8s-artifacts-prod.iam.gserviceaccount.com
 - base: s3://mirror/kops
 ";
+
+/// The only error of `errors`.
+#[track_caller]
+fn only(errors: ManifestErrors) -> ManifestError {
+    let mut all = errors.into_iter();
+    let first = all.next().expect("at least one error");
+    let rest: Vec<_> = all.map(|e| e.to_string()).collect();
+    assert!(rest.is_empty(), "one error expected, also got {rest:?} after {first}");
+    first
+}
 
 #[track_caller]
 fn assert_at(err: &ManifestError, path: &Path, line: usize, needle: &str) {
@@ -105,7 +115,7 @@ fn names_that_climb_or_are_ambiguous_are_refused_at_their_line() {
             FILESTORES,
             &format!("files:\n- name: ok\n  sha256: {}\n- name: {bad}\n  sha256: {}\n", hex('a'), hex('b')),
         );
-        let err = load_files(&stores, &files).unwrap_err();
+        let err = only(load_files(&stores, &files).unwrap_err());
         assert_at(&err, &files, 4, "invalid object name");
     }
 }
@@ -118,19 +128,19 @@ fn bad_hashes_and_fields_are_refused_at_their_line() {
         (&format!("sha256:{}", hex('a')), "64 hex digits"),
     ] {
         let (_dir, stores, files) = project(FILESTORES, &format!("files:\n- name: a\n  sha256: {bad}\n"));
-        assert_at(&load_files(&stores, &files).unwrap_err(), &files, 3, needle);
+        assert_at(&only(load_files(&stores, &files).unwrap_err()), &files, 3, needle);
     }
     let (_dir, stores, files) = project(FILESTORES, &format!("files:\n- name: a\n  sha265: {}\n", hex('a')));
-    assert_at(&load_files(&stores, &files).unwrap_err(), &files, 3, "sha265");
+    assert_at(&only(load_files(&stores, &files).unwrap_err()), &files, 3, "sha265");
     let (_dir, stores, files) = project(FILESTORES, "files:\n- name: a\n");
-    assert_at(&load_files(&stores, &files).unwrap_err(), &files, 2, "sha256");
+    assert_at(&only(load_files(&stores, &files).unwrap_err()), &files, 2, "sha256");
 }
 
 #[test]
 fn one_file_with_two_hashes_is_refused_naming_both() {
     let (_dir, stores, files) =
         project(FILESTORES, &format!("files:\n- name: a\n  sha256: {}\n- name: a\n  sha256: {}\n", hex('a'), hex('b')));
-    let err = load_files(&stores, &files).unwrap_err();
+    let err = only(load_files(&stores, &files).unwrap_err());
     assert_at(&err, &files, 4, "1.30.0.yaml:2");
 }
 
@@ -154,24 +164,56 @@ fn filestores_must_have_one_source_and_a_destination() {
         ),
     ] {
         let (_dir, stores, files) = project(stores, &files);
-        assert_at(&load_files(&stores, &files).unwrap_err(), &stores, line, needle);
+        assert_at(&only(load_files(&stores, &files).unwrap_err()), &stores, line, needle);
     }
     let (_dir, stores, files) = project(FILESTORES, &format!("filestores:\n- base: gs://x\n  src: true\n{}", &files));
-    assert_at(&load_files(&stores, &files).unwrap_err(), &files, 2, "filestores must not");
+    assert_at(&only(load_files(&stores, &files).unwrap_err()), &files, 2, "filestores must not");
 }
 
 #[test]
 fn missing_or_empty_parts_name_the_path() {
     let dir = tempfile::tempdir().unwrap();
-    let err = load_files_dir(dir.path()).unwrap_err();
+    let err = only(load_files_dir(dir.path()).unwrap_err());
     assert!(err.to_string().contains("filestores") && err.line.is_none(), "{err}");
     fs::create_dir_all(dir.path().join("filestores/kops")).unwrap();
-    let err = load_files_dir(dir.path()).unwrap_err();
-    assert!(err.to_string().contains("filepromoter-manifest.yaml: cannot read"), "{err}");
+    // Both parts are missing, and both are reported.
+    let errors = load_files_dir(dir.path()).unwrap_err().to_string();
+    assert!(errors.contains("filepromoter-manifest.yaml: cannot read"), "{errors}");
+    assert!(errors.contains("manifests/kops: missing"), "{errors}");
     write(&dir.path().join("filestores/kops/filepromoter-manifest.yaml"), FILESTORES);
-    let err = load_files_dir(dir.path()).unwrap_err();
+    let err = only(load_files_dir(dir.path()).unwrap_err());
     assert!(err.to_string().contains("manifests/kops: missing"), "{err}");
     write(&dir.path().join("manifests/kops/empty.yaml"), "# nothing yet\n");
-    let err = load_files_dir(dir.path()).unwrap_err();
+    let err = only(load_files_dir(dir.path()).unwrap_err());
     assert!(err.to_string().contains("no files"), "{err}");
+}
+
+/// Every error of every project and files manifest is reported at once.
+#[test]
+fn every_error_of_every_project_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("filestores/a/filepromoter-manifest.yaml"), "filestores:\n- base: gs://a\n- base: gs://b\n");
+    write(&dir.path().join("manifests/a/x.yaml"), &format!("files:\n- name: ok\n  sha256: {}\n", hex('a')));
+    write(&dir.path().join("filestores/b/filepromoter-manifest.yaml"), FILESTORES);
+    write(
+        &dir.path().join("manifests/b/1.yaml"),
+        &format!("files:\n- name: /abs\n  sha256: {}\n- name: c\n  sha256: abc\n", hex('b')),
+    );
+    write(&dir.path().join("manifests/b/2.yaml"), "files:\n- name: d\n  sha256: xyz\n");
+    write(&dir.path().join("filestores/c/filepromoter-manifest.yaml"), FILESTORES);
+    write(&dir.path().join("manifests/c/ok.yaml"), &format!("files:\n- name: e\n  sha256: {}\n", hex('e')));
+
+    let errors = load_files_dir(dir.path()).unwrap_err();
+    let prefix = format!("{}/", dir.path().display());
+    let listed: Vec<String> = errors.iter().map(|e| e.to_string().replace(&prefix, "")).collect();
+    let expected = [
+        "filestores/a/filepromoter-manifest.yaml:2: no source filestore",
+        "manifests/b/1.yaml:2: files[0].name: invalid object name",
+        "manifests/b/1.yaml:5: files[1].sha256: invalid sha256 \"abc\"",
+        "manifests/b/2.yaml:3: files[0].sha256: invalid sha256 \"xyz\"",
+    ];
+    assert_eq!(listed.len(), expected.len(), "{listed:#?}");
+    for (got, want) in listed.iter().zip(expected) {
+        assert!(got.starts_with(want), "{got:?} should start with {want:?}");
+    }
 }

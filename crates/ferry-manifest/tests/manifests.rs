@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ferry_manifest::{load_plain, load_thin_dir, ManifestError, PromotionManifest};
+use ferry_manifest::{load_plain, load_thin_dir, ManifestError, ManifestErrors, PromotionManifest};
 use ferry_oci::RegistryAddress;
 
 fn digest(c: char) -> String {
@@ -49,10 +49,26 @@ fn assert_file(err: &ManifestError, path: &Path, needle: &str) {
     assert_eq!(err.line, None);
 }
 
+/// The only error of `errors`.
+#[track_caller]
+fn only(errors: ManifestErrors) -> ManifestError {
+    let mut all = errors.into_iter();
+    let first = all.next().expect("at least one error");
+    let rest: Vec<_> = all.map(|e| e.to_string()).collect();
+    assert!(rest.is_empty(), "one error expected, also got {rest:?} after {first}");
+    first
+}
+
+/// Each error as `FILE:LINE: message`, with the directory's path cut off the front.
+fn listed(errors: &ManifestErrors, dir: &Path) -> Vec<String> {
+    let prefix = format!("{}/", dir.display());
+    errors.iter().map(|e| e.to_string().replace(&prefix, "")).collect()
+}
+
 fn plain_err(text: &str) -> (ManifestError, PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = write(&dir.path().join("manifest.yaml"), text);
-    let err = load_plain(&path).expect_err("should be refused");
+    let err = only(load_plain(&path).expect_err("should be refused"));
     (err, path, dir)
 }
 
@@ -61,7 +77,7 @@ fn thin_err(manifest: &str, images: &str) -> (ManifestError, PathBuf, PathBuf, t
     let dir = tempfile::tempdir().unwrap();
     let m = write(&dir.path().join("manifests/foo/promoter-manifest.yaml"), manifest);
     let i = write(&dir.path().join("images/foo/images.yaml"), images);
-    let err = load_thin_dir(dir.path()).expect_err("should be refused");
+    let err = only(load_thin_dir(dir.path()).expect_err("should be refused"));
     (err, m, i, dir)
 }
 
@@ -356,8 +372,17 @@ fn duplicate_dmap_key() {
 #[test]
 fn plain_images_need_digests() {
     // kpromo's plain-manifest validation refuses an empty dmap; its thin reader does not.
-    let (err, path, _dir) = plain_err(&format!("{REGISTRIES}images:\n- name: foo\n  dmap: {{}}\n- name: bar\n"));
-    assert_at(&err, &path, 7, "image foo: dmap must list at least one digest");
+    let dir = tempfile::tempdir().unwrap();
+    let path =
+        write(&dir.path().join("m.yaml"), &format!("{REGISTRIES}images:\n- name: foo\n  dmap: {{}}\n- name: bar\n"));
+    let errors = listed(&load_plain(&path).unwrap_err(), dir.path());
+    assert_eq!(
+        errors,
+        [
+            "m.yaml:7: image foo: dmap must list at least one digest",
+            "m.yaml:9: image bar: dmap must list at least one digest"
+        ]
+    );
 
     let dir = tempfile::tempdir().unwrap();
     write(&dir.path().join("manifests/foo/promoter-manifest.yaml"), REGISTRIES);
@@ -370,7 +395,7 @@ fn missing_images_yaml() {
     let dir = tempfile::tempdir().unwrap();
     write(&dir.path().join("manifests/foo/promoter-manifest.yaml"), REGISTRIES);
     write(&dir.path().join("images/bar/images.yaml"), "");
-    let err = load_thin_dir(dir.path()).unwrap_err();
+    let err = only(load_thin_dir(dir.path()).unwrap_err());
     let expected = dir.path().join("images/foo/images.yaml");
     assert_file(&err, &expected, "missing");
     assert!(err.to_string().contains("manifests/foo/promoter-manifest.yaml"), "{err}");
@@ -383,7 +408,7 @@ fn promoter_manifest_at_wrong_depth() {
         write(&dir.path().join("manifests/foo/promoter-manifest.yaml"), REGISTRIES);
         write(&dir.path().join("images/foo/images.yaml"), "");
         let bad = write(&dir.path().join(misplaced), REGISTRIES);
-        let err = load_thin_dir(dir.path()).unwrap_err();
+        let err = only(load_thin_dir(dir.path()).unwrap_err());
         assert_file(&err, &bad, "misplaced");
     }
 }
@@ -391,11 +416,11 @@ fn promoter_manifest_at_wrong_depth() {
 #[test]
 fn missing_or_empty_manifests_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let err = load_thin_dir(dir.path()).unwrap_err();
+    let err = only(load_thin_dir(dir.path()).unwrap_err());
     assert_file(&err, &dir.path().join("manifests"), "missing");
 
     fs::create_dir_all(dir.path().join("manifests/foo")).unwrap();
-    let err = load_thin_dir(dir.path()).unwrap_err();
+    let err = only(load_thin_dir(dir.path()).unwrap_err());
     assert_file(&err, &dir.path().join("manifests"), "no manifests");
 }
 
@@ -403,7 +428,7 @@ fn missing_or_empty_manifests_dir() {
 fn missing_plain_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nope.yaml");
-    assert_file(&load_plain(&path).unwrap_err(), &path, "cannot read");
+    assert_file(&only(load_plain(&path).unwrap_err()), &path, "cannot read");
 }
 
 /// Whatever the bytes, loading returns a result: every prefix of a valid manifest, and a few
@@ -442,5 +467,64 @@ fn never_panics() {
         let _ = load_plain(&write(&path, text));
     }
     fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
-    assert_file(&load_plain(&path).unwrap_err(), &path, "cannot read");
+    assert_file(&only(load_plain(&path).unwrap_err()), &path, "cannot read");
+}
+
+/// A thin directory with three projects, two of them broken: every error of every file is
+/// reported, each with its file and line, not only the first.
+#[test]
+fn every_error_of_every_project_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(&root.join("manifests/alpha/promoter-manifest.yaml"), REGISTRIES);
+    write(&root.join("images/alpha/images.yaml"), &format!("- name: app\n  dmap:\n    \"{}\": [v1]\n", digest('a')));
+    // beta: no source registry, and two bad values in its images.
+    write(&root.join("manifests/beta/promoter-manifest.yaml"), "registries:\n- name: gcr.io/a\n- name: gcr.io/b\n");
+    write(
+        &root.join("images/beta/images.yaml"),
+        &format!("- name: app\n  dmap:\n    \"sha256:ABC\": [v1]\n    \"{}\": [\"-bad\"]\n", digest('b')),
+    );
+    // gamma: its images.yaml is not YAML.
+    write(&root.join("manifests/gamma/promoter-manifest.yaml"), REGISTRIES);
+    write(&root.join("images/gamma/images.yaml"), "- name: app\n\tdmap: {}\n");
+
+    let errors = load_thin_dir(root).unwrap_err();
+    let listed = listed(&errors, root);
+    assert_eq!(listed.len(), 4, "{listed:#?}");
+    let expected = [
+        "manifests/beta/promoter-manifest.yaml:2: no source registry",
+        "images/beta/images.yaml:3: [0].dmap: invalid digest \"sha256:ABC\"",
+        &format!("images/beta/images.yaml:4: [0].dmap.{}[0]: invalid tag \"-bad\"", digest('b')),
+        "images/gamma/images.yaml:2: found a tab character",
+    ];
+    for (got, want) in listed.iter().zip(expected) {
+        assert!(got.starts_with(want), "{got:?} should start with {want:?}");
+    }
+}
+
+/// Within one file, every bad value is reported, in line order.
+#[test]
+fn every_bad_value_of_a_file_is_reported() {
+    let text = format!(
+        "registries:\n- name: gcr.io/a\n  src: true\n- name: https://gcr.io/b\n- name: gcr.io/c\nimages:\n\
+         - name: Foo\n  dmap:\n    \"sha256:1\": [v1]\n    \"{a}\": [ok, \"a:b\", \".x\"]\n\
+         - name: bar\n  dmap:\n    \"{a}\": [v1]\n    \"{a}\": [v2]\n",
+        a = digest('a')
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir.path().join("manifest.yaml"), &text);
+    let errors = load_plain(&path).unwrap_err();
+    let listed = listed(&errors, dir.path());
+    let expected = [
+        "manifest.yaml:4: registries[1].name: ",
+        "manifest.yaml:7: images[0].name: invalid repository name \"Foo\"",
+        "manifest.yaml:9: images[0].dmap: invalid digest \"sha256:1\"",
+        &format!("manifest.yaml:10: images[0].dmap.{}[1]: invalid tag \"a:b\"", digest('a')),
+        &format!("manifest.yaml:10: images[0].dmap.{}[2]: invalid tag \".x\"", digest('a')),
+        &format!("manifest.yaml:14: images[1].dmap: digest {} is listed twice in this dmap (line 13)", digest('a')),
+    ];
+    assert_eq!(listed.len(), expected.len(), "{listed:#?}");
+    for (got, want) in listed.iter().zip(expected) {
+        assert!(got.starts_with(want), "{got:?} should start with {want:?}");
+    }
 }

@@ -125,7 +125,11 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            match e.downcast_ref::<ferry_manifest::ManifestErrors>() {
+                // Every manifest error on a line of its own, each naming its file and line.
+                Some(errors) => errors.iter().for_each(|error| eprintln!("error: {error}")),
+                None => eprintln!("error: {e:#}"),
+            }
             ExitCode::from(2)
         }
     }

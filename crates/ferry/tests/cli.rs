@@ -73,6 +73,42 @@ fn bad_manifest_names_file_and_line_and_exits_2() {
     assert!(err.contains("sha256:nothex"), "{err}");
 }
 
+/// A thin directory of three projects, two broken (one in two ways): every error is printed with
+/// its file and line, and nothing is promoted.
+#[test]
+fn every_manifest_error_is_listed_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let write = |path: &str, text: &str| {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    let registries = "registries:\n- name: gcr.io/a\n  src: true\n- name: gcr.io/b\n";
+    let good = format!("sha256:{}", "a".repeat(64));
+    write("manifests/alpha/promoter-manifest.yaml", registries);
+    write("images/alpha/images.yaml", &format!("- name: app\n  dmap:\n    \"{good}\": [v1]\n"));
+    write("manifests/beta/promoter-manifest.yaml", registries);
+    write("images/beta/images.yaml", "- name: app\n  dmap:\n    \"sha256:nothex\": [v1]\n- name: Bad\n");
+    write("manifests/gamma/promoter-manifest.yaml", "registries:\n- name: gcr.io/a\n  src: true\n");
+    write("images/gamma/images.yaml", "");
+
+    let out = ferry(&["promote", "images", "--thin-manifest-dir", root.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr).replace(&format!("{}/", root.display()), "");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    let expected = [
+        "error: images/beta/images.yaml:3: [0].dmap: invalid digest \"sha256:nothex\"",
+        "error: images/beta/images.yaml:4: [1].name: invalid repository name \"Bad\"",
+        "error: manifests/gamma/promoter-manifest.yaml:2: no destination registry",
+    ];
+    assert_eq!(errors.len(), expected.len(), "{stderr}");
+    for (got, want) in errors.iter().zip(expected) {
+        assert!(got.starts_with(want), "{got:?} should start with {want:?}\n{stderr}");
+    }
+    assert!(text(&out.stdout).is_empty(), "nothing planned: {}", text(&out.stdout));
+}
+
 #[tokio::test]
 async fn unreachable_registry_is_named_and_exits_1() {
     let src = RegistryServer::start().await.unwrap();
