@@ -12,6 +12,16 @@ pub struct ManifestError {
     pub message: String,
 }
 
+/// Something odd in a manifest that is accepted, as kpromo accepts it, but worth telling: where
+/// it is and what was made of it (a destination listed twice is one destination).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+#[error("{}{}: {message}", .path.display(), LineSuffix(*.line))]
+pub struct ManifestWarning {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
 struct LineSuffix(Option<usize>);
 
 impl fmt::Display for LineSuffix {

@@ -16,6 +16,7 @@ mod files;
 mod lines;
 mod schema;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 use ferry_oci::{Digest, RegistryAddress, RepoName, Tag};
 use serde::de::DeserializeOwned;
 
-pub use error::{ManifestError, ManifestErrors};
+pub use error::{ManifestError, ManifestErrors, ManifestWarning};
 pub use files::{load_files, load_files_dir, FileEntry, FileManifest, Filestore};
 use lines::{Document, List};
 use schema::{ImageEntry, PlainFile, RegistryEntry, ThinFile};
@@ -43,8 +44,10 @@ pub struct PromotionManifest {
     pub source: RegistryAddress,
     /// In file order.
     pub destinations: Vec<RegistryAddress>,
-    /// In file order.
+    /// In file order. An image listed twice is here twice: expanding them into edges merges them.
     pub images: Vec<Image>,
+    /// What was odd in either file but accepted, for the user to see (in line order).
+    pub warnings: Vec<ManifestWarning>,
 }
 
 /// One `images` entry: repository `name` under every registry, and the digests to promote there.
@@ -104,16 +107,19 @@ pub fn load_thin_dir(dir: &Path) -> Result<Vec<PromotionManifest>, ManifestError
 pub fn load_plain(file: &Path) -> Result<PromotionManifest, ManifestErrors> {
     let mut errors = Vec::new();
     let manifest = load::<PlainFile>(file, &mut errors).and_then(|(plain, text)| {
-        let registries = registries(file, &text, plain.registries, &mut errors);
+        let mut warnings = Vec::new();
+        let registries = registries(file, &text, plain.registries, &mut errors, &mut warnings);
         // kpromo's plain-manifest validation requires a non-empty dmap (it does not check images.yaml).
-        let images = images(file, &text, List::Key("images"), plain.images, true, &mut errors);
+        let images = images(file, &text, List::Key("images"), plain.images, true, &mut errors, &mut warnings);
         let (source, destinations) = registries?;
+        warnings.sort_by_key(|w| w.line);
         Some(PromotionManifest {
             path: file.to_path_buf(),
             images_path: file.to_path_buf(),
             source,
             destinations,
             images,
+            warnings,
         })
     });
     ManifestErrors::check(errors)?;
@@ -158,11 +164,12 @@ fn load_project(dir: &Path, manifest: &Path, errors: &mut Vec<ManifestError>) ->
         Err(e) => Err(ManifestError::file(&images_path, format!("cannot read: {e}"))),
     };
 
+    let mut warnings = Vec::new();
     let registries = load::<ThinFile>(manifest, errors)
-        .and_then(|(thin, text)| registries(manifest, &text, thin.registries, errors));
+        .and_then(|(thin, text)| registries(manifest, &text, thin.registries, errors, &mut warnings));
     let images = match images_file {
         Ok(()) => load::<Vec<ImageEntry>>(&images_path, errors)
-            .map(|(entries, text)| images(&images_path, &text, List::Root, entries, false, errors)),
+            .map(|(entries, text)| images(&images_path, &text, List::Root, entries, false, errors, &mut warnings)),
         Err(e) => {
             errors.push(e);
             None
@@ -176,6 +183,7 @@ fn load_project(dir: &Path, manifest: &Path, errors: &mut Vec<ManifestError>) ->
         source,
         destinations,
         images,
+        warnings,
     })
 }
 
@@ -203,24 +211,27 @@ fn load<T: DeserializeOwned + Default>(path: &Path, errors: &mut Vec<ManifestErr
     loaded.map_err(|e| errors.push(e)).ok()
 }
 
-/// Splits `registries:` into the source and the destinations: exactly one `src: true`, at least
-/// one other, and no registry twice. `None` (with the reasons added to `errors`) if it cannot.
+/// Splits `registries:` into the source and the destinations: exactly one `src: true` and at
+/// least one other. A registry listed twice is one (with a warning, as kpromo accepts it), and
+/// the source listed again without `src: true` is not a destination. `None` (with the reasons
+/// added to `errors`) if it cannot.
 fn registries(
     path: &Path,
     text: &str,
     entries: Vec<RegistryEntry>,
     errors: &mut Vec<ManifestError>,
+    warnings: &mut Vec<ManifestWarning>,
 ) -> Option<(RegistryAddress, Vec<RegistryAddress>)> {
     let document = Document::parse(text);
     let nodes = document.list(List::Key("registries"));
     let line = |i: usize| nodes.get(i).map(|n| document.line(n));
     let see_line = |i: usize| line(i).map(|l| format!(" (line {l})")).unwrap_or_default();
-    let before = errors.len();
-    let mut seen = HashMap::new();
+    let (before, warned_before) = (errors.len(), warnings.len());
+    // Each registry with its role and the index of its first entry.
+    let mut seen: HashMap<(RegistryAddress, bool), usize> = HashMap::new();
     let mut source: Option<(RegistryAddress, usize)> = None;
     // A bad name hides whether its entry was the source or the one destination, and a second
-    // source or a repeated registry may be the intended destination: nothing is said about a
-    // missing one then.
+    // source may be the intended destination: nothing is said about a missing one then.
     let (mut source_unclear, mut destination_unclear) = (false, false);
     let mut destinations = Vec::new();
     for (i, entry) in entries.into_iter().enumerate() {
@@ -237,18 +248,17 @@ fn registries(
                 continue;
             }
         };
-        if let Some(&first) = seen.get(&name) {
-            errors.push(ManifestError::at(
-                path,
-                line(i),
-                format!("registry {name} is listed twice{}", see_line(first)),
-            ));
-            destination_unclear = true;
-            continue;
-        }
-        seen.insert(name.clone(), i);
+        match seen.entry((name.clone(), entry.src)) {
+            Entry::Occupied(first) => {
+                let message =
+                    format!("registry {name} is listed twice{}; the entries are merged", see_line(*first.get()));
+                warnings.push(ManifestWarning { path: path.to_path_buf(), line: line(i), message });
+                continue;
+            }
+            Entry::Vacant(slot) => slot.insert(i),
+        };
         if !entry.src {
-            destinations.push(name);
+            destinations.push((name, i));
         } else if let Some((first, j)) = &source {
             errors.push(ManifestError::at(
                 path,
@@ -263,6 +273,21 @@ fn registries(
             source = Some((name, i));
         }
     }
+    // kpromo would promote from the source into itself: never write to the source.
+    if let Some((source, j)) = &source {
+        destinations.retain(|(name, i)| {
+            let message = format!(
+                "registry {name} is the source{} and is listed again without `src: true`: it is not a destination",
+                see_line(*j)
+            );
+            let is_source = name == source;
+            if is_source {
+                warnings.push(ManifestWarning { path: path.to_path_buf(), line: line(*i), message });
+            }
+            !is_source
+        });
+    }
+    warnings[warned_before..].sort_by_key(|w| w.line);
     match source {
         None if !source_unclear => errors.push(ManifestError::at(
             path,
@@ -277,12 +302,13 @@ fn registries(
         _ => {}
     }
     let (source, _) = source?;
-    (errors.len() == before).then_some((source, destinations))
+    (errors.len() == before).then(|| (source, destinations.into_iter().map(|(name, _)| name).collect()))
 }
 
 /// Reads the image entries of `list`, each with its line and those of its digests. Every bad
 /// name, digest or tag is added to `errors` (its entry is then left out), as is an empty `dmap`
-/// when `need_digests`.
+/// when `need_digests`. An image listed twice gets a warning: both entries are kept, and their
+/// edges merge.
 fn images(
     path: &Path,
     text: &str,
@@ -290,6 +316,7 @@ fn images(
     entries: Vec<ImageEntry>,
     need_digests: bool,
     errors: &mut Vec<ManifestError>,
+    warnings: &mut Vec<ManifestWarning>,
 ) -> Vec<Image> {
     let document = Document::parse(text);
     let nodes = document.list(list);
@@ -298,6 +325,7 @@ fn images(
         List::Key(key) => key,
     };
     let mut images = Vec::new();
+    let mut first_lines: HashMap<RepoName, usize> = HashMap::new();
     for (i, entry) in entries.into_iter().enumerate() {
         let before = errors.len();
         // Where yaml-rust2 stopped short of a node (see `Document`), the enclosing line stands in.
@@ -346,6 +374,12 @@ fn images(
             }
         }
         if let (Ok(name), true) = (name, errors.len() == before) {
+            if let Some(first) = first_lines.get(&name) {
+                let message = format!("image {name} is listed twice (line {first}); the entries are merged");
+                warnings.push(ManifestWarning { path: path.to_path_buf(), line: Some(line), message });
+            } else {
+                first_lines.insert(name.clone(), line);
+            }
             images.push(Image { name, digests, line });
         }
     }

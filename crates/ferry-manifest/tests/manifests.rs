@@ -128,6 +128,7 @@ fn thin_dir_with_two_projects() {
     assert_eq!(zeta.source, addr("gcr.io/k8s-staging-foo"));
     assert_eq!(zeta.destinations, [addr("us.gcr.io/k8s-artifacts-prod/foo")]);
     assert_eq!(zeta.images[0].name.as_str(), "z");
+    assert!(alpha.warnings.is_empty() && zeta.warnings.is_empty());
 }
 
 #[test]
@@ -313,10 +314,69 @@ fn no_destination_registry() {
 }
 
 #[test]
-fn duplicate_registry() {
-    let text = "registries:\n- name: gcr.io/a\n  src: true\n- name: gcr.io/b\n- name: gcr.io/b\n";
-    let (err, path, _dir) = plain_err(text);
-    assert_at(&err, &path, 5, "registry gcr.io/b is listed twice (line 4)");
+fn duplicate_registries_are_merged_with_a_warning() {
+    // As kpromo does (a production manifest lists a destination twice): one destination, and a
+    // warning naming the line of each repetition.
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("manifests/foo/promoter-manifest.yaml"), "registries:\n- name: gcr.io/a\n  src: true\n- name: gcr.io/b\n- name: gcr.io/c\n- name: gcr.io/b\n  service-account: x@y\n- name: gcr.io/a\n  src: true\n");
+    write(&dir.path().join("images/foo/images.yaml"), "");
+    let manifests = load_thin_dir(dir.path()).unwrap();
+    let m = &manifests[0];
+    assert_eq!((&m.source, &m.destinations[..]), (&addr("gcr.io/a"), &[addr("gcr.io/b"), addr("gcr.io/c")][..]));
+    let warnings: Vec<_> =
+        m.warnings.iter().map(|w| w.to_string().replace(&format!("{}/", dir.path().display()), "")).collect();
+    assert_eq!(
+        warnings,
+        [
+            "manifests/foo/promoter-manifest.yaml:6: registry gcr.io/b is listed twice (line 4); the entries are merged",
+            "manifests/foo/promoter-manifest.yaml:8: registry gcr.io/a is listed twice (line 2); the entries are merged",
+        ]
+    );
+}
+
+#[test]
+fn the_source_listed_again_without_src_is_not_a_destination() {
+    // kpromo would promote from the source into itself; Ferry leaves the source alone.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir.path().join("m.yaml"),
+        "registries:\n- name: gcr.io/b\n- name: gcr.io/a\n  src: true\n- name: gcr.io/a\nimages: []\n",
+    );
+    let m = load_plain(&path).unwrap();
+    assert_eq!((&m.source, &m.destinations[..]), (&addr("gcr.io/a"), &[addr("gcr.io/b")][..]));
+    let warnings: Vec<_> = m.warnings.iter().map(|w| (w.line, w.message.as_str())).collect();
+    assert_eq!(
+        warnings,
+        [(
+            Some(5),
+            "registry gcr.io/a is the source (line 3) and is listed again without `src: true`: it is not a destination"
+        )]
+    );
+
+    // Then nothing may be left to promote to.
+    let (err, path, _dir) = plain_err("registries:\n- name: gcr.io/a\n  src: true\n- name: gcr.io/a\n");
+    assert_at(&err, &path, 2, "no destination registry");
+}
+
+#[test]
+fn duplicate_images_are_merged_with_a_warning() {
+    let images = format!(
+        "- name: app\n  dmap:\n    \"{a}\": [v1]\n- name: tool\n- name: app\n  dmap:\n    \"{a}\": [v1]\n    \"{b}\": [v2]\n",
+        a = digest('a'),
+        b = digest('b')
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("manifests/foo/promoter-manifest.yaml"), REGISTRIES);
+    let images_path = write(&dir.path().join("images/foo/images.yaml"), &images);
+    let m = load_thin_dir(dir.path()).unwrap().remove(0);
+    // Both entries are kept, each with its lines: their edges merge when they are expanded.
+    let entries: Vec<_> = m.images.iter().map(|i| (i.name.as_str(), i.line, i.digests.len())).collect();
+    assert_eq!(entries, [("app", 1, 1), ("tool", 4, 0), ("app", 5, 2)]);
+    let warnings: Vec<_> = m.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        warnings,
+        [format!("{}:5: image app is listed twice (line 1); the entries are merged", images_path.display())]
+    );
 }
 
 #[test]

@@ -137,4 +137,30 @@ mod tests {
             [("a", Some("v1"), at(8)), ("b", Some("v2"), at(10)), ("b", Some("v3"), at(10)), ("c", None, at(13))]
         );
     }
+
+    #[test]
+    fn an_image_listed_twice_merges_its_edges_and_keeps_conflicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manifest.yaml");
+        let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let yaml = format!(
+            "registries:\n- name: gcr.io/a\n  src: true\n- name: gcr.io/b\nimages:\n\
+             - name: app\n  dmap:\n    \"{a}\": [v1]\n\
+             - name: app\n  dmap:\n    \"{a}\": [v1]\n    \"{b}\": [v2, v1]\n",
+            a = digest('a'),
+            b = digest('b')
+        );
+        std::fs::write(&path, yaml).unwrap();
+        let manifests = [ferry_manifest::load_plain(&path).unwrap()];
+        assert_eq!(manifests[0].warnings.len(), 1);
+        let (edges, conflicts) = expand(&manifests);
+        let listed: Vec<(&str, &str, String)> = edges
+            .iter()
+            .map(|e| (&e.digest.hex()[..1], e.tag.as_ref().map_or("", Tag::as_str), e.origin.clone()))
+            .collect();
+        let at = |line: usize| format!("{}:{line}", path.display());
+        // a:v1 twice is one edge; b gives v1 another digest, so both claims on v1 are refused.
+        assert_eq!(listed, [("a", "v1", at(8)), ("b", "v2", at(12)), ("b", "v1", at(12))]);
+        assert_eq!(conflicts.keys().copied().collect::<Vec<_>>(), [0, 2]);
+    }
 }

@@ -8,7 +8,7 @@ use clap::Args as ClapArgs;
 use ferry_mirror::{Destination, Image, MirrorOptions};
 use ferry_oci::RegistryAddress;
 
-use crate::shared_args::{progress_bar, ImageManifests, RegistryFlags};
+use crate::shared_args::{progress_bar, with_warnings, ImageManifests, RegistryFlags};
 use crate::Output;
 
 #[derive(ClapArgs)]
@@ -96,7 +96,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let report = ferry_mirror::mirror(registry, &images, &destinations, &options, &progress.0).await;
 
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Json => {
+            println!("{}", serde_json::to_string_pretty(&with_warnings(serde_json::to_value(&report)?, &manifests)?)?)
+        }
         Output::Text => println!("{report}"),
     }
     Ok(if report.is_success() { ExitCode::SUCCESS } else { ExitCode::from(1) })

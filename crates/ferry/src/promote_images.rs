@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args as ClapArgs;
 use ferry_promote::{PromoteOptions, Registries, Status};
 
-use crate::shared_args::{progress_bar, ImageManifests, RegistryFlags};
+use crate::shared_args::{progress_bar, with_warnings, ImageManifests, RegistryFlags};
 use crate::Output;
 
 #[derive(ClapArgs)]
@@ -41,7 +41,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let report = ferry_promote::promote(&manifests, &registries, &options, &progress).await;
 
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Json => {
+            println!("{}", serde_json::to_string_pretty(&with_warnings(serde_json::to_value(&report)?, &manifests)?)?)
+        }
         Output::Text => {
             for edge in &report.edges {
                 if edge.status != Status::Skipped {

@@ -28,13 +28,28 @@ pub struct ImageManifests {
 }
 
 impl ImageManifests {
+    /// Reads the manifests, and prints what was odd in them but accepted on standard error, one
+    /// `warning: FILE:LINE: message` a line.
     pub fn load(&self) -> Result<Vec<PromotionManifest>> {
-        Ok(match (&self.thin_manifest_dir, &self.manifest) {
+        let manifests = match (&self.thin_manifest_dir, &self.manifest) {
             (Some(dir), _) => ferry_manifest::load_thin_dir(dir)?,
             (None, Some(file)) => vec![ferry_manifest::load_plain(file)?],
             (None, None) => unreachable!("clap requires one of them"),
-        })
+        };
+        for warning in manifests.iter().flat_map(|m| &m.warnings) {
+            eprintln!("warning: {warning}");
+        }
+        Ok(manifests)
     }
+}
+
+/// A JSON report with the manifests' warnings added as `"warnings"`: `[{"path", "line", "message"}]`.
+pub fn with_warnings(mut report: serde_json::Value, manifests: &[PromotionManifest]) -> Result<serde_json::Value> {
+    let warnings: Vec<_> = manifests.iter().flat_map(|m| &m.warnings).collect();
+    if let Some(fields) = report.as_object_mut() {
+        fields.insert("warnings".into(), serde_json::to_value(warnings)?);
+    }
+    Ok(report)
 }
 
 /// How Ferry talks to registries over HTTP.

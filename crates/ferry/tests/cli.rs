@@ -61,6 +61,31 @@ async fn layout_to_layout_dry_run_promote_and_rerun() {
     assert_eq!(report["summary"]["bytes_read"], 0);
 }
 
+/// A destination listed twice (kpromo accepts it) is one destination: a warning names the line,
+/// on stderr and in the JSON report, and the run goes on.
+#[tokio::test]
+async fn manifest_warnings_are_printed_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let staging = dir.path().join("staging");
+    let image = ImageSpec::single("warn", 1024).build();
+    push(&ferry_registry::layout::LayoutRegistry::new(&staging), &repo("app"), &image, &["v1"]).await.unwrap();
+    let prod = format!("oci:{}", dir.path().join("prod").display());
+    let manifest =
+        write_manifest(dir.path(), &format!("oci:{}", staging.display()), &[&prod, &prod], image.digest().as_str());
+    let warning = format!("warning: {manifest}:5: registry {prod} is listed twice (line 4); the entries are merged");
+
+    let dry = ferry(&["promote", "images", "--manifest", &manifest]);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert_eq!(text(&dry.stderr).lines().collect::<Vec<_>>(), [warning.as_str()]);
+    assert_eq!(text(&dry.stdout).lines().filter(|l| l.contains("/app:v1")).count(), 1, "{}", text(&dry.stdout));
+
+    let json = ferry(&["promote", "images", "--manifest", &manifest, "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON on stdout");
+    assert_eq!(report["warnings"][0]["path"], manifest.as_str());
+    assert_eq!(report["warnings"][0]["line"], 5);
+    assert_eq!(report["edges"].as_array().unwrap().len(), 1);
+}
+
 #[test]
 fn bad_manifest_names_file_and_line_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
