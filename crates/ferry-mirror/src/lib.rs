@@ -27,9 +27,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use ferry_oci::{Digest, RepoName};
 use ferry_registry::Registry;
+use ferry_report::Progress;
 use ferry_store::{fan_out, verify_object, Inventory, Store};
 use futures::stream::{self, Stream, StreamExt};
-use indicatif::ProgressBar;
 
 pub use destination::{Destination, DEFAULT_INVENTORY};
 pub use report::{CopyReport, CopyStatus, Corrupt, Findings, ImageReport, Report, StoreReport, Summary};
@@ -101,14 +101,14 @@ pub async fn mirror(
     images: &[Image],
     destinations: &[Destination],
     options: &MirrorOptions,
-    progress: &ProgressBar,
+    progress: &Arc<dyn Progress>,
 ) -> Report {
     let started = Instant::now();
     let concurrency = options.concurrency.max(1);
-    progress.set_message("reading manifests");
+    progress.phase("reading manifests");
     let (image_reports, sources) = collect_blobs(registry.as_ref(), images, concurrency).await;
 
-    progress.set_message(if options.verify { "re-hashing the stores" } else { "reading inventories" });
+    progress.phase(if options.verify { "re-hashing the stores" } else { "reading inventories" });
     let surveys: Vec<Survey> = futures::future::join_all(destinations.iter().map(|d| async {
         if options.verify {
             verify_store(d, &sources, concurrency, progress).await
@@ -128,9 +128,8 @@ pub async fn mirror(
     let mut outcomes: BTreeMap<(usize, Digest), Result<(), String>> = BTreeMap::new();
     let (mut blobs_read, mut bytes_read) = (0u64, 0u64);
     if options.confirm {
-        progress.set_message("copying");
-        progress.set_position(0);
-        progress.set_length(needed.keys().map(|d| sources[*d].size).sum());
+        progress.phase("copying");
+        progress.total(needed.keys().map(|d| sources[*d].size).sum());
         let budget_mib = options.memory_budget.div_ceil(MIB).clamp(1, u64::from(u32::MAX)) as u32;
         let budget = tokio::sync::Semaphore::new(budget_mib as usize);
         let copies = needed.iter().map(|(digest, stores)| {
@@ -154,12 +153,12 @@ pub async fn mirror(
         }
     }
 
-    progress.set_message("writing inventories");
+    progress.phase("writing inventories");
     let mut stores = Vec::with_capacity(destinations.len());
     for (index, (destination, survey)) in destinations.iter().zip(surveys).enumerate() {
         stores.push(finish_store(index, destination, survey, &sources, &outcomes, options.confirm).await);
     }
-    progress.finish_and_clear();
+    progress.finish();
 
     let copies = || stores.iter().flat_map(|s| &s.copies);
     let count = |status| copies().filter(|c| c.status == status).count();
@@ -261,7 +260,7 @@ async fn verify_store(
     destination: &Destination,
     sources: &BTreeMap<Digest, Source>,
     concurrency: usize,
-    progress: &ProgressBar,
+    progress: &Arc<dyn Progress>,
 ) -> Survey {
     let old = match Inventory::read(&destination.inventory_store, &destination.inventory_name).await {
         Ok(old) => old,
@@ -273,7 +272,7 @@ async fn verify_store(
     };
     let objects: Vec<(Digest, u64)> =
         listing.into_iter().filter_map(|(name, size)| Some((name.as_str().parse().ok()?, size))).collect();
-    progress.inc_length(objects.iter().map(|(_, size)| size).sum());
+    progress.grow(objects.iter().map(|(_, size)| size).sum());
     let checks: Vec<(Digest, Result<(), String>)> = stream::iter(objects)
         .map(|(digest, _)| {
             let (store, progress) = (destination.blobs.clone(), progress.clone());
@@ -330,9 +329,9 @@ async fn verify_store(
 }
 
 /// Reads `digest` back from `store` and checks that its bytes hash to it.
-async fn rehash(store: Store, digest: Digest, progress: ProgressBar) -> Result<(), String> {
+async fn rehash(store: Store, digest: Digest, progress: Arc<dyn Progress>) -> Result<(), String> {
     let name = Destination::blob_name(&digest);
-    let on_read = move |bytes| progress.inc(bytes);
+    let on_read = move |bytes| progress.advance(bytes);
     let (_, hashed) = verify_object(&store, &name, &digest, on_read).await.map_err(|e| format!("cannot read: {e}"))?;
     hashed.map_err(|actual| format!("bytes hash to {actual}"))
 }
@@ -354,7 +353,7 @@ async fn copy_blob(
     source: &Source,
     targets: Vec<(usize, Store)>,
     attempts: usize,
-    progress: &ProgressBar,
+    progress: &Arc<dyn Progress>,
 ) -> BlobCopy {
     let name = Destination::blob_name(digest);
     let mut copy = BlobCopy { digest: digest.clone(), reads: 0, bytes_read: 0, results: Vec::new() };
@@ -370,7 +369,7 @@ async fn copy_blob(
         };
         copy.reads += 1;
         if attempt > 1 {
-            progress.inc_length(source.size);
+            progress.grow(source.size);
         }
         let uploads = targets.iter().map(|(_, store)| store.upload(&name, copy.digest.hex())).collect();
         let out = fan_out(bounded(stream, source.size, progress.clone()), &copy.digest, uploads).await;
@@ -396,7 +395,7 @@ async fn copy_blob(
 fn bounded(
     stream: ferry_registry::BlobStream,
     size: u64,
-    progress: ProgressBar,
+    progress: Arc<dyn Progress>,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Unpin {
     let mut seen = 0u64;
     stream.map(move |chunk| {
@@ -405,7 +404,7 @@ fn bounded(
         if seen > size {
             return Err(std::io::Error::other(format!("longer than its declared size of {size} bytes")));
         }
-        progress.inc(chunk.len() as u64);
+        progress.advance(chunk.len() as u64);
         Ok(chunk)
     })
 }

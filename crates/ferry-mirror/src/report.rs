@@ -4,7 +4,7 @@
 use std::fmt;
 
 use ferry_oci::{Digest, RepoName};
-use indicatif::HumanBytes;
+use ferry_report::human_bytes;
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -158,7 +158,7 @@ impl fmt::Display for Report {
                     CopyStatus::Copied => "copied ",
                     CopyStatus::Failed => "FAILED ",
                 };
-                write!(f, "{verb} {} ({}) -> {}: {}", copy.digest, HumanBytes(copy.size), store.store, copy.reason)?;
+                write!(f, "{verb} {} ({}) -> {}: {}", copy.digest, human_bytes(copy.size), store.store, copy.reason)?;
                 match &copy.error {
                     Some(error) => writeln!(f, "; {error}")?,
                     None => writeln!(f)?,
@@ -200,7 +200,7 @@ impl fmt::Display for Report {
             s.images,
             s.images_failed,
             s.blobs,
-            HumanBytes(s.blob_bytes)
+            human_bytes(s.blob_bytes)
         )?;
         if s.dry_run {
             write!(f, "dry run: {} copies to make", s.copies_planned)?;
@@ -215,9 +215,9 @@ impl fmt::Display for Report {
                 "copied {}, failed {}; read {} in {} blobs from the registry, wrote {} in {:.1}s",
                 s.copies_done,
                 s.copies_failed,
-                HumanBytes(s.bytes_read),
+                human_bytes(s.bytes_read),
                 s.blobs_read,
-                HumanBytes(s.bytes_written),
+                human_bytes(s.bytes_written),
                 s.seconds
             )
         }

@@ -15,7 +15,6 @@ use ferry_testkit::images::{push, repo, ImageSpec, TestImage};
 use ferry_testkit::registry_server::RegistryServer;
 use ferry_testkit::s3_server::S3Server;
 use futures::StreamExt;
-use indicatif::ProgressBar;
 
 struct World {
     _registry: RegistryServer,
@@ -83,14 +82,9 @@ impl World {
 
     async fn run(&self, names: &[&str], confirm: bool, verify: bool) -> Report {
         let options = MirrorOptions { confirm, verify, concurrency: 4, read_attempts: 2, ..MirrorOptions::default() };
-        let report = ferry_mirror::mirror(
-            self.source.clone(),
-            &self.images(names),
-            &self.destinations(),
-            &options,
-            &ProgressBar::hidden(),
-        )
-        .await;
+        let report =
+            ferry_mirror::mirror(self.source.clone(), &self.images(names), &self.destinations(), &options, &silent())
+                .await;
         eprintln!("{report}");
         report
     }
@@ -300,9 +294,7 @@ async fn an_unreadable_image_or_inventory_fails_only_itself() {
     std::fs::write(broken.join("inventory.txt"), "sha256:1234\n").unwrap();
     let broken = Destination::open(broken.to_str().unwrap(), None, &[]).unwrap();
     let options = MirrorOptions { confirm: true, ..MirrorOptions::default() };
-    let report =
-        ferry_mirror::mirror(w.source.clone(), &images, &[folder.clone(), broken], &options, &ProgressBar::hidden())
-            .await;
+    let report = ferry_mirror::mirror(w.source.clone(), &images, &[folder.clone(), broken], &options, &silent()).await;
     assert!(!report.is_success());
     assert_eq!(report.summary.images_failed, 1);
     assert!(report.images.iter().any(|i| i.name.as_str() == "ghost" && i.error.as_ref().unwrap().contains("missing")));
@@ -310,4 +302,8 @@ async fn an_unreadable_image_or_inventory_fails_only_itself() {
     assert_eq!(report.summary.stores_failed, 1);
     let listed: BTreeSet<Digest> = inventory(&folder).await.unwrap().blobs().cloned().collect();
     assert_eq!(listed, w.blobs(&["a"]));
+}
+
+fn silent() -> std::sync::Arc<dyn ferry_report::Progress> {
+    std::sync::Arc::new(ferry_report::Silent)
 }

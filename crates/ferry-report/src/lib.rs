@@ -113,6 +113,8 @@ pub trait Progress: Send + Sync {
     fn phase(&self, what: &str);
     /// The bytes this phase will move; progress starts again from 0.
     fn total(&self, bytes: u64);
+    /// The total grows by `bytes` (work found as the run goes, or bytes read again).
+    fn grow(&self, bytes: u64);
     /// `bytes` more are done.
     fn advance(&self, bytes: u64);
     /// The run is over: whatever shows progress goes away.
@@ -126,6 +128,7 @@ pub struct Silent;
 impl Progress for Silent {
     fn phase(&self, _what: &str) {}
     fn total(&self, _bytes: u64) {}
+    fn grow(&self, _bytes: u64) {}
     fn advance(&self, _bytes: u64) {}
     fn finish(&self) {}
 }

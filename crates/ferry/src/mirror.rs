@@ -92,8 +92,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         read_attempts: args.registry.retries + 1,
     };
 
-    let progress = progress_bar(args.output, Some(0));
-    let report = ferry_mirror::mirror(registry, &images, &destinations, &options, &progress.0).await;
+    let progress: std::sync::Arc<dyn ferry_report::Progress> = std::sync::Arc::new(progress_bar(args.output, Some(0)));
+    let report = ferry_mirror::mirror(registry, &images, &destinations, &options, &progress).await;
 
     match args.output {
         Output::Json => {

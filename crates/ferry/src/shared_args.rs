@@ -105,6 +105,7 @@ pub fn progress_bar(output: Output, length: Option<u64>) -> Bar {
 }
 
 /// The engines' progress ([`ferry_report::Progress`]) drawn as an indicatif bar.
+#[derive(Clone)]
 pub struct Bar(pub ProgressBar);
 
 impl ferry_report::Progress for Bar {
@@ -115,6 +116,10 @@ impl ferry_report::Progress for Bar {
     fn total(&self, bytes: u64) {
         self.0.set_position(0);
         self.0.set_length(bytes);
+    }
+
+    fn grow(&self, bytes: u64) {
+        self.0.inc_length(bytes);
     }
 
     fn advance(&self, bytes: u64) {
