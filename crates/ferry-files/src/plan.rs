@@ -57,11 +57,11 @@ pub struct Target {
 impl Target {
     /// `<base>/<name>`, for messages.
     pub fn source_url(&self) -> String {
-        format!("{}/{}", key(&self.source), self.name)
+        ferry_store::object_url(&self.source, self.name.as_str())
     }
 
     pub fn destination_url(&self) -> String {
-        format!("{}/{}", key(&self.destination), self.name)
+        ferry_store::object_url(&self.destination, self.name.as_str())
     }
 }
 

@@ -95,7 +95,7 @@ impl fmt::Display for InventoryReport {
             InventoryStatus::Unchanged => "inventory unchanged",
             InventoryStatus::Failed => "INVENTORY FAILED",
         };
-        write!(f, "{verb} {}/{}: {} entries", crate::key(&self.destination), self.name, self.entries)?;
+        write!(f, "{verb} {}: {} entries", ferry_store::object_url(&self.destination, &self.name), self.entries)?;
         if !self.left_out.is_empty() {
             write!(f, " ({} files left out: not valid request paths)", self.left_out.len())?;
         }

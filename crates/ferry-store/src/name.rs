@@ -50,6 +50,12 @@ impl ObjectName {
     }
 }
 
+/// How `name` in the store at `base` (a URL or path) is shown: the two joined by one `/`, so it
+/// reads as the object's own URL.
+pub fn object_url(base: &str, name: &str) -> String {
+    format!("{}/{name}", base.strip_suffix('/').unwrap_or(base))
+}
+
 impl fmt::Display for ObjectName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

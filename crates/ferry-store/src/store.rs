@@ -10,6 +10,7 @@ use object_store::path::Path;
 use object_store::{Attribute, Attributes, GetOptions, GetResultPayload, ObjectStore, ObjectStoreScheme, PutPayload};
 use url::Url;
 
+use crate::credentials::{self, Env};
 use crate::name::ObjectName;
 use crate::upload::Upload;
 use crate::StoreError;
@@ -76,15 +77,18 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens `url`:
+    /// Opens `url`, resolving a cloud store's credentials now (see `credentials.rs`): a store with
+    /// none anywhere is an error saying where they were looked for and how to provide them.
     /// - `s3://bucket/prefix/` (also `s3a://`, `https://bucket.s3.region.amazonaws.com/...`):
     ///   credentials, region and endpoint from the standard `AWS_*` environment
     ///   (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
-    ///   `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, ...) or the instance's metadata service;
+    ///   `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, ...), the `AWS_PROFILE` profile of the shared
+    ///   files, web identity, container credentials or the instance's metadata service;
     /// - `gs://bucket/prefix/`: `GOOGLE_SERVICE_ACCOUNT`/`GOOGLE_APPLICATION_CREDENTIALS`, else
-    ///   application default credentials;
+    ///   gcloud's application default credentials, else the metadata server;
     /// - `az://container/prefix/` (also `azure://`, `abfs://`, `https://account.blob.core.windows.net/...`):
-    ///   `AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_SAS_KEY`, ...;
+    ///   `AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_SAS_KEY`, ...,
+    ///   else a managed identity;
     /// - `file:///abs/path/` or a plain path (relative to the current directory): a local folder,
     ///   created on first write;
     /// - `memory://` for tests.
@@ -93,10 +97,13 @@ impl Store {
     }
 
     /// [`Store::open`], with settings that override the environment's, named as the environment
-    /// names them (`AWS_ENDPOINT_URL`, `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`;
-    /// case does not matter). Unknown names are refused.
+    /// names them (`AWS_ENDPOINT_URL`, `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`,
+    /// `AWS_PROFILE`, `NO_GCE_CHECK`, ...; case does not matter). Unknown names are refused.
     pub fn open_with(url: &str, settings: &[(String, String)]) -> Result<Store, StoreError> {
         let fail = |message: String| StoreError::Url { url: url.to_string(), message };
+        let env = Env::new(settings);
+        let settings: Vec<(String, String)> = settings.iter().filter(|(name, _)| !Env::is_own(name)).cloned().collect();
+        let settings = settings.as_slice();
         let parsed = match Url::parse(url) {
             Ok(parsed) if parsed.scheme().len() > 1 => parsed,
             // No scheme (or a Windows drive letter): a local path.
@@ -112,17 +119,20 @@ impl Store {
             ObjectStoreScheme::Memory => (Backend::Memory, Arc::new(object_store::memory::InMemory::new())),
             ObjectStoreScheme::AmazonS3 => {
                 let builder = object_store::aws::AmazonS3Builder::from_env().with_url(url);
-                let store = configure(builder, settings, |b, k, v| b.with_config(k, v)).map_err(fail)?.build();
+                let builder = configure(builder, settings, |b, k, v| b.with_config(k, v)).map_err(fail)?;
+                let store = credentials::s3(builder, &env).map_err(fail)?.build();
                 (Backend::S3, Arc::new(store.map_err(|e| fail(e.to_string()))?))
             }
             ObjectStoreScheme::GoogleCloudStorage => {
                 let builder = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url);
-                let store = configure(builder, settings, |b, k, v| b.with_config(k, v)).map_err(fail)?.build();
+                let builder = configure(builder, settings, |b, k, v| b.with_config(k, v)).map_err(fail)?;
+                let store = credentials::gcs(builder, &env).map_err(fail)?.build();
                 (Backend::Gcs, Arc::new(store.map_err(|e| fail(e.to_string()))?))
             }
             ObjectStoreScheme::MicrosoftAzure => {
                 let builder = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url);
-                let store = configure(builder, settings, |b, k, v| b.with_config(k, v)).map_err(fail)?.build();
+                let builder = configure(builder, settings, |b, k, v| b.with_config(k, v)).map_err(fail)?;
+                let store = credentials::azure(builder, &env).map_err(fail)?.build();
                 (Backend::Azure, Arc::new(store.map_err(|e| fail(e.to_string()))?))
             }
             other => return Err(fail(format!("unsupported store kind {other:?}"))),

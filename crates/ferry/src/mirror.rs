@@ -23,7 +23,8 @@ pub struct Args {
 
     /// A store to fill: `s3://bucket/prefix/`, `gs://bucket/prefix/`, `az://container/prefix/`,
     /// `file:///dir` or a local path. Blobs go to `<to>/sha256:<hex>`. Credentials come from the
-    /// cloud's standard environment (AWS_*, GOOGLE_*, AZURE_*). Repeatable.
+    /// cloud's standard environment and files (AWS_*, ~/.aws, GOOGLE_*, gcloud's, AZURE_*), resolved
+    /// before anything is read. Repeatable.
     #[arg(long, value_name = "STORE_URL", required = true)]
     to: Vec<String>,
 

@@ -210,6 +210,127 @@ async fn a_climbing_name_is_refused_before_anything_is_copied() {
     assert!(files_under(&s.s3.bucket_dir("prod")).is_empty(), "something was copied");
 }
 
+/// A loopback listener that counts connections and answers every request `404 Not Found`: a
+/// metadata endpoint that is not one, or anything else a run must not reach.
+struct Counting {
+    port: u16,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Counting {
+    fn start() -> Counting {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+        });
+        Counting { port, connections }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.host())
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A `gs://`, `s3://` or `az://` destination with no credentials anywhere (an empty environment
+/// and home, every metadata endpoint on a loopback listener that is not one) stops the run at
+/// once, exit 2, naming the filestores line and the variables that provide credentials, after
+/// one bounded look at the metadata endpoint and without a request anywhere else (every other
+/// request would reach the second listener, as endpoint or proxy).
+#[test]
+fn cloud_stores_without_credentials_stop_the_run_before_any_request() {
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "gs://k8s-artifacts-prod/binaries/kops/",
+            &[
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                "application_default_credentials.json",
+                "gcloud auth application-default login",
+            ],
+        ),
+        ("s3://prod/bin/", &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "credentials"]),
+        (
+            "az://artifacts/binaries/",
+            &["AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_KEY"],
+        ),
+    ];
+    for (base, variables) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join("staging");
+        let stores = dir.path().join("m/filestores/kops/filepromoter-manifest.yaml");
+        write(&stores, format!("filestores:\n- base: {}\n  src: true\n- base: {base}\n", staging.display()).as_bytes());
+        let mut files = String::from("files:\n");
+        for name in ["1.16.0/linux/amd64/kops", "1.16.0/darwin/arm64/kops", "1.16.0/kops.sha256"] {
+            write(&staging.join(name), name.as_bytes());
+            files += &format!("- name: {name}\n  sha256: {}\n", sha256_hex(name.as_bytes()));
+        }
+        write(&dir.path().join("m/manifests/kops/release.yaml"), files.as_bytes());
+        let (metadata, elsewhere) = (Counting::start(), Counting::start());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command
+            .args(["promote", "files", "--confirm", "--manifests", dir.path().join("m").to_str().unwrap()])
+            .env_clear()
+            .env("HOME", dir.path())
+            // The ecosystem's names for the metadata endpoints, and object_store's own.
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", metadata.url())
+            .env("AWS_METADATA_ENDPOINT", metadata.url())
+            .env("GCE_METADATA_HOST", metadata.host())
+            .env("GCE_METADATA_IP", metadata.host())
+            .env("AZURE_MSI_ENDPOINT", metadata.url())
+            .env("IDENTITY_HEADER", "never-printed-secret")
+            .env("AWS_ENDPOINT_URL", elsewhere.url())
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("HTTP_PROXY", elsewhere.url())
+            .env("HTTPS_PROXY", elsewhere.url())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        // A bound on waiting, not a timing assertion: before the fix a run could take minutes.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("{base}: ferry did not stop");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(2), "{base}: {stdout}{stderr}");
+        assert!(stdout.is_empty(), "{base}: planned anyway: {stdout}");
+        assert!(stderr.contains(&format!("{}:4: ", stores.display())), "{base}: {stderr}");
+        for variable in variables {
+            assert!(stderr.contains(variable), "{base}: {variable} is not named: {stderr}");
+        }
+        assert!(!stderr.contains("never-printed-secret"), "{base}: {stderr}");
+        assert_eq!(metadata.connections(), 1, "{base}: one bounded look at the metadata endpoint: {stderr}");
+        assert_eq!(elsewhere.connections(), 0, "{base}: a request was sent: {stderr}");
+    }
+}
+
 /// Runs `ferry promote files` with `args` and samples the kernel's high-water mark of its
 /// resident memory (`VmHWM`) until it exits: its peak in MiB. A bound on memory, not on time.
 async fn peak_memory_mib(s: &Setup, args: &[&str]) -> f64 {
