@@ -3,26 +3,15 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use ferry_report::Progress;
 use ferry_store::copy_object;
 use futures::stream::{self, StreamExt};
-use indicatif::ProgressBar;
 use tokio::sync::Semaphore;
 
 use crate::plan::{Action, Job, Plan};
-use crate::Stores;
-
-/// Totals of a run, shared by the tasks that add to them.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Source files read (each at most once).
-    pub files_read: AtomicU64,
-    pub bytes_read: AtomicU64,
-    /// Bytes committed, summed over destinations.
-    pub bytes_written: AtomicU64,
-    /// Destination bytes read back to decide whether they are the manifest's.
-    pub bytes_rehashed: AtomicU64,
-}
+use crate::{Counters, Stores};
 
 /// Copies every job that has a target to copy, `concurrency` files at a time, and only as many
 /// as fit in `memory_budget` bytes of buffered uploads (see [`ferry_store::Store::upload_buffer`]; a file
@@ -33,13 +22,13 @@ pub async fn execute(
     stores: &Stores,
     concurrency: usize,
     memory_budget: u64,
-    progress: &ProgressBar,
+    progress: &Arc<dyn Progress>,
     counters: &Counters,
 ) -> HashMap<usize, String> {
     let mut jobs: Vec<&Job> = plan.jobs.iter().filter(|j| plan.needs_copy(j)).collect();
     // Largest first: a big file started last would leave the other cores idle at the end.
     jobs.sort_by_key(|j| std::cmp::Reverse(j.size));
-    progress.set_length(plan.bytes_to_read());
+    progress.total(plan.bytes_to_read());
     let files = jobs.len();
     let done = AtomicU64::new(0);
     let budget_mib = memory_budget.div_ceil(MIB).clamp(1, u64::from(u32::MAX)) as u32;
@@ -51,7 +40,7 @@ pub async fn execute(
             let _memory = budget.acquire_many(weight).await.expect("the budget is never closed");
             let failed = copy_job(plan, job, stores, progress, counters).await;
             let done = done.fetch_add(1, Ordering::Relaxed) + 1;
-            progress.set_message(format!("copying, {done}/{files} files"));
+            progress.phase(&format!("copying, {done}/{files} files"));
             failed
         })
         .buffer_unordered(concurrency.max(1))
@@ -78,7 +67,7 @@ async fn copy_job(
     plan: &Plan,
     job: &Job,
     stores: &Stores,
-    progress: &ProgressBar,
+    progress: &Arc<dyn Progress>,
     counters: &Counters,
 ) -> Vec<(usize, String)> {
     let needed: Vec<usize> = job
@@ -100,7 +89,7 @@ async fn copy_job(
         .collect();
     let on_read = {
         let progress = progress.clone();
-        move |bytes| progress.inc(bytes)
+        move |bytes| progress.advance(bytes)
     };
     let result = match copy_object(source, &job.name, &job.sha256, uploads, on_read).await {
         Ok(result) => result,

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use ferry_store::{Inventory, InventoryError, ObjectName};
 
-use crate::report::{InventoryReport, InventoryStatus, Status, TargetReport};
+use ferry_report::Status;
+
+use crate::report::{InventoryReport, InventoryStatus, TargetReport};
 use crate::{key, Stores};
 
 pub async fn update(

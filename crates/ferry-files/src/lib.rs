@@ -19,15 +19,29 @@ pub mod plan;
 mod report;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_manifest::{FileManifest, ManifestError};
+use ferry_report::Progress;
 use ferry_store::{ObjectName, Store, StoreError};
-use indicatif::ProgressBar;
 
+pub use ferry_report::Status;
 pub use plan::{Action, Target};
-pub use report::{InventoryReport, InventoryStatus, Report, Status, Summary, TargetReport};
+pub use report::{InventoryReport, InventoryStatus, Report, Summary, TargetReport};
+
+/// Totals of a run, shared by the tasks that add to them.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Source files read (each at most once).
+    pub files_read: AtomicU64,
+    pub bytes_read: AtomicU64,
+    /// Bytes committed, summed over destinations.
+    pub bytes_written: AtomicU64,
+    /// Destination bytes read back to decide whether they are the manifest's.
+    pub bytes_rehashed: AtomicU64,
+}
 
 /// The stores a run touches, opened once each by the caller, keyed by base (without a trailing
 /// `/`, so `gs://b/dir` and `gs://b/dir/` are one store).
@@ -102,14 +116,14 @@ pub async fn promote(
     manifests: &[FileManifest],
     stores: &Stores,
     options: &FilesOptions,
-    progress: &ProgressBar,
+    progress: &Arc<dyn Progress>,
 ) -> Report {
     let started = Instant::now();
-    let counters = copy::Counters::default();
-    progress.set_message("checking destinations");
+    let counters = Counters::default();
+    progress.phase("checking destinations");
     let plan = plan::plan(manifests, stores, options, &counters).await;
     let failures = if options.confirm {
-        progress.set_message("copying");
+        progress.phase("copying");
         copy::execute(&plan, stores, options.concurrency, options.memory_budget, progress, &counters).await
     } else {
         Default::default()
@@ -122,12 +136,12 @@ pub async fn promote(
         .collect();
     let inventories = match &options.inventory {
         Some(name) => {
-            progress.set_message("inventories");
+            progress.phase("inventories");
             inventory::update(&targets, stores, name, options.confirm).await
         }
         None => Vec::new(),
     };
-    progress.finish_and_clear();
+    progress.finish();
     let summary = Summary::new(
         &targets,
         options.confirm,

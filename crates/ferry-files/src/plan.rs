@@ -22,8 +22,7 @@ use ferry_store::{verify_object, ObjectInfo, ObjectName, Store};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::copy::Counters;
-use crate::{key, FilesOptions, Stores};
+use crate::{key, Counters, FilesOptions, Stores};
 
 /// What to do with one target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

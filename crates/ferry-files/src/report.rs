@@ -3,22 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use indicatif::HumanBytes;
+use ferry_report::{human_bytes, why, Decided, Status, Tally};
 use serde::Serialize;
 
 use crate::plan::{Action, Target};
-
-/// Where a target ended up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    /// Dry run: would be copied.
-    Planned,
-    Promoted,
-    Skipped,
-    Refused,
-    Failed,
-}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct TargetReport {
@@ -32,13 +20,12 @@ pub struct TargetReport {
 
 impl TargetReport {
     pub fn new(target: Target, confirmed: bool, error: Option<String>) -> Self {
-        let status = match (target.action, confirmed, &error) {
-            (Action::Refuse, _, _) => Status::Refused,
-            (Action::Skip, _, _) => Status::Skipped,
-            (_, false, _) => Status::Planned,
-            (_, true, Some(_)) => Status::Failed,
-            (_, true, None) => Status::Promoted,
+        let decided = match target.action {
+            Action::Refuse => Decided::Refuse,
+            Action::Skip => Decided::Skip,
+            _ => Decided::Act,
         };
+        let status = Status::of(decided, confirmed, error.is_some());
         TargetReport { target, status, error }
     }
 }
@@ -54,7 +41,7 @@ impl fmt::Display for TargetReport {
             (_, _) => "copy     ",
         };
         write!(f, "{verb} {} -> {}", t.source_url(), t.destination_url())?;
-        if let Some(why) = self.error.as_ref().or(t.reason.as_ref()) {
+        if let Some(why) = why(t.reason.as_deref(), self.error.as_deref()) {
             write!(f, ": {why}")?;
         }
         Ok(())
@@ -109,11 +96,9 @@ impl fmt::Display for InventoryReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
     pub dry_run: bool,
-    pub planned: usize,
-    pub promoted: usize,
-    pub skipped: usize,
-    pub refused: usize,
-    pub failed: usize,
+    /// Targets by status.
+    #[serde(flatten)]
+    pub tally: Tally,
     /// Source files read (each at most once, however many destinations).
     pub files_read: u64,
     pub bytes_read: u64,
@@ -134,14 +119,9 @@ impl Summary {
         bytes_rehashed: u64,
         elapsed: Duration,
     ) -> Self {
-        let count = |s: Status| targets.iter().filter(|t| t.status == s).count();
         Summary {
             dry_run: !confirmed,
-            planned: count(Status::Planned),
-            promoted: count(Status::Promoted),
-            skipped: count(Status::Skipped),
-            refused: count(Status::Refused),
-            failed: count(Status::Failed),
+            tally: Tally::of(targets.iter().map(|t| t.status)),
             files_read,
             bytes_read,
             bytes_written,
@@ -157,24 +137,24 @@ impl fmt::Display for Summary {
             write!(
                 f,
                 "dry run: {} to copy, {} already there, {} refused; re-hashed {} ({:.1}s). Nothing was written; add --confirm to promote.",
-                self.planned,
-                self.skipped,
-                self.refused,
-                HumanBytes(self.bytes_rehashed),
+                self.tally.planned,
+                self.tally.skipped,
+                self.tally.refused,
+                human_bytes(self.bytes_rehashed),
                 self.seconds
             )
         } else {
             write!(
                 f,
                 "promoted {}, skipped {}, refused {}, failed {}; read {} in {} files, wrote {}, re-hashed {} in {:.1}s",
-                self.promoted,
-                self.skipped,
-                self.refused,
-                self.failed,
-                HumanBytes(self.bytes_read),
+                self.tally.promoted,
+                self.tally.skipped,
+                self.tally.refused,
+                self.tally.failed,
+                human_bytes(self.bytes_read),
                 self.files_read,
-                HumanBytes(self.bytes_written),
-                HumanBytes(self.bytes_rehashed),
+                human_bytes(self.bytes_written),
+                human_bytes(self.bytes_rehashed),
                 self.seconds
             )
         }
@@ -193,8 +173,6 @@ pub struct Report {
 impl Report {
     /// True when nothing was refused or failed: the exit status is 0 only then.
     pub fn is_success(&self) -> bool {
-        self.summary.refused == 0
-            && self.summary.failed == 0
-            && self.inventories.iter().all(|i| i.status != InventoryStatus::Failed)
+        self.summary.tally.is_success() && self.inventories.iter().all(|i| i.status != InventoryStatus::Failed)
     }
 }

@@ -11,7 +11,6 @@ use ferry_oci::Digest;
 use ferry_store::{ObjectName, Store};
 use ferry_testkit::s3_server::S3Server;
 use futures::StreamExt;
-use indicatif::ProgressBar;
 
 /// Deterministic bytes, different for each seed.
 fn data(len: usize, seed: u8) -> Vec<u8> {
@@ -86,7 +85,13 @@ impl World {
 }
 
 async fn run(manifests: &[FileManifest], stores: &Stores, options: FilesOptions) -> Report {
-    ferry_files::promote(manifests, stores, &options, &ProgressBar::hidden()).await
+    ferry_files::promote(
+        manifests,
+        stores,
+        &options,
+        &(std::sync::Arc::new(ferry_report::Silent) as std::sync::Arc<dyn ferry_report::Progress>),
+    )
+    .await
 }
 
 fn confirm() -> FilesOptions {
@@ -143,14 +148,14 @@ async fn dry_run_then_promote_then_a_rerun_that_writes_nothing() {
     let staging_before = snapshot(&w.path("staging"));
 
     let dry = run(&manifests, &stores, FilesOptions::default()).await;
-    assert_eq!(dry.summary.planned, 6, "{:#?}", dry.files);
+    assert_eq!(dry.summary.tally.planned, 6, "{:#?}", dry.files);
     assert!(dry.is_success());
     assert_eq!((dry.summary.bytes_read, dry.summary.bytes_written), (0, 0));
     assert!(!w.local().exists(), "a dry run created the local destination");
     assert!(snapshot(&w.s3.bucket_dir("prod")).is_empty(), "a dry run wrote to S3");
 
     let report = run(&manifests, &stores, confirm()).await;
-    assert_eq!(report.summary.promoted, 6, "{:#?}", report.files);
+    assert_eq!(report.summary.tally.promoted, 6, "{:#?}", report.files);
     assert!(report.is_success());
     // Each source file read once for both destinations.
     assert_eq!(report.summary.files_read, 3);
@@ -169,7 +174,7 @@ async fn dry_run_then_promote_then_a_rerun_that_writes_nothing() {
     let local_before = snapshot(&w.local());
     let s3_before = snapshot(&w.s3.bucket_dir("prod"));
     let again = run(&manifests, &stores, confirm()).await;
-    assert_eq!(again.summary.skipped, 6, "{:#?}", again.files);
+    assert_eq!(again.summary.tally.skipped, 6, "{:#?}", again.files);
     assert_eq!((again.summary.files_read, again.summary.bytes_read, again.summary.bytes_written), (0, 0, 0));
     for target in &again.files {
         let expected = if target.target.destination.starts_with("s3://") {
@@ -197,8 +202,8 @@ async fn a_source_that_does_not_match_its_sha256_is_written_nowhere() {
 
     let report = run(&manifests, &stores, confirm()).await;
     assert!(!report.is_success());
-    assert_eq!(report.summary.failed, 2, "{:#?}", report.files);
-    assert_eq!(report.summary.promoted, 2, "the good file must still land");
+    assert_eq!(report.summary.tally.failed, 2, "{:#?}", report.files);
+    assert_eq!(report.summary.tally.promoted, 2, "the good file must still land");
     for target in report.files.iter().filter(|t| t.target.name.as_str() == "tampered") {
         assert_eq!(target.status, Status::Failed);
         assert!(target.error.as_deref().unwrap().contains("written nowhere"), "{target}");
@@ -249,7 +254,7 @@ async fn a_destination_holding_other_bytes_is_left_alone_unless_overwrite_is_all
         .as_deref()
         .unwrap()
         .contains(Digest::of(b"someone else's kubectl").as_str())));
-    assert_eq!(report.summary.promoted, 2, "the other file must still land");
+    assert_eq!(report.summary.tally.promoted, 2, "the other file must still land");
     assert_eq!((std::fs::read(w.local().join("kubectl")).unwrap(), std::fs::read(&s3_file).unwrap()), before);
 
     let allowed = FilesOptions { confirm: true, allow_overwrite: true, ..Default::default() };
@@ -278,7 +283,7 @@ async fn manifests_that_disagree_refuse_only_that_file() {
         let reason = t.target.reason.as_deref().unwrap();
         assert!(reason.contains("disagree") && reason.contains(&a) && reason.contains(&b), "{reason}");
     }
-    assert_eq!(report.summary.promoted, 2);
+    assert_eq!(report.summary.tally.promoted, 2);
     assert_eq!(w.s3_store().head(&name("shared")).await.unwrap(), None);
 }
 
@@ -300,7 +305,7 @@ async fn inventories_list_what_each_destination_holds() {
     assert!(!w.local().exists());
 
     let report = run(&manifests, &stores, options.clone()).await;
-    assert_eq!(report.summary.refused, 2, "the lost file is refused");
+    assert_eq!(report.summary.tally.refused, 2, "the lost file is refused");
     let s3 = w.s3_store().read_small(&inventory).await.unwrap().unwrap();
     assert_eq!(s3, "/v0/kubectl\n/v1/kubeadm\n/v1/kubectl\n");
     let local = w.local_store().read_small(&inventory).await.unwrap().unwrap();
@@ -457,7 +462,7 @@ async fn throttled_requests_are_retried_with_backoff() {
 
     let report = run(&manifests, &stores, confirm()).await;
     assert!(report.is_success(), "{:#?}", report.files);
-    assert_eq!(report.summary.promoted, 6);
+    assert_eq!(report.summary.tally.promoted, 6);
     assert_eq!(throttled.load(std::sync::atomic::Ordering::SeqCst), 4, "the proxy throttled fewer requests than set");
     for (file, _) in &files {
         assert_eq!(

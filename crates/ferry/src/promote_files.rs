@@ -81,8 +81,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         inventory,
     };
 
-    let progress = progress_bar(args.output, None);
-    let report = ferry_files::promote(&manifests, &stores, &options, &progress.0).await;
+    let progress: std::sync::Arc<dyn ferry_report::Progress> = std::sync::Arc::new(progress_bar(args.output, None));
+    let report = ferry_files::promote(&manifests, &stores, &options, &progress).await;
 
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
