@@ -7,16 +7,20 @@
 //!
 //! Writes never leave anything half-written: blobs are written to a temporary file in the blob
 //! directory, hashed, and renamed into place only when the hash matches; `index.json` is rewritten
-//! through a temporary file and a rename, under a per-repository lock.
+//! through a temporary file and a rename, under a per-repository lock. A run killed mid-write
+//! leaves its temporary file behind; the first write of a later run to the layout removes those
+//! dated (more than 2 s) before that run started: a newer one may be another run's, still being
+//! written.
 //!
 //! `index.json` lists roots: a manifest put by digest gets an untagged entry so that it can be
 //! found, and that entry is dropped once an index that lists it as a child is added (so a
 //! multi-arch image looks exactly as skopeo leaves it: one entry, for the index).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -28,18 +32,34 @@ use crate::{BlobData, BlobStream, Manifest, ManifestHead, Registry, RegistryErro
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+/// How every temporary file Ferry writes in a layout is named (then a random suffix), and nothing
+/// else is: a later run removes exactly these.
+const TEMP_PREFIX: &str = ".ferry-tmp-";
+/// Temporary files dated less than this before a run's start are spared: some filesystems keep
+/// coarse times (FAT: 2 s), so a file created just after the start can be dated before it.
+const TIMESTAMP_MARGIN: Duration = Duration::from_secs(2);
 
+/// An `oci:DIR` registry. One is opened per run: its creation is the run's start.
 #[derive(Debug)]
 pub struct LayoutRegistry {
     name: String,
     root: PathBuf,
     index_locks: Mutex<HashMap<RepoName, Arc<tokio::sync::Mutex<()>>>>,
+    started: SystemTime,
+    /// Repositories written to, whose earlier runs' temporary files are already removed.
+    cleaned: Mutex<HashSet<RepoName>>,
 }
 
 impl LayoutRegistry {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
-        LayoutRegistry { name: format!("oci:{}", root.display()), root, index_locks: Mutex::default() }
+        LayoutRegistry {
+            name: format!("oci:{}", root.display()),
+            root,
+            index_locks: Mutex::default(),
+            started: SystemTime::now(),
+            cleaned: Mutex::default(),
+        }
     }
 
     fn repo_dir(&self, repo: &RepoName) -> PathBuf {
@@ -57,6 +77,26 @@ impl LayoutRegistry {
 
     fn index_lock(&self, repo: &RepoName) -> Arc<tokio::sync::Mutex<()>> {
         self.index_locks.lock().unwrap().entry(repo.clone()).or_default().clone()
+    }
+
+    /// Before the first write of this run to `repo`: remove the temporary files that runs killed
+    /// before this one started left there. Best effort: a file that cannot be removed is only
+    /// untidy, so it is reported and the write goes on.
+    async fn remove_stale_temp_files(&self, repo: &RepoName) {
+        if !self.cleaned.lock().unwrap().insert(repo.clone()) {
+            return;
+        }
+        let repo_dir = self.repo_dir(repo);
+        let before = self.started - TIMESTAMP_MARGIN;
+        let failures = tokio::task::spawn_blocking(move || {
+            let dirs = [repo_dir.join("blobs/sha256"), repo_dir];
+            dirs.iter().flat_map(|dir| remove_temp_files_older_than(dir, before)).collect::<Vec<_>>()
+        })
+        .await
+        .expect("blocking task");
+        for (path, error) in failures {
+            tracing::warn!(registry = %self.name, path = %path.display(), %error, "cannot remove a temporary file an earlier run left");
+        }
     }
 
     /// The entries of `index.json`; empty when the layout does not exist.
@@ -103,6 +143,7 @@ impl LayoutRegistry {
 
     /// Write `data` as blob `digest` unless present; the file appears only if the bytes match.
     async fn write_blob(&self, repo: &RepoName, digest: &Digest, data: BlobData) -> Result<()> {
+        self.remove_stale_temp_files(repo).await;
         let target = self.blob_path(repo, digest);
         if tokio::fs::try_exists(&target).await.unwrap_or(false) {
             return Ok(());
@@ -118,7 +159,7 @@ impl LayoutRegistry {
             };
             ensure_layout(&repo_dir).map_err(|(p, e)| io(&p, e))?;
             let dir = target.parent().expect("blob path has a parent");
-            let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(dir, e))?;
+            let mut tmp = temp_file_in(dir).map_err(|e| io(dir, e))?;
             let mut verifier = Sha256Verifier::new(digest.clone());
             match &data {
                 BlobData::Memory(bytes) => {
@@ -168,10 +209,50 @@ fn ensure_layout(repo_dir: &Path) -> std::result::Result<(), (PathBuf, std::io::
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::result::Result<(), (PathBuf, std::io::Error)> {
     let err = |e| (path.to_path_buf(), e);
     std::fs::create_dir_all(dir).map_err(err)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+    let mut tmp = temp_file_in(dir).map_err(err)?;
     tmp.write_all(bytes).map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())
+}
+
+/// A temporary file in `dir`, named so that a later run can tell it is Ferry's.
+fn temp_file_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir)
+}
+
+/// Remove Ferry's temporary files in `dir` last modified before `before`; what could not be.
+fn remove_temp_files_older_than(dir: &Path, before: SystemTime) -> Vec<(PathBuf, std::io::Error)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => return vec![(dir.to_path_buf(), e)],
+    };
+    let mut failures = Vec::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                failures.push((dir.to_path_buf(), e));
+                continue;
+            }
+        };
+        if !entry.file_name().as_encoded_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
+            continue;
+        }
+        let path = entry.path();
+        // The entry's own metadata: a symbolic link is never followed.
+        let removed = match entry.metadata().and_then(|m| Ok(m.is_file() && m.modified()? < before)) {
+            Ok(true) => std::fs::remove_file(&path),
+            Ok(false) => continue,
+            Err(e) => Err(e),
+        };
+        match removed {
+            // Another run may have removed it first.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => failures.push((path, e)),
+            _ => {}
+        }
+    }
+    failures
 }
 
 fn ref_name(entry: &Value) -> Option<&str> {
@@ -298,6 +379,7 @@ impl Registry for LayoutRegistry {
     }
 
     async fn mount_blob(&self, repo: &RepoName, digest: &Digest, from: &RepoName) -> Result<bool> {
+        self.remove_stale_temp_files(repo).await;
         let source = self.blob_path(from, digest);
         let target = self.blob_path(repo, digest);
         let repo_dir = self.repo_dir(repo);
