@@ -195,12 +195,15 @@ fn sorted_entries(dir: &Path) -> Result<Vec<fs::DirEntry>, ManifestError> {
     Ok(entries)
 }
 
+/// Reads a YAML file, refusing one larger than `ferry_yaml::MAX_BYTES` without reading it whole.
 fn read(path: &Path) -> Result<String, ManifestError> {
-    fs::read_to_string(path).map_err(|e| ManifestError::file(path, format!("cannot read: {e}")))
+    ferry_yaml::read(path).map_err(|e| ManifestError::file(path, format!("cannot read: {e}")))
 }
 
-/// Deserializes `text`; an empty document (or one of only comments) is `T::default()`.
+/// Deserializes `text`; an empty document (or one of only comments) is `T::default()`. Text
+/// nested too deep is refused first, as serde_yaml_ng would take quadratic time on it.
 fn parse<T: DeserializeOwned + Default>(path: &Path, text: &str) -> Result<T, ManifestError> {
+    ferry_yaml::check(text).map_err(|e| ManifestError::at(path, e.line, e.message))?;
     serde_yaml_ng::from_str::<Option<T>>(text).map(Option::unwrap_or_default).map_err(|e| ManifestError::yaml(path, &e))
 }
 

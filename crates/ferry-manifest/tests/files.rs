@@ -217,3 +217,15 @@ fn every_error_of_every_project_is_reported() {
         assert!(got.starts_with(want), "{got:?} should start with {want:?}");
     }
 }
+
+#[test]
+fn deeply_nested_yaml_is_refused_before_parsing() {
+    let n = 100_000;
+    for deep in ["[".repeat(n) + &"]".repeat(n), "{a: ".repeat(n) + "x" + &"}".repeat(n)] {
+        let (_dir, stores, files) = project(FILESTORES, &format!("# release\nfiles: {deep}\n"));
+        assert_at(&only(load_files(&stores, &files).unwrap_err()), &files, 2, "nested deeper than 64 levels");
+        let (_dir, stores, files) = project(&format!("filestores: {deep}\n"), "files: []\n");
+        let errors = load_files(&stores, &files).unwrap_err();
+        assert_at(errors.iter().next().unwrap(), &stores, 1, "nested deeper than 64 levels");
+    }
+}

@@ -588,3 +588,25 @@ fn every_bad_value_of_a_file_is_reported() {
         assert!(got.starts_with(want), "{got:?} should start with {want:?}");
     }
 }
+
+/// The two pathological forms, 100,000 levels deep: serde_yaml_ng (libyaml) takes time quadratic in
+/// the depth on them (27 s and 50 s), so they are refused before it sees them.
+fn deep_documents() -> [String; 3] {
+    let n = 100_000;
+    ["[".repeat(n) + &"]".repeat(n), "{a: ".repeat(n) + "x" + &"}".repeat(n), "- ".repeat(n) + "x"]
+}
+
+#[test]
+fn deeply_nested_yaml_is_refused_before_parsing() {
+    for deep in deep_documents() {
+        let (err, path, _dir) = plain_err(&format!("registries:\n- name: gcr.io/a\n  src: true\nimages:\n  {deep}\n"));
+        assert_at(&err, &path, 5, "nested deeper than 64 levels");
+
+        let (err, manifest, _i, _dir) = thin_err(&format!("registries:\n  {deep}\n"), "");
+        assert_at(&err, &manifest, 2, "nested deeper than 64 levels");
+
+        let images = format!("- name: app\n  dmap:\n    {deep}\n");
+        let (err, _m, images_path, _dir) = thin_err(REGISTRIES, &images);
+        assert_at(&err, &images_path, 3, "nested deeper than 64 levels");
+    }
+}

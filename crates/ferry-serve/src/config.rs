@@ -87,14 +87,19 @@ impl ConfigError {
 }
 
 impl Config {
-    /// Parses YAML text. `origin` (usually the file name) prefixes syntax errors.
+    /// Parses YAML text. `origin` (usually the file name) prefixes syntax errors. Text too large or
+    /// nested too deep is refused first (`origin:LINE: ...`, see `ferry_yaml`).
     pub fn from_yaml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        ferry_yaml::check(text).map_err(|e| {
+            let at = e.line.map_or_else(|| origin.to_string(), |line| format!("{origin}:{line}"));
+            ConfigError::new(at, e.message)
+        })?;
         serde_yaml_ng::from_str(text).map_err(|e| ConfigError::new(origin, e.to_string()))
     }
 
     /// Reads and parses a file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
+        let text = ferry_yaml::read(path)
             .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read: {e}")))?;
         Config::from_yaml(&text, &path.display().to_string())
     }
@@ -421,5 +426,16 @@ mod tests {
         assert_eq!(c.locations.cidrs.len(), 1);
         let e = Config::from_yaml("upstream: {registry: https://h}\nlocations: {anything: [1, 2]}\n", "f").unwrap_err();
         assert!(e.to_string().contains("anything"), "{e}");
+    }
+
+    #[test]
+    fn deeply_nested_yaml_is_refused_before_parsing() {
+        let n = 100_000;
+        for deep in ["[".repeat(n) + &"]".repeat(n), "{a: ".repeat(n) + "x" + &"}".repeat(n)] {
+            let text = format!("upstream: {{registry: https://h}}\nmirrors: {deep}\n");
+            let e = Config::from_yaml(&text, "ferry.yaml").unwrap_err();
+            assert_eq!(e.field, "ferry.yaml:2");
+            assert!(e.message.contains("nested deeper than 64 levels"), "{e}");
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! about twice that, and ~4x transiently while it grows), and a lookup is ~20 comparisons.
 
 use std::collections::HashSet;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ferry_oci::Digest;
@@ -32,6 +33,7 @@ pub struct Inventory {
 impl Inventory {
     /// Parses inventory text; `origin` names the source in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Inventory, InventoryError> {
+        ferry_store::Inventory::check_bounds(text, origin).map_err(|e| from_store(e, origin))?;
         let mut blobs: Vec<[u8; 32]> = Vec::new();
         let mut files = HashSet::new();
         for (i, raw) in text.lines().enumerate() {
@@ -61,8 +63,15 @@ impl Inventory {
     /// by [`crate::remote_inventory::RemoteInventories`] instead.
     pub fn load(source: &str, base_dir: &Path) -> Result<Inventory, InventoryError> {
         let path = resolve(source, base_dir)?;
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| InventoryError::Source { file: source.to_string(), message: format!("cannot read: {e}") })?;
+        let fail = |message: String| InventoryError::Source { file: source.to_string(), message };
+        // Never more than the limit plus one byte is read: enough to know it is too large.
+        let mut bytes = Vec::new();
+        std::fs::File::open(&path)
+            .and_then(|file| file.take(ferry_store::Inventory::MAX_BYTES as u64 + 1).read_to_end(&mut bytes))
+            .map_err(|e| fail(format!("cannot read: {e}")))?;
+        ferry_store::Inventory::check_size(bytes.len(), source).map_err(|e| from_store(e, source))?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| fail("cannot read: stream did not contain valid UTF-8".into()))?;
         Inventory::parse(&text, source)
     }
 
@@ -80,6 +89,17 @@ impl Inventory {
 
     pub fn file_count(&self) -> usize {
         self.files.len()
+    }
+}
+
+/// The same error in this crate's terms (the store's bounds are shared; see `ferry_store::Inventory`).
+fn from_store(error: ferry_store::InventoryError, origin: &str) -> InventoryError {
+    match error {
+        ferry_store::InventoryError::Line { origin, line, message } => {
+            InventoryError::Line { file: origin, line, message }
+        }
+        ferry_store::InventoryError::Source { origin, message } => InventoryError::Source { file: origin, message },
+        other => InventoryError::Source { file: origin.to_string(), message: other.to_string() },
     }
 }
 
@@ -155,6 +175,20 @@ mod tests {
             let e = Inventory::parse(bad, "f").unwrap_err();
             assert!(matches!(e, InventoryError::Line { line: 1, .. }), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn bounds_are_checked_before_parsing() {
+        let long = format!("{}\n/{}\n", d('a'), "a".repeat(4096));
+        let e = Inventory::parse(&long, "inv.txt").unwrap_err();
+        assert!(matches!(&e, InventoryError::Line { line: 2, .. }), "{e}");
+        assert!(e.to_string().starts_with("inv.txt:2: line of 4097 bytes is longer than the limit of 4096"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.txt");
+        std::fs::write(&big, "#".repeat((256 << 20) + 1)).unwrap();
+        let e = Inventory::load("big.txt", dir.path()).unwrap_err();
+        assert_eq!(e.to_string(), "big.txt: larger than 256 MiB, the limit for an inventory");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Plain text, one entry a line: `sha256:<64 lowercase hex>` for a blob, `/path` for a release
 //! file. Whole-line `#` comments and blank lines are ignored, surrounding whitespace too; anything
-//! else is an error naming the source and the line. Rendering is sorted (blobs, then paths), so the
+//! else is an error naming the source and the line, and so is a line longer than
+//! [`Inventory::MAX_LINE`] or a text larger than [`Inventory::MAX_BYTES`]. Rendering is sorted (blobs, then paths), so the
 //! same contents always give the same bytes and two inventories diff cleanly.
 
 use std::collections::BTreeSet;
@@ -36,12 +37,44 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// Largest inventory text read: some 3.7 million digests (a 1,000,000-entry inventory is
+    /// 72 MB). What is larger is not an inventory Ferry wrote, and is refused before it is parsed.
+    pub const MAX_BYTES: usize = 256 << 20;
+    /// Longest line: room for a `/path` entry of the longest path ([`MAX_PATH`]) with blanks
+    /// around it, or a comment.
+    pub const MAX_LINE: usize = 4096;
+
     pub fn new() -> Inventory {
         Inventory::default()
     }
 
+    /// Checks inventory text against [`Inventory::MAX_BYTES`] and [`Inventory::MAX_LINE`], in one
+    /// linear pass, before it is parsed (by this crate or by `ferry serve`'s own parser).
+    pub fn check_bounds(text: &str, origin: &str) -> Result<(), InventoryError> {
+        Inventory::check_size(text.len(), origin)?;
+        match text.lines().enumerate().find(|(_, line)| line.len() > Inventory::MAX_LINE) {
+            Some((index, line)) => Err(InventoryError::Line {
+                origin: origin.to_string(),
+                line: index + 1,
+                message: format!("line of {} bytes is longer than the limit of {}", line.len(), Inventory::MAX_LINE),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses `len` bytes of inventory when that is more than [`Inventory::MAX_BYTES`]; for readers
+    /// that stop one byte past the limit rather than read a large object whole.
+    pub fn check_size(len: usize, origin: &str) -> Result<(), InventoryError> {
+        if len > Inventory::MAX_BYTES {
+            let message = format!("larger than {} MiB, the limit for an inventory", Inventory::MAX_BYTES >> 20);
+            return Err(InventoryError::Source { origin: origin.to_string(), message });
+        }
+        Ok(())
+    }
+
     /// Parses inventory text; `origin` names the source in errors (`<origin>:<line>: <problem>`).
     pub fn parse(text: &str, origin: &str) -> Result<Inventory, InventoryError> {
+        Inventory::check_bounds(text, origin)?;
         let mut inventory = Inventory::new();
         for (index, raw) in text.lines().enumerate() {
             let line = raw.trim();
@@ -206,6 +239,19 @@ mod tests {
             let e = Inventory::parse(bad, "f").unwrap_err();
             assert!(matches!(e, InventoryError::Line { line: 1, .. }), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn bounds_are_checked_before_parsing() {
+        // A line longer than any entry can be is refused by its number, whatever it holds.
+        let long = format!("{}\n# {}\n", d('a'), "x".repeat(4096));
+        let e = Inventory::parse(&long, "inv.txt").unwrap_err();
+        assert_eq!(e.to_string(), format!("inv.txt:2: line of {} bytes is longer than the limit of 4096", 4096 + 2));
+        assert!(Inventory::parse(&format!("# {}\n", "x".repeat(4096 - 2)), "f").is_ok());
+
+        let big = "#".repeat((256 << 20) + 1);
+        let e = Inventory::parse(&big, "s3://bucket/inventory.txt").unwrap_err();
+        assert_eq!(e.to_string(), "s3://bucket/inventory.txt: larger than 256 MiB, the limit for an inventory");
     }
 
     #[test]
