@@ -7,12 +7,11 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{Attribute, Attributes, GetOptions, GetResultPayload, ObjectStore, ObjectStoreScheme, PutPayload};
+use object_store::{Attribute, GetOptions, GetResultPayload, ObjectStore, ObjectStoreScheme, PutPayload};
 use url::Url;
 
 use crate::credentials::{self, Env};
 use crate::name::ObjectName;
-use crate::upload::Upload;
 use crate::StoreError;
 
 /// Chunk size for reads from a local folder: object_store's own file stream uses 8 KiB, which
@@ -272,26 +271,6 @@ impl Store {
             .collect();
         objects.sort();
         Ok(objects)
-    }
-
-    /// The most memory an [`Upload`] of `size` bytes to this store holds at once: for a cloud
-    /// store the part being filled and the parts uploading (or the whole object, if smaller);
-    /// nothing for a local folder, whose writes go straight to disk.
-    pub fn upload_buffer(&self, size: u64) -> u64 {
-        match self.local {
-            Some(_) => 0,
-            None => size.min((crate::upload::PART_SIZE * (crate::upload::PARTS_IN_FLIGHT + 1)) as u64),
-        }
-    }
-
-    /// Starts writing `name`, to be committed only once its bytes are known to hash to
-    /// `sha256_hex`. Nothing is visible at `name` until [`Upload::commit`].
-    pub fn upload(&self, name: &ObjectName, sha256_hex: &str) -> Upload {
-        let mut attributes = Attributes::new();
-        if !matches!(self.backend, Backend::Local) {
-            attributes.insert(Attribute::Metadata(SHA256_METADATA.into()), sha256_hex.to_string().into());
-        }
-        Upload::new(self.clone(), name.clone(), attributes)
     }
 }
 

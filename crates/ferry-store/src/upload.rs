@@ -14,11 +14,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use object_store::{Attributes, MultipartUpload, PutMultipartOptions, PutOptions, PutPayload};
+use object_store::{Attribute, Attributes, MultipartUpload, PutMultipartOptions, PutOptions, PutPayload};
 use tokio::task::JoinHandle;
 
 use crate::name::ObjectName;
-use crate::store::Store;
+use crate::store::{Backend, Store, SHA256_METADATA};
 use crate::StoreError;
 
 /// Part size: S3's minimum is 5 MiB (except the last part). Local folders do not use parts.
@@ -390,5 +390,28 @@ fn discard(staging: Option<PathBuf>, created_dirs: Vec<PathBuf>) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(_) => return,
         }
+    }
+}
+
+/// Writing to a store starts here (the store knows nothing of its writers).
+impl Store {
+    /// The most memory an [`Upload`] of `size` bytes to this store holds at once: for a cloud
+    /// store the part being filled and the parts uploading (or the whole object, if smaller);
+    /// nothing for a local folder, whose writes go straight to disk.
+    pub fn upload_buffer(&self, size: u64) -> u64 {
+        match self.backend() {
+            Backend::Local => 0,
+            _ => size.min((PART_SIZE * (PARTS_IN_FLIGHT + 1)) as u64),
+        }
+    }
+
+    /// Starts writing `name`, to be committed only once its bytes are known to hash to
+    /// `sha256_hex`. Nothing is visible at `name` until [`Upload::commit`].
+    pub fn upload(&self, name: &ObjectName, sha256_hex: &str) -> Upload {
+        let mut attributes = Attributes::new();
+        if !matches!(self.backend(), Backend::Local) {
+            attributes.insert(Attribute::Metadata(SHA256_METADATA.into()), sha256_hex.to_string().into());
+        }
+        Upload::new(self.clone(), name.clone(), attributes)
     }
 }
