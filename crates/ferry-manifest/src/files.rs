@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use ferry_oci::Digest;
-use ferry_store::ObjectName;
+use ferry_oci::ObjectName;
 use serde::Deserialize;
 
 use crate::error::{ManifestError, ManifestErrors};
@@ -330,7 +330,7 @@ struct FileDoc {
 struct Name(ObjectName);
 
 impl FromStr for Name {
-    type Err = ferry_store::NameError;
+    type Err = ferry_oci::ObjectNameError;
     fn from_str(s: &str) -> Result<Name, Self::Err> {
         ObjectName::parse(s).map(Name)
     }

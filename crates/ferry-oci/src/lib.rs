@@ -1,4 +1,5 @@
-//! The OCI vocabulary shared by every Ferry crate.
+//! The vocabulary shared by every Ferry crate: OCI names and digests, and the names of objects
+//! in stores.
 //!
 //! Validated newtypes ([`Digest`], [`Tag`], [`RepoName`]) mean the rest of the code never handles an
 //! unchecked string that will later become a URL path or a file name, and [`ManifestRefs`] extracts
@@ -40,8 +41,10 @@ mod address;
 mod digest;
 mod manifest;
 mod names;
+mod object_name;
 
 pub use address::{is_loopback_host, AddressError, RegistryAddress};
 pub use digest::{Digest, DigestError, Sha256Verifier};
 pub use manifest::{media_types, Descriptor, ManifestError, ManifestRefs};
 pub use names::{NameError, Reference, RepoName, Tag};
+pub use object_name::{ObjectName, ObjectNameError};

@@ -20,7 +20,7 @@ mod upload;
 
 pub use fan_out::{copy_object, fan_out, verify_object, FanOut, SourceError};
 pub use inventory::{Inventory, InventoryError};
-pub use name::{object_url, NameError, ObjectName};
+pub use name::{object_url, ObjectName, ObjectNameError};
 pub use store::{Backend, ByteStream, ObjectInfo, Store, SHA256_METADATA};
 pub use upload::{Upload, PARTS_IN_FLIGHT};
 

@@ -1,54 +1,7 @@
-//! Object names, checked before anything touches a store.
+//! How objects are named and shown: [`ObjectName`] itself is vocabulary (`ferry-oci`), shared with
+//! the manifest reader.
 
-use std::fmt;
-
-/// A name relative to a store's base: `release/v1.30.0/bin/linux/amd64/kubectl`,
-/// `sha256:<hex>`. Checked so that no name can climb out of its store or mean two different
-/// objects on different backends: no absolute paths, no `.` or `..` segments, no empty segments
-/// (`a//b`, trailing `/`), no backslashes (a separator on Windows), no control characters, at most
-/// 1024 bytes (S3's limit).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectName(String);
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid object name {name:?}: {problem}")]
-pub struct NameError {
-    pub name: String,
-    pub problem: &'static str,
-}
-
-impl ObjectName {
-    pub fn parse(name: &str) -> Result<ObjectName, NameError> {
-        let fail = |problem| Err(NameError { name: name.to_string(), problem });
-        if name.is_empty() {
-            return fail("empty");
-        }
-        if name.len() > 1024 {
-            return fail("longer than 1024 bytes");
-        }
-        if name.starts_with('/') {
-            return fail("absolute (starts with /)");
-        }
-        if name.chars().any(char::is_control) {
-            return fail("contains a control character");
-        }
-        if name.contains('\\') {
-            return fail("contains a backslash");
-        }
-        for segment in name.split('/') {
-            match segment {
-                "" => return fail("has an empty path segment"),
-                "." | ".." => return fail("has a . or .. segment"),
-                _ => {}
-            }
-        }
-        Ok(ObjectName(name.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use ferry_oci::{ObjectName, ObjectNameError};
 
 /// How `name` in the store at `base` (a URL or path) is shown: the two joined by one `/`, so it
 /// reads as the object's own URL.
@@ -56,34 +9,13 @@ pub fn object_url(base: &str, name: &str) -> String {
     format!("{}/{name}", base.strip_suffix('/').unwrap_or(base))
 }
 
-impl fmt::Display for ObjectName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for ObjectName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn accepts_release_paths_and_digests() {
-        for good in ["kubectl", "release/v1.30.0/bin/linux/amd64/kubectl", "sha256:abc", "a/.hidden", "a/b..c"] {
-            assert_eq!(ObjectName::parse(good).unwrap().as_str(), good);
-        }
-    }
-
-    #[test]
-    fn refuses_names_that_climb_or_are_ambiguous() {
-        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "a/", "a\\..\\b", "a\nb", "a\u{7f}"] {
-            assert!(ObjectName::parse(bad).is_err(), "{bad:?}");
-        }
-        assert!(ObjectName::parse(&"a".repeat(1025)).is_err());
+    fn an_object_url_joins_base_and_name_with_one_slash() {
+        assert_eq!(object_url("gs://bucket/binaries/", "kops/1.16.0/x"), "gs://bucket/binaries/kops/1.16.0/x");
+        assert_eq!(object_url("gs://bucket/binaries", "kops/1.16.0/x"), "gs://bucket/binaries/kops/1.16.0/x");
     }
 }
