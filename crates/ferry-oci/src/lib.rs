@@ -39,12 +39,14 @@ macro_rules! string_newtype {
 
 mod address;
 mod digest;
+mod file_path;
 mod manifest;
 mod names;
 mod object_name;
 
 pub use address::{is_loopback_host, AddressError, RegistryAddress};
 pub use digest::{Digest, DigestError, Sha256Verifier};
+pub use file_path::{FilePath, MAX_PATH};
 pub use manifest::{media_types, Descriptor, ManifestError, ManifestRefs};
 pub use names::{NameError, Reference, RepoName, Tag};
 pub use object_name::{ObjectName, ObjectNameError};

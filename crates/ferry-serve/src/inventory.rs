@@ -1,8 +1,7 @@
 //! Mirror inventories: what a mirror is trusted to hold, so it needs no probe per request.
 //!
-//! Format: plain text, one entry a line: `sha256:<64 hex>` for a blob, `/path` for a release file.
-//! `#` starts a comment line; blank lines and surrounding whitespace are ignored. Any other line is
-//! an error naming the file and the line number.
+//! Format: plain text, one entry a line: `sha256:<64 hex>` for a blob, `/path` for a release file,
+//! read by the one parser of the format, `ferry_store::inventory::parse_entries`.
 //!
 //! Blob digests are stored as raw 32-byte values in a sorted boxed slice (binary search): exactly
 //! 32 bytes an entry, so a 1,000,000-entry inventory costs 32 MB (a `HashSet<[u8; 32]>` would cost
@@ -13,6 +12,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ferry_oci::Digest;
+use ferry_store::inventory::Entry;
 
 use crate::request::FilePath;
 
@@ -33,25 +33,13 @@ pub struct Inventory {
 impl Inventory {
     /// Parses inventory text; `origin` names the source in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Inventory, InventoryError> {
-        ferry_store::Inventory::check_bounds(text, origin).map_err(|e| from_store(e, origin))?;
         let mut blobs: Vec<[u8; 32]> = Vec::new();
         let mut files = HashSet::new();
-        for (i, raw) in text.lines().enumerate() {
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let err = |message: String| InventoryError::Line { file: origin.to_string(), line: i + 1, message };
-            if line.starts_with("sha256:") {
-                let digest: Digest = line.parse().map_err(|e: ferry_oci::DigestError| err(e.to_string()))?;
-                blobs.push(decode_hex(digest.hex()));
-            } else if line.starts_with('/') {
-                let path = FilePath::parse(line).map_err(err)?;
-                files.insert(Box::from(path.as_str()));
-            } else {
-                return Err(err(format!("expected \"sha256:<hex>\" or \"/path\", got {:?}", truncate(line))));
-            }
-        }
+        ferry_store::inventory::parse_entries(text, origin, |entry| match entry {
+            Entry::Blob(digest) => blobs.push(decode_hex(digest.hex())),
+            Entry::File(path) => drop(files.insert(Box::from(path.as_str()))),
+        })
+        .map_err(|e| from_store(e, origin))?;
         blobs.sort_unstable();
         blobs.dedup();
         files.shrink_to_fit();
@@ -138,10 +126,6 @@ fn nibble(c: u8) -> u8 {
         b'a'..=b'f' => c - b'a' + 10,
         _ => 0, // unreachable: Digest only admits lowercase hex
     }
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(80).collect()
 }
 
 #[cfg(test)]

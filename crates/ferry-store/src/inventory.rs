@@ -10,14 +10,11 @@
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use ferry_oci::Digest;
+use ferry_oci::{Digest, FilePath};
 
 use crate::name::ObjectName;
 use crate::store::Store;
 use crate::StoreError;
-
-/// Longest `/path` entry, the same limit as `ferry serve`'s request paths.
-pub const MAX_PATH: usize = 2048;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum InventoryError {
@@ -40,7 +37,7 @@ impl Inventory {
     /// Largest inventory text read: some 3.7 million digests (a 1,000,000-entry inventory is
     /// 72 MB). What is larger is not an inventory Ferry wrote, and is refused before it is parsed.
     pub const MAX_BYTES: usize = 256 << 20;
-    /// Longest line: room for a `/path` entry of the longest path ([`MAX_PATH`]) with blanks
+    /// Longest line: room for a `/path` entry of the longest path ([`ferry_oci::MAX_PATH`]) with blanks
     /// around it, or a comment.
     pub const MAX_LINE: usize = 4096;
 
@@ -74,23 +71,11 @@ impl Inventory {
 
     /// Parses inventory text; `origin` names the source in errors (`<origin>:<line>: <problem>`).
     pub fn parse(text: &str, origin: &str) -> Result<Inventory, InventoryError> {
-        Inventory::check_bounds(text, origin)?;
         let mut inventory = Inventory::new();
-        for (index, raw) in text.lines().enumerate() {
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let fail = |message: String| InventoryError::Line { origin: origin.to_string(), line: index + 1, message };
-            if line.starts_with("sha256:") {
-                inventory.blobs.insert(line.parse().map_err(|e: ferry_oci::DigestError| fail(e.to_string()))?);
-            } else if line.starts_with('/') {
-                inventory.insert_file(line).map_err(fail)?;
-            } else {
-                let shown: String = line.chars().take(80).collect();
-                return Err(fail(format!("expected \"sha256:<hex>\" or \"/path\", got {shown:?}")));
-            }
-        }
+        parse_entries(text, origin, |entry| match entry {
+            Entry::Blob(digest) => drop(inventory.blobs.insert(digest)),
+            Entry::File(path) => drop(inventory.files.insert(path.into())),
+        })?;
         Ok(inventory)
     }
 
@@ -142,8 +127,8 @@ impl Inventory {
     /// `ferry serve` would accept it as a request path: otherwise the whole inventory, and with it
     /// serve's configuration, would fail to load. `Ok(false)` when it was already there.
     pub fn insert_file(&mut self, path: &str) -> Result<bool, String> {
-        check_path(path)?;
-        Ok(self.files.insert(path.to_string()))
+        let path = FilePath::parse(path)?;
+        Ok(self.files.insert(path.into()))
     }
 
     pub fn remove_file(&mut self, path: &str) -> bool {
@@ -173,24 +158,32 @@ impl Inventory {
     }
 }
 
-/// The rules of `ferry serve`'s `FilePath` (crates/ferry-serve/src/request.rs), repeated here
-/// because this crate sits below the redirector: `/` then segments of `[A-Za-z0-9._~+@=,-]`, none
-/// empty, none starting with `.`, at most [`MAX_PATH`] bytes.
-fn check_path(path: &str) -> Result<(), String> {
-    if path.len() > MAX_PATH {
-        return Err(format!("path longer than {MAX_PATH} bytes"));
-    }
-    let rest = path.strip_prefix('/').ok_or("path must start with '/'")?;
-    for segment in rest.split('/') {
-        if segment.is_empty() {
-            return Err("empty path segment ('//' or trailing '/')".into());
+/// One entry of an inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Blob(Digest),
+    File(FilePath),
+}
+
+/// The one reader of the inventory format, for this crate's [`Inventory`] and `ferry serve`'s
+/// compact one alike: checks the bounds, then hands each entry to `each`, in order. Whole-line `#`
+/// comments and blank lines are skipped and surrounding whitespace ignored; any other line is an
+/// error naming `origin` and the line.
+pub fn parse_entries(text: &str, origin: &str, mut each: impl FnMut(Entry)) -> Result<(), InventoryError> {
+    Inventory::check_bounds(text, origin)?;
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
         }
-        if segment.starts_with('.') {
-            return Err(format!("path segment {segment:?} starts with '.'"));
-        }
-        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '+' | '@' | '=' | ',' | '-');
-        if let Some(c) = segment.chars().find(|&c| !allowed(c)) {
-            return Err(format!("character {c:?} not allowed in a path (allowed: A-Z a-z 0-9 . _ ~ + @ = , -)"));
+        let fail = |message: String| InventoryError::Line { origin: origin.to_string(), line: index + 1, message };
+        if line.starts_with("sha256:") {
+            each(Entry::Blob(line.parse().map_err(|e: ferry_oci::DigestError| fail(e.to_string()))?));
+        } else if line.starts_with('/') {
+            each(Entry::File(FilePath::parse(line).map_err(fail)?));
+        } else {
+            let shown: String = line.chars().take(80).collect();
+            return Err(fail(format!("expected \"sha256:<hex>\" or \"/path\", got {shown:?}")));
         }
     }
     Ok(())
@@ -199,6 +192,7 @@ fn check_path(path: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_oci::MAX_PATH;
 
     fn d(c: char) -> Digest {
         format!("sha256:{}", c.to_string().repeat(64)).parse().unwrap()

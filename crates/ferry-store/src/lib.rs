@@ -12,7 +12,7 @@
 
 mod credentials;
 mod fan_out;
-mod inventory;
+pub mod inventory;
 mod metadata;
 mod name;
 mod store;
