@@ -13,6 +13,7 @@
 //! names.
 
 mod http;
+mod reach;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

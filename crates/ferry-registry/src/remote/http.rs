@@ -1,6 +1,6 @@
 //! The request machinery under [`RemoteRegistry`]: the per-host budget, authentication challenges
-//! and tokens, retries, giving up on a host that cannot be connected to, and turning answers into
-//! [`RegistryError`]s that never show credentials.
+//! and tokens, retries (giving up on a host that cannot be connected to: `reach.rs`), and turning
+//! answers into [`RegistryError`]s that never show credentials.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,10 +15,11 @@ use ferry_oci::Digest;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, LINK, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use serde::Deserialize;
-use tokio::sync::{watch, OnceCell, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use url::Url;
 
+use super::reach::{Probe, Reachability};
 use super::{RemoteOptions, RemoteRegistry, MAX_DOCUMENT};
 use crate::auth::Credentials;
 use crate::{BlobData, RegistryError};
@@ -46,9 +47,8 @@ pub(super) type Attempt<T> = std::result::Result<T, Failure>;
 /// asked us to authenticate, the credentials for it and the bearer tokens it granted (per set of
 /// scopes).
 pub(super) struct Host {
-    /// `host[:port]` as requests address it.
-    name: String,
-    reach: watch::Sender<Reach>,
+    /// Whether it can be connected to.
+    pub(super) reach: Reachability,
     permits: Arc<Semaphore>,
     interval: Option<Duration>,
     next_slot: Mutex<Instant>,
@@ -60,8 +60,7 @@ pub(super) struct Host {
 impl Host {
     pub(super) fn new(name: &str, opts: &RemoteOptions) -> Host {
         Host {
-            name: name.to_string(),
-            reach: watch::Sender::new(Reach::Unknown),
+            reach: Reachability::new(name),
             permits: Arc::new(Semaphore::new(opts.max_concurrent_requests.max(1))),
             interval: opts
                 .max_requests_per_second
@@ -87,81 +86,6 @@ impl Host {
             tokio::time::sleep_until(slot).await;
         }
         permit
-    }
-
-    /// Wait until a request may go to the host: `Some(probe)` when this request is to find out
-    /// whether the host can be connected to, `None` when it is known to be; the host's first
-    /// connection failure when it is known not to be.
-    async fn admit(&self) -> std::result::Result<Option<Probe<'_>>, Arc<str>> {
-        let mut reach = self.reach.subscribe();
-        loop {
-            if self.move_reach(|r| matches!(r, Reach::Unknown), || Reach::Probing) {
-                return Ok(Some(Probe(self)));
-            }
-            match &*reach.borrow_and_update() {
-                Reach::Connected => return Ok(None),
-                Reach::Unreachable(first) => return Err(first.clone()),
-                Reach::Unknown => continue,
-                Reach::Probing => {}
-            }
-            // The sender lives as long as `self`: this only returns on a change.
-            let _ = reach.changed().await;
-        }
-    }
-
-    /// Move to `to()` if the state is one `from` accepts, waking the waiting requests; whether it
-    /// moved.
-    fn move_reach(&self, from: impl FnOnce(&Reach) -> bool, to: impl FnOnce() -> Reach) -> bool {
-        self.reach.send_if_modified(|r| {
-            let moves = from(r);
-            if moves {
-                *r = to();
-            }
-            moves
-        })
-    }
-
-    fn connected(&self) {
-        self.move_reach(|r| !matches!(r, Reach::Connected | Reach::Unreachable(_)), || Reach::Connected);
-    }
-
-    /// Give up on the host: `first` is what every later request to it fails with.
-    fn give_up(&self, first: &str) {
-        if self.move_reach(|r| !matches!(r, Reach::Unreachable(_)), || Reach::Unreachable(first.into())) {
-            tracing::warn!("registry {} unreachable: {first}; its remaining requests fail at once", self.name);
-        }
-    }
-
-    fn first_failure(&self) -> Option<Arc<str>> {
-        match &*self.reach.borrow() {
-            Reach::Unreachable(first) => Some(first.clone()),
-            _ => None,
-        }
-    }
-}
-
-/// Whether a registry host can be connected to, as far as this run knows. While one request
-/// finds out, the others wait for its answer, so that a host that cannot be resolved or connected
-/// to costs one connection attempt (and its retries) rather than one per request.
-#[derive(Debug)]
-enum Reach {
-    /// Nobody is finding out: the next request does.
-    Unknown,
-    /// One request is trying to connect, retrying on connection failures.
-    Probing,
-    Connected,
-    /// A request could not connect, even after its retries. Every request that starts afterwards
-    /// fails at once with that request's error; requests already sent finish as they will.
-    Unreachable(Arc<str>),
-}
-
-/// Held by the request finding out whether its host can be connected to. Dropped before it
-/// knows (the request failed otherwise, or was cancelled), it lets the next request find out.
-struct Probe<'a>(&'a Host);
-
-impl Drop for Probe<'_> {
-    fn drop(&mut self) {
-        self.0.move_reach(|r| matches!(r, Reach::Probing), || Reach::Unknown);
     }
 }
 
@@ -216,16 +140,13 @@ impl RemoteRegistry {
                     drop(permit);
                     let failed = failed_request(&method, url, e);
                     connect_failures += 1;
-                    if connect_failures > self.client.opts.retries || self.host.first_failure().is_some() {
-                        self.host.give_up(&failed);
+                    if connect_failures > self.client.opts.retries || self.host.reach.first_failure().is_some() {
+                        self.host.reach.give_up(&failed);
                         return Err(self.unreachable(failed));
                     }
                     // Find out again, unless another request already is: then wait for its answer.
                     if probe.is_none() {
-                        probe = self
-                            .host
-                            .move_reach(|r| matches!(r, Reach::Unknown | Reach::Connected), || Reach::Probing)
-                            .then_some(Probe(&self.host));
+                        probe = self.host.reach.find_out_again();
                     }
                     if probe.is_some() {
                         let delay = backoff(self.client.opts.retry_base_delay, connect_failures - 1);
@@ -239,13 +160,13 @@ impl RemoteRegistry {
                 Err(e) => {
                     // Connected, then failed: the host can be reached.
                     if own_host {
-                        self.host.connected();
+                        self.host.reach.connected();
                     }
                     return Err(self.unreachable(failed_request(&method, url, e)));
                 }
             };
             if own_host {
-                self.host.connected();
+                self.host.reach.connected();
                 probe = None;
                 last_failure = None;
             }
@@ -267,7 +188,8 @@ impl RemoteRegistry {
         }
     }
 
-    /// Wait until a request to the registry's own host may go (see [`Reach`]), then for a permit.
+    /// Wait until a request to the registry's own host may go (see [`Reachability`]), then for a
+    /// permit.
     /// Fails at once when the host has been given up on: with `last_failure`, this request's own
     /// connection failure, if it met one, else with the host's first.
     async fn take_turn<'h>(
@@ -277,11 +199,11 @@ impl RemoteRegistry {
     ) -> Attempt<OwnedSemaphorePermit> {
         let mut given_up = |first: Arc<str>| last_failure.take().unwrap_or_else(|| self.not_tried(&first));
         if probe.is_none() {
-            *probe = self.host.admit().await.map_err(&mut given_up)?;
+            *probe = self.host.reach.admit().await.map_err(&mut given_up)?;
         }
         let permit = self.host.acquire().await;
         // The host may have been given up on while this request waited for a permit.
-        match self.host.first_failure() {
+        match self.host.reach.first_failure() {
             Some(first) => Err(given_up(first)),
             None => Ok(permit),
         }
@@ -410,7 +332,7 @@ impl RemoteRegistry {
                 Ok(value) => return Ok(value),
                 // A host given up on is not asked again.
                 Err(Failure { error, retry_after })
-                    if retry < opts.retries && error.is_transient() && self.host.first_failure().is_none() =>
+                    if retry < opts.retries && error.is_transient() && self.host.reach.first_failure().is_none() =>
                 {
                     let delay = match retry_after {
                         Some(after) => after.min(MAX_RETRY_AFTER),
