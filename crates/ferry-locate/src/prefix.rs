@@ -14,7 +14,7 @@ pub(crate) struct Prefix {
 impl Prefix {
     /// `addr/len`; host bits must be zero, because a prefix like `203.0.113.7/24` is usually a typo
     /// for a /32 or for another network, and silently widening it would mislabel clients.
-    pub fn new(addr: IpAddr, len: u8) -> Result<Prefix, String> {
+    pub(crate) fn new(addr: IpAddr, len: u8) -> Result<Prefix, String> {
         let (v6, bits) = bits(addr);
         let width = if v6 { 128 } else { 32 };
         if len > width {
@@ -28,7 +28,7 @@ impl Prefix {
     }
 
     /// The last address inside the prefix.
-    pub fn last(&self) -> u128 {
+    pub(crate) fn last(&self) -> u128 {
         let width = if self.v6 { 128 } else { 32 };
         self.first | (mask(width, width) & !mask(width, self.len))
     }

@@ -100,7 +100,7 @@ pub(crate) struct Table<K: Key> {
 impl<K: Key> Table<K> {
     /// Flattens the spans with a sweep over their start and end points, keeping the active spans
     /// in a max-heap by rank: the top of the heap answers until another span starts or it ends.
-    pub fn build(mut spans: Vec<Span>) -> Table<K> {
+    pub(crate) fn build(mut spans: Vec<Span>) -> Table<K> {
         // A prefix listed more than once (AWS lists one per service) is flattened once, at its best rank.
         spans.sort_unstable_by_key(|s| (s.first, s.last, Reverse(s.rank)));
         spans.dedup_by_key(|s| (s.first, s.last));
@@ -158,7 +158,7 @@ impl<K: Key> Table<K> {
 
     /// The value of the interval holding `addr` (an address of the table's family), or [`NONE`].
     #[inline]
-    pub fn get(&self, addr: u128) -> u32 {
+    pub(crate) fn get(&self, addr: u128) -> u32 {
         let Some((hi, lo)) = K::split(addr) else { return NONE };
         // i: the number of starts <= hi. The first start is 0 <= addr, so i is at least 1.
         let mut i = match K::slot(hi) {
@@ -184,11 +184,11 @@ impl<K: Key> Table<K> {
         self.values[i - 1]
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.values.len()
     }
 
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         size_of_val(&*self.direct)
             + size_of_val(&*self.tree)
             + size_of_val(&*self.rank)

@@ -22,7 +22,7 @@ use crate::answer::AppState;
 use crate::lean::{self, Step, MAX_HEAD};
 
 /// A client must send a request's headers within this time (slow-header clients are cut off).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One client connection: the hyper service, and what the lean path (`lean.rs`) needs.
 struct Connection {

@@ -21,16 +21,16 @@ struct Shard(AtomicU64);
 
 /// A monotonic counter (cheap to clone; clones count together).
 #[derive(Clone, Default)]
-pub struct ShardedCounter {
+pub(crate) struct ShardedCounter {
     shards: Arc<[Shard; SHARDS]>,
 }
 
 impl ShardedCounter {
-    pub fn inc(&self) {
+    pub(crate) fn inc(&self) {
         self.shards[shard_of_this_thread()].0.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.shards.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
     }
 }

@@ -47,12 +47,12 @@ pub(crate) struct Env<'a> {
 }
 
 impl<'a> Env<'a> {
-    pub fn new(settings: &'a [(String, String)]) -> Env<'a> {
+    pub(crate) fn new(settings: &'a [(String, String)]) -> Env<'a> {
         Env { settings, process: true }
     }
 
     /// Whether `name` is read here rather than passed to `object_store`.
-    pub fn is_own(name: &str) -> bool {
+    pub(crate) fn is_own(name: &str) -> bool {
         OWN_VARIABLES.iter().any(|own| own.eq_ignore_ascii_case(name))
     }
 

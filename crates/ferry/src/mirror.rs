@@ -12,7 +12,7 @@ use crate::shared_args::{progress_bar, with_warnings, ImageManifests, RegistryFl
 use crate::Output;
 
 #[derive(ClapArgs)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(flatten)]
     manifests: ImageManifests,
 
@@ -61,7 +61,7 @@ pub struct Args {
     registry: RegistryFlags,
 }
 
-pub async fn run(args: Args) -> Result<ExitCode> {
+pub(crate) async fn run(args: Args) -> Result<ExitCode> {
     let manifests = args.manifests.load()?;
     let images: Vec<Image> = manifests
         .iter()

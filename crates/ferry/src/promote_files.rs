@@ -12,7 +12,7 @@ use ferry_store::{ObjectName, Store};
 
 #[derive(ClapArgs)]
 #[command(group(ArgGroup::new("input").required(true).args(["manifests", "filestores"])))]
-pub struct Args {
+pub(crate) struct Args {
     /// A kpromo file-promotion directory: filestores/<project>/filepromoter-manifest.yaml (the
     /// source and destination stores) and manifests/<project>/*.yaml (the files and their
     /// sha256), one manifest per project (see docs/files.md).
@@ -58,7 +58,7 @@ pub struct Args {
     memory: u64,
 }
 
-pub async fn run(args: Args) -> Result<ExitCode> {
+pub(crate) async fn run(args: Args) -> Result<ExitCode> {
     let manifests = match (&args.manifests, &args.filestores, &args.files) {
         (Some(dir), _, _) => ferry_manifest::load_files_dir(dir)?,
         (None, Some(filestores), Some(files)) => vec![ferry_manifest::load_files(filestores, files)?],

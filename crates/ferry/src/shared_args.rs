@@ -16,7 +16,7 @@ use crate::Output;
 /// Which image manifests to read (`promote images`, `mirror`).
 #[derive(Args)]
 #[group(required = true, multiple = false)]
-pub struct ImageManifests {
+pub(crate) struct ImageManifests {
     /// A kpromo thin-manifest directory: manifests/<project>/promoter-manifest.yaml with
     /// images/<project>/images.yaml beside it (see docs/manifests.md).
     #[arg(long, value_name = "DIR")]
@@ -30,7 +30,7 @@ pub struct ImageManifests {
 impl ImageManifests {
     /// Reads the manifests, and prints what was odd in them but accepted on standard error, one
     /// `warning: FILE:LINE: message` a line.
-    pub fn load(&self) -> Result<Vec<PromotionManifest>> {
+    pub(crate) fn load(&self) -> Result<Vec<PromotionManifest>> {
         let manifests = match (&self.thin_manifest_dir, &self.manifest) {
             (Some(dir), _) => ferry_manifest::load_thin_dir(dir)?,
             (None, Some(file)) => vec![ferry_manifest::load_plain(file)?],
@@ -44,7 +44,10 @@ impl ImageManifests {
 }
 
 /// A JSON report with the manifests' warnings added as `"warnings"`: `[{"path", "line", "message"}]`.
-pub fn with_warnings(mut report: serde_json::Value, manifests: &[PromotionManifest]) -> Result<serde_json::Value> {
+pub(crate) fn with_warnings(
+    mut report: serde_json::Value,
+    manifests: &[PromotionManifest],
+) -> Result<serde_json::Value> {
     let warnings: Vec<_> = manifests.iter().flat_map(|m| &m.warnings).collect();
     if let Some(fields) = report.as_object_mut() {
         fields.insert("warnings".into(), serde_json::to_value(warnings)?);
@@ -54,7 +57,7 @@ pub fn with_warnings(mut report: serde_json::Value, manifests: &[PromotionManife
 
 /// How Ferry talks to registries over HTTP.
 #[derive(Args)]
-pub struct RegistryFlags {
+pub(crate) struct RegistryFlags {
     /// Allow plain HTTP to this registry host (host[:port]); loopback hosts always use it.
     /// Repeatable.
     #[arg(long, value_name = "HOST")]
@@ -76,7 +79,7 @@ pub struct RegistryFlags {
 }
 
 impl RegistryFlags {
-    pub fn client(&self) -> Result<std::sync::Arc<RemoteClient>> {
+    pub(crate) fn client(&self) -> Result<std::sync::Arc<RemoteClient>> {
         Ok(RemoteClient::new(RemoteOptions {
             plain_http_hosts: self.plain_http.clone(),
             max_concurrent_requests: self.max_requests_per_host,
@@ -89,7 +92,7 @@ impl RegistryFlags {
 
 /// A bytes progress bar on standard error when text goes to a terminal; hidden otherwise, so
 /// JSON output and logs stay clean.
-pub fn progress_bar(output: Output, length: Option<u64>) -> Bar {
+pub(crate) fn progress_bar(output: Output, length: Option<u64>) -> Bar {
     if output != Output::Text || !std::io::stderr().is_terminal() {
         return Bar(ProgressBar::hidden());
     }
@@ -106,7 +109,7 @@ pub fn progress_bar(output: Output, length: Option<u64>) -> Bar {
 
 /// The engines' progress ([`ferry_report::Progress`]) drawn as an indicatif bar.
 #[derive(Clone)]
-pub struct Bar(pub ProgressBar);
+pub(crate) struct Bar(pub ProgressBar);
 
 impl ferry_report::Progress for Bar {
     fn phase(&self, what: &str) {

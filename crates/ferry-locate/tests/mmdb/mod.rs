@@ -16,7 +16,7 @@ enum Record {
 
 /// A country database mapping each `(network, key, iso_code)` to `{key: {"iso_code": iso_code}}`,
 /// where `key` is "country" or "registered_country". Networks must not nest.
-pub fn country_db(networks: &[(&str, &str, &str)]) -> Vec<u8> {
+pub(crate) fn country_db(networks: &[(&str, &str, &str)]) -> Vec<u8> {
     let mut tree = vec![[Record::Empty; 2]];
     let mut data = Vec::new();
     for &(network, key, iso_code) in networks {

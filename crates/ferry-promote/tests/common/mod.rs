@@ -14,28 +14,28 @@ use ferry_promote::{PromoteOptions, Registries, Report, Status};
 use ferry_registry::remote::{RemoteClient, RemoteOptions};
 use ferry_registry::Registry;
 
-pub use ferry_testkit::fault_proxy::{Fault, FaultProxy, FaultRule};
-pub use ferry_testkit::images::{push, repo, signature_for, signature_tag, Flavour, ImageSpec, TestImage};
-pub use ferry_testkit::registry_server::RegistryServer;
-pub use ferry_testkit::skopeo::{assert_pulled_byte_exact, pull_all, skopeo};
+pub(crate) use ferry_testkit::fault_proxy::{Fault, FaultProxy, FaultRule};
+pub(crate) use ferry_testkit::images::{push, repo, signature_for, signature_tag, Flavour, ImageSpec, TestImage};
+pub(crate) use ferry_testkit::registry_server::RegistryServer;
+pub(crate) use ferry_testkit::skopeo::{assert_pulled_byte_exact, pull_all, skopeo};
 
-pub fn client() -> Arc<RemoteClient> {
+pub(crate) fn client() -> Arc<RemoteClient> {
     RemoteClient::new(RemoteOptions { retry_base_delay: Duration::from_millis(20), ..RemoteOptions::default() })
         .expect("client")
 }
 
-pub fn open(address: &str) -> Arc<dyn Registry> {
+pub(crate) fn open(address: &str) -> Arc<dyn Registry> {
     ferry_registry::open(&address.parse().expect("address"), &client())
 }
 
 /// One image entry: name and (digest, tags) pairs.
-pub struct Entry<'a> {
+pub(crate) struct Entry<'a> {
     pub name: &'a str,
     pub digests: Vec<(&'a Digest, &'a [&'a str])>,
 }
 
 /// The YAML of a plain manifest (registries + images).
-pub fn manifest_yaml(source: &str, destinations: &[&str], images: &[Entry]) -> String {
+pub(crate) fn manifest_yaml(source: &str, destinations: &[&str], images: &[Entry]) -> String {
     let mut y = String::from("registries:\n");
     y += &format!("- name: {source}\n  src: true\n  service-account: promoter@example.iam.gserviceaccount.com\n");
     for d in destinations {
@@ -46,7 +46,7 @@ pub fn manifest_yaml(source: &str, destinations: &[&str], images: &[Entry]) -> S
     y
 }
 
-pub fn images_yaml(images: &[Entry]) -> String {
+pub(crate) fn images_yaml(images: &[Entry]) -> String {
     let mut y = String::new();
     for image in images {
         y += &format!("- name: {}\n  dmap:\n", image.name);
@@ -58,29 +58,29 @@ pub fn images_yaml(images: &[Entry]) -> String {
     y
 }
 
-pub fn write_plain(dir: &Path, yaml: &str) -> PathBuf {
+pub(crate) fn write_plain(dir: &Path, yaml: &str) -> PathBuf {
     let path = dir.join("promoter-manifest.yaml");
     std::fs::write(&path, yaml).unwrap();
     path
 }
 
-pub fn load(path: &Path) -> Vec<PromotionManifest> {
+pub(crate) fn load(path: &Path) -> Vec<PromotionManifest> {
     vec![ferry_manifest::load_plain(path).expect("valid manifest")]
 }
 
-pub async fn run(manifests: &[PromotionManifest], confirm: bool) -> Report {
+pub(crate) async fn run(manifests: &[PromotionManifest], confirm: bool) -> Report {
     let client = client();
     let registries = Registries::open(manifests, |a| Ok::<_, ()>(ferry_registry::open(a, &client))).unwrap();
     let options = PromoteOptions { confirm, ..PromoteOptions::default() };
     ferry_promote::promote(manifests, &registries, &options, &ferry_report::Silent).await
 }
 
-pub fn count(report: &Report, status: Status) -> usize {
+pub(crate) fn count(report: &Report, status: Status) -> usize {
     report.edges.iter().filter(|e| e.status == status).count()
 }
 
 /// The digest `reference` resolves to in `registry` (`None` when absent).
-pub async fn resolve(registry: &dyn Registry, repo_name: &str, reference: &str) -> Option<Digest> {
+pub(crate) async fn resolve(registry: &dyn Registry, repo_name: &str, reference: &str) -> Option<Digest> {
     let reference = match reference.parse::<Digest>() {
         Ok(d) => Reference::Digest(d),
         Err(_) => Reference::Tag(reference.parse().unwrap()),
@@ -88,17 +88,17 @@ pub async fn resolve(registry: &dyn Registry, repo_name: &str, reference: &str) 
     registry.head_manifest(&repo(repo_name), &reference).await.unwrap().map(|h| h.digest)
 }
 
-pub fn address(s: &str) -> RegistryAddress {
+pub(crate) fn address(s: &str) -> RegistryAddress {
     s.parse().unwrap()
 }
 
-pub fn repo_name(s: &str) -> RepoName {
+pub(crate) fn repo_name(s: &str) -> RepoName {
     repo(s)
 }
 
 /// Read `image` at `reference` back through skopeo from a remote registry and check that the
 /// manifest bytes, every child manifest and every blob are exactly the expected ones.
-pub fn assert_byte_exact_via_skopeo(host: &str, repo_name: &str, reference: &str, image: &TestImage) {
+pub(crate) fn assert_byte_exact_via_skopeo(host: &str, repo_name: &str, reference: &str, image: &TestImage) {
     let sep = if reference.starts_with("sha256:") { "@" } else { ":" };
     let location = format!("docker://{host}/{repo_name}{sep}{reference}");
     let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &location]);
