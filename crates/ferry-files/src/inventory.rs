@@ -15,6 +15,8 @@ use ferry_report::Status;
 use crate::report::{InventoryReport, InventoryStatus, TargetReport};
 use crate::{key, Stores};
 
+/// Brings each destination's inventory at `name` up to date with `targets` (see the module
+/// docs); with `confirm` false, only says what would change. One report per destination.
 pub async fn update(
     targets: &[TargetReport],
     stores: &Stores,

@@ -36,6 +36,7 @@ pub use report::{InventoryReport, InventoryStatus, Report, Summary, TargetReport
 pub struct Counters {
     /// Source files read (each at most once).
     pub files_read: AtomicU64,
+    /// Bytes read from sources.
     pub bytes_read: AtomicU64,
     /// Bytes committed, summed over destinations.
     pub bytes_written: AtomicU64,
@@ -83,6 +84,7 @@ pub(crate) fn key(base: &str) -> String {
     base.trim_end_matches('/').to_string()
 }
 
+/// How a run of [`promote`] behaves.
 #[derive(Clone, Debug)]
 pub struct FilesOptions {
     /// Write to the destinations. Without it the run only plans (a dry run).

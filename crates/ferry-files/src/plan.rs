@@ -28,25 +28,32 @@ use crate::{key, Counters, FilesOptions, Stores};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
+    /// Copy: the destination does not have the file.
     Copy,
     /// Copy over a destination file that holds other bytes (only with `allow_overwrite`).
     Overwrite,
+    /// Nothing to do: the destination already holds the manifest's bytes.
     Skip,
+    /// Leave the destination alone; `reason` says why.
     Refuse,
 }
 
 /// One file at one destination, and what was decided for it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Target {
+    /// The file's name, relative to both bases.
     #[serde(serialize_with = "display")]
     pub name: ObjectName,
+    /// The manifest's hash of its contents.
     #[serde(serialize_with = "display")]
     pub sha256: Digest,
     /// The source and destination filestore bases, as written in the manifest.
     pub source: String,
+    /// The destination filestore base, as written in the manifest.
     pub destination: String,
     /// The files manifest `path:line` that asked for it.
     pub origin: String,
+    /// What was decided; [`Action::Copy`] until planned.
     pub action: Action,
     /// Why it is skipped, refused or overwritten.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -59,6 +66,7 @@ impl Target {
         ferry_store::object_url(&self.source, self.name.as_str())
     }
 
+    /// `<destination base>/<name>`, for messages.
     pub fn destination_url(&self) -> String {
         ferry_store::object_url(&self.destination, self.name.as_str())
     }
@@ -71,8 +79,11 @@ fn display<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Resul
 /// One source file to read (at most once) for the targets that share it.
 #[derive(Debug)]
 pub struct Job {
+    /// The source filestore base, as written in the manifest.
     pub source: String,
+    /// The file's name, relative to the base.
     pub name: ObjectName,
+    /// The manifest's hash of its contents: the copy commits only bytes that match it.
     pub sha256: Digest,
     /// Indices into [`Plan::targets`].
     pub targets: Vec<usize>,
@@ -80,10 +91,13 @@ pub struct Job {
     pub size: Option<u64>,
 }
 
+/// Every target of a run, decided, and the source reads they need.
 #[derive(Debug, Default)]
 pub struct Plan {
     /// In manifest order: manifests, then files, then destinations.
     pub targets: Vec<Target>,
+    /// One per distinct (source, name, sha256) of the targets; a target refused because
+    /// manifests disagree belongs to none.
     pub jobs: Vec<Job>,
 }
 

@@ -8,10 +8,13 @@ use serde::Serialize;
 
 use crate::plan::{Action, Target};
 
+/// What became of one target.
 #[derive(Clone, Debug, Serialize)]
 pub struct TargetReport {
+    /// The target and what was planned for it.
     #[serde(flatten)]
     pub target: Target,
+    /// What became of it.
     pub status: Status,
     /// Why it failed, when it did (refusal reasons are in `reason`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -19,6 +22,8 @@ pub struct TargetReport {
 }
 
 impl TargetReport {
+    /// The report of `target`, from its planned action, whether the run was confirmed (else a dry
+    /// run) and the copy's error, if it failed.
     pub fn new(target: Target, confirmed: bool, error: Option<String>) -> Self {
         let decided = match target.action {
             Action::Refuse => Decided::Refuse,
@@ -54,22 +59,29 @@ impl fmt::Display for TargetReport {
 pub enum InventoryStatus {
     /// Dry run: would be rewritten.
     Planned,
+    /// Rewritten in one atomic write.
     Written,
+    /// Already listed exactly what it should: not written.
     Unchanged,
+    /// Not read or not written (see `error`); the run fails.
     Failed,
 }
 
+/// One destination's inventory, as this run left it.
 #[derive(Clone, Debug, Serialize)]
 pub struct InventoryReport {
+    /// The destination filestore base, as written in the manifest.
     pub destination: String,
     /// The inventory's object name, relative to the destination's base.
     pub name: String,
     /// Entries in the new inventory.
     pub entries: usize,
+    /// What happened to it.
     pub status: InventoryStatus,
     /// Files held but left out because `ferry serve` would not accept their path.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<String>,
+    /// Why it failed, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -93,23 +105,28 @@ impl fmt::Display for InventoryReport {
     }
 }
 
+/// Totals of a run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
+    /// Nothing was written (no `--confirm`).
     pub dry_run: bool,
     /// Targets by status.
     #[serde(flatten)]
     pub tally: Tally,
     /// Source files read (each at most once, however many destinations).
     pub files_read: u64,
+    /// Bytes read from sources.
     pub bytes_read: u64,
     /// Bytes committed, summed over destinations.
     pub bytes_written: u64,
     /// Destination bytes read back to decide whether they hold the manifest's bytes.
     pub bytes_rehashed: u64,
+    /// Wall-clock time of the whole run, in seconds.
     pub seconds: f64,
 }
 
 impl Summary {
+    /// Totals of `targets` and the run's counters; `elapsed` is the run's wall-clock time.
     pub fn new(
         targets: &[TargetReport],
         confirmed: bool,
@@ -166,7 +183,9 @@ impl fmt::Display for Summary {
 pub struct Report {
     /// One entry per file and destination.
     pub files: Vec<TargetReport>,
+    /// One entry per destination, when inventories were asked for.
     pub inventories: Vec<InventoryReport>,
+    /// Totals.
     pub summary: Summary,
 }
 

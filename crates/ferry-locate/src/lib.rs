@@ -48,14 +48,20 @@ pub struct LocationsConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
+    /// The operator's own prefixes (`locations.cidrs`).
     Cidrs,
+    /// An AWS `ip-ranges.json` file.
     Aws,
+    /// A Google Cloud `cloud.json` file.
     Gcp,
+    /// An Azure Service Tags file.
     Azure,
+    /// The MaxMind country database, consulted only when no range matches.
     Country,
 }
 
 impl Source {
+    /// The lowercase name shown for it, as in JSON: `cidrs`, `aws`, `gcp`, `azure` or `country`.
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Cidrs => "cidrs",
@@ -76,9 +82,11 @@ impl fmt::Display for Source {
 /// Why an address got its label, for a debug endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Match<'a> {
+    /// The label [`Locator::locate`] gives the address.
     pub label: &'a str,
     /// The matched prefix, e.g. `64.252.69.0/24` (IPv4-mapped addresses are shown as IPv4).
     pub prefix: String,
+    /// The source the matched prefix came from.
     pub source: Source,
 }
 

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 #[error("{}{}: {message}", .path.display(), LineSuffix(*.line))]
 pub struct ManifestError {
+    /// The file at fault (or the directory, when one is missing or empty).
     pub path: PathBuf,
+    /// The 1-based line at fault; `None` when the problem is the whole file.
     pub line: Option<usize>,
+    /// What is wrong, for people.
     pub message: String,
 }
 
@@ -17,8 +20,11 @@ pub struct ManifestError {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
 #[error("{}{}: {message}", .path.display(), LineSuffix(*.line))]
 pub struct ManifestWarning {
+    /// The file the odd entry is in.
     pub path: PathBuf,
+    /// The 1-based line of the entry; `None` when it could not be found in the text.
     pub line: Option<usize>,
+    /// What is odd and what was made of it.
     pub message: String,
 }
 
@@ -82,6 +88,7 @@ impl ManifestErrors {
         Err(ManifestErrors(errors))
     }
 
+    /// The errors, in the order described above.
     pub fn iter(&self) -> std::slice::Iter<'_, ManifestError> {
         self.0.iter()
     }

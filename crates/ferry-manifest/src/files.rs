@@ -31,6 +31,7 @@ const FILESTORES_FILE: &str = "filepromoter-manifest.yaml";
 pub struct FileManifest {
     /// The filestores file.
     pub filestores_path: PathBuf,
+    /// The one store with `src: true`: files are read from it, never written to it.
     pub source: Filestore,
     /// In file order; at least one.
     pub destinations: Vec<Filestore>,
@@ -54,10 +55,13 @@ pub struct Filestore {
 /// sha256 is `sha256`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileEntry {
+    /// The file's name relative to each store's base.
     pub name: ObjectName,
+    /// The digest the file's bytes must have: the entry's 64 hex digits, lower-cased, as `sha256:<hex>`.
     pub sha256: Digest,
     /// The files manifest this entry is in, and its 1-based line there.
     pub path: PathBuf,
+    /// The 1-based line of this entry in `path`.
     pub line: usize,
 }
 

@@ -41,6 +41,7 @@ pub struct PromotionManifest {
     /// The file the images came from (`images.yaml`, or the plain manifest), which
     /// [`Image::line`] refers to.
     pub images_path: PathBuf,
+    /// The one registry with `src: true`: images are read from it, never written to it.
     pub source: RegistryAddress,
     /// In file order.
     pub destinations: Vec<RegistryAddress>,
@@ -53,6 +54,7 @@ pub struct PromotionManifest {
 /// One `images` entry: repository `name` under every registry, and the digests to promote there.
 #[derive(Debug, Clone)]
 pub struct Image {
+    /// The repository, relative to each registry's prefix.
     pub name: RepoName,
     /// Each digest with the tags to point at it.
     pub digests: BTreeMap<Digest, DigestTags>,

@@ -9,8 +9,11 @@ pub const DEFAULT_INVENTORY: &str = "inventory.txt";
 /// One `--to`: blobs at `<store>/sha256:<hex>`, and the inventory that lists them.
 #[derive(Clone, Debug)]
 pub struct Destination {
+    /// The store the blobs go into, each at `sha256:<hex>`.
     pub blobs: Store,
+    /// The store holding the inventory: `blobs` itself unless `--inventory` names another.
     pub inventory_store: Store,
+    /// The inventory's object name in `inventory_store`.
     pub inventory_name: ObjectName,
     /// How the inventory is shown to users: the `--inventory` URL, or `<to>/inventory.txt`.
     pub inventory_url: String,

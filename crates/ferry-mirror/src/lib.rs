@@ -37,10 +37,13 @@ pub use report::{CopyReport, CopyStatus, Corrupt, Findings, ImageReport, Report,
 /// An image to mirror: `<from>/<name>@<digest>`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Image {
+    /// The repository, relative to the registry.
     pub name: RepoName,
+    /// The image's manifest or index digest.
     pub digest: Digest,
 }
 
+/// How a run of [`mirror`] behaves.
 #[derive(Clone, Debug)]
 pub struct MirrorOptions {
     /// Write blobs and inventories. Without it the run only reads and reports.

@@ -7,9 +7,12 @@ use ferry_oci::{Digest, RepoName};
 use ferry_report::human_bytes;
 use serde::Serialize;
 
+/// One image whose blobs were asked for.
 #[derive(Clone, Debug, Serialize)]
 pub struct ImageReport {
+    /// The repository, relative to the registry.
     pub name: RepoName,
+    /// The image's manifest or index digest.
     pub digest: Digest,
     /// Config and layer blobs of the image (all platforms).
     pub blobs: usize,
@@ -18,6 +21,7 @@ pub struct ImageReport {
     pub error: Option<String>,
 }
 
+/// What became of one blob copy into one store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CopyStatus {
@@ -25,18 +29,23 @@ pub enum CopyStatus {
     Planned,
     /// Read, verified and committed.
     Copied,
+    /// Not committed (see the copy's `error`); left out of the inventory.
     Failed,
 }
 
 /// One blob going into one store.
 #[derive(Clone, Debug, Serialize)]
 pub struct CopyReport {
+    /// The blob.
     pub digest: Digest,
+    /// Its size in bytes, as the image's descriptor gives it.
     pub size: u64,
     /// Why it is needed: `absent`, `missing` (listed, not in the store), `corrupt`, or what a
     /// HEAD found wrong.
     pub reason: String,
+    /// What became of it.
     pub status: CopyStatus,
+    /// Why it failed, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -44,7 +53,9 @@ pub struct CopyReport {
 /// An object whose bytes are not its name.
 #[derive(Clone, Debug, Serialize)]
 pub struct Corrupt {
+    /// The object's name: the digest its bytes should hash to.
     pub digest: Digest,
+    /// What is wrong: the digest the bytes hash to, or why they could not be read.
     pub problem: String,
     /// Whether one of the images has this blob, so it can be copied again from the registry.
     pub repairable: bool,
@@ -64,14 +75,18 @@ pub struct Findings {
 }
 
 impl Findings {
+    /// Missing, corrupt and unlisted objects together: 0 when store and inventory agree.
     pub fn differences(&self) -> usize {
         self.missing.len() + self.corrupt.len() + self.unlisted.len()
     }
 }
 
+/// What one destination store held and what was done to it.
 #[derive(Clone, Debug, Serialize)]
 pub struct StoreReport {
+    /// The blob store's URL or path, as given.
     pub store: String,
+    /// Where its inventory is, as shown to users.
     pub inventory: String,
     /// A problem with the whole store (unreadable inventory, listing or inventory write failed).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,7 +95,9 @@ pub struct StoreReport {
     pub listed: usize,
     /// Blobs of the images not listed but found by a HEAD (size and recorded sha256 matching).
     pub present: usize,
+    /// One per blob the store needed.
     pub copies: Vec<CopyReport>,
+    /// What `--verify` found; `None` without it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify: Option<Findings>,
     /// Entries of the inventory as written (in a dry run: as it would be if every planned copy
@@ -90,35 +107,51 @@ pub struct StoreReport {
     pub inventory_written: bool,
 }
 
+/// Totals of a run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
+    /// Nothing was written (no `--confirm`).
     pub dry_run: bool,
+    /// The stores were re-hashed (`--verify`) instead of trusting their inventories.
     pub verify: bool,
+    /// Images asked for, each counted once.
     pub images: usize,
+    /// Images whose manifests could not be read.
     pub images_failed: usize,
     /// Unique config and layer blobs over all images, and their bytes.
     pub blobs: usize,
+    /// The total size of those blobs, in bytes.
     pub blob_bytes: u64,
+    /// Copies (blob × store) a dry run would make; 0 once confirmed.
     pub copies_planned: usize,
+    /// Copies committed.
     pub copies_done: usize,
+    /// Copies that failed.
     pub copies_failed: usize,
     /// Blob downloads from the registry (a retried download counts again) and the bytes read.
     pub blobs_read: u64,
+    /// Bytes read from the registry, over all downloads.
     pub bytes_read: u64,
     /// Bytes committed, summed over stores.
     pub bytes_written: u64,
+    /// Stores with a problem as a whole (see [`StoreReport::error`]).
     pub stores_failed: usize,
     /// `--verify`: missing + corrupt + unlisted, over all stores.
     pub differences: usize,
     /// `--verify`: corrupt objects no image has, which cannot be copied again.
     pub unrepairable: usize,
+    /// Wall-clock time of the whole run, in seconds.
     pub seconds: f64,
 }
 
+/// Everything a run found and did.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// One per image asked for, each once, in name order.
     pub images: Vec<ImageReport>,
+    /// One per destination, in the order given.
     pub stores: Vec<StoreReport>,
+    /// Totals.
     pub summary: Summary,
 }
 

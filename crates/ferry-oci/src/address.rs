@@ -11,10 +11,21 @@ use crate::RepoName;
 ///   A relative `DIR` is relative to the current directory, as with skopeo.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub enum RegistryAddress {
-    Remote { host: String, prefix: Option<RepoName> },
-    Layout { dir: PathBuf },
+    /// A registry reached over the OCI distribution API.
+    Remote {
+        /// `host[:port]`, IPv6 addresses bracketed.
+        host: String,
+        /// Repository path put before every image name; `None` when images sit at the top.
+        prefix: Option<RepoName>,
+    },
+    /// A directory of OCI image layouts, one per repository.
+    Layout {
+        /// The directory, as written after `oci:` (possibly relative).
+        dir: PathBuf,
+    },
 }
 
+/// A registry address that is neither a valid `host[:port][/prefix]` nor `oci:DIR`; holds the text given.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid registry {0:?}: expected host[:port][/path] (like gcr.io/project) or oci:DIR")]
 pub struct AddressError(pub String);

@@ -8,6 +8,7 @@ use sha2::{Digest as _, Sha256};
 #[serde(try_from = "String", into = "String")]
 pub struct Digest(String);
 
+/// Text that is not `sha256:` followed by 64 lowercase hex characters; holds the text given.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid digest {0:?}: expected \"sha256:\" followed by 64 lowercase hex characters")]
 pub struct DigestError(pub String);
@@ -23,6 +24,7 @@ impl Digest {
         &self.0[7..]
     }
 
+    /// The whole digest, `sha256:<hex>`.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -59,10 +61,12 @@ pub struct Sha256Verifier {
 }
 
 impl Sha256Verifier {
+    /// A verifier expecting bytes whose digest is `expected`, with nothing seen yet.
     pub fn new(expected: Digest) -> Self {
         Sha256Verifier { expected, hasher: Sha256::new(), len: 0 }
     }
 
+    /// Hashes the next `chunk` of the stream.
     pub fn update(&mut self, chunk: &[u8]) {
         self.len += chunk.len() as u64;
         self.hasher.update(chunk);
@@ -73,6 +77,7 @@ impl Sha256Verifier {
         self.len
     }
 
+    /// `true` while no byte has been seen.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

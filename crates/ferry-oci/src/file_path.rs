@@ -13,6 +13,7 @@ pub const MAX_PATH: usize = 2048;
 pub struct FilePath(String);
 
 impl FilePath {
+    /// Checks `text` against the rules above; the error says which rule it breaks.
     pub fn parse(text: &str) -> Result<FilePath, String> {
         if text.len() > MAX_PATH {
             return Err(format!("path longer than {MAX_PATH} bytes"));

@@ -5,9 +5,13 @@ use crate::Digest;
 /// Media types Ferry recognises. Anything else is still copied byte-for-byte; these only decide
 /// which fields are followed to find children.
 pub mod media_types {
+    /// An OCI image manifest: a config and layers.
     pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    /// An OCI image index: child manifests, one per platform or artefact.
     pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    /// A Docker schema 2 image manifest: a config and layers.
     pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    /// A Docker manifest list: child manifests, one per platform.
     pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
     /// The `Accept` header value asking a registry for any of the manifest kinds above.
@@ -16,6 +20,7 @@ pub mod media_types {
         application/vnd.docker.distribution.manifest.list.v2+json, \
         application/vnd.docker.distribution.manifest.v2+json";
 
+    /// `true` for the kinds that list child manifests (OCI index, Docker manifest list).
     pub fn is_index(media_type: &str) -> bool {
         media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
     }
@@ -25,18 +30,25 @@ pub mod media_types {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
+    /// The target's media type; empty when the descriptor gives none.
     #[serde(default)]
     pub media_type: String,
+    /// The target's digest.
     pub digest: Digest,
+    /// The target's length in bytes.
     pub size: u64,
+    /// The OCI 1.1 `artifactType`, when given (referrers use it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
 }
 
+/// A manifest's bytes that are not JSON of a readable shape, or a Docker schema 1 manifest.
 #[derive(Debug, thiserror::Error)]
 #[error("manifest {digest} is not a manifest Ferry can read: {reason}")]
 pub struct ManifestError {
+    /// The digest of the manifest that could not be read.
     pub digest: Digest,
+    /// What was wrong with it (the JSON error, or why the kind is refused).
     pub reason: String,
 }
 

@@ -2,10 +2,13 @@ use crate::Digest;
 use std::fmt;
 use std::str::FromStr;
 
+/// A tag or repository name that breaks the distribution spec's grammar; each holds the text given.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NameError {
+    /// Not a valid [`Tag`].
     #[error("invalid tag {0:?}: a tag is 1-128 characters of [A-Za-z0-9_.-] not starting with '.' or '-'")]
     Tag(String),
+    /// Not a valid [`RepoName`].
     #[error(
         "invalid repository name {0:?}: expected lowercase path components like \"team/app\" \
          ([a-z0-9] separated by '.', '_', '__' or '-', joined by '/')"
@@ -31,6 +34,7 @@ fn is_tag(s: &str) -> bool {
 }
 
 impl Tag {
+    /// The tag as written.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -90,6 +94,7 @@ fn is_repo_component(c: &[u8]) -> bool {
 }
 
 impl RepoName {
+    /// The repository path, components joined by `/`.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -116,11 +121,14 @@ string_newtype!(RepoName, NameError);
 /// What a manifest request names: a tag or a digest.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub enum Reference {
+    /// A tag, which may point at different manifests over time.
     Tag(Tag),
+    /// A digest, which names exactly one manifest's bytes.
     Digest(Digest),
 }
 
 impl Reference {
+    /// The tag or digest as it appears in a URL.
     pub fn as_str(&self) -> &str {
         match self {
             Reference::Tag(t) => t.as_str(),

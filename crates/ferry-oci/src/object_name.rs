@@ -10,14 +10,18 @@ use std::fmt;
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectName(String);
 
+/// A name refused by [`ObjectName::parse`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid object name {name:?}: {problem}")]
 pub struct ObjectNameError {
+    /// The name as given.
     pub name: String,
+    /// The first rule it breaks, for people (`"contains a backslash"`).
     pub problem: &'static str,
 }
 
 impl ObjectName {
+    /// Checks `name` against the rules above.
     pub fn parse(name: &str) -> Result<ObjectName, ObjectNameError> {
         let fail = |problem| Err(ObjectNameError { name: name.to_string(), problem });
         if name.is_empty() {
@@ -45,6 +49,7 @@ impl ObjectName {
         Ok(ObjectName(name.to_string()))
     }
 
+    /// The name as given, relative to the store's base.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -32,11 +32,17 @@ use crate::Registries;
 /// Counters for the summary.
 #[derive(Debug, Default)]
 pub struct Transfer {
+    /// Source blob bytes read (each blob at most once).
     pub bytes_read: AtomicU64,
+    /// Blob bytes uploaded, summed over destinations (mounts not counted).
     pub bytes_written: AtomicU64,
+    /// Blobs read from a source.
     pub blobs_read: AtomicU64,
+    /// Blob uploads, one per destination repository written to.
     pub blobs_uploaded: AtomicU64,
+    /// Blobs mounted from another repository of the same destination registry.
     pub blobs_mounted: AtomicU64,
+    /// Manifest pushes, one per reference (digest or tag) written.
     pub manifests_pushed: AtomicU64,
 }
 

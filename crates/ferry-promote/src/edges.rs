@@ -22,11 +22,17 @@ pub enum EdgeKind {
 /// Source image@digest → destination image under `tag` (or by digest only when `tag` is `None`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Edge {
+    /// The repository, the same name under the source and the destination registry.
     pub image: RepoName,
+    /// The manifest (or index) to promote, by digest.
     pub digest: Digest,
+    /// The destination tag; `None` to promote by digest only.
     pub tag: Option<Tag>,
+    /// The registry (with any path prefix) or `oci:DIR` layout the image is read from.
     pub source: RegistryAddress,
+    /// The registry (with any path prefix) or `oci:DIR` layout the image is promoted to.
     pub destination: RegistryAddress,
+    /// Why the edge exists.
     pub kind: EdgeKind,
     /// Where the manifest asked for this edge (`file:line` of the digest), or the edge it was
     /// derived from.
@@ -42,6 +48,7 @@ impl Edge {
         }
     }
 
+    /// `source/image@digest`, as a user would write it.
     pub fn source_ref(&self) -> String {
         format!("{}/{}@{}", self.source, self.image, self.digest)
     }

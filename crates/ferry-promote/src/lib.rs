@@ -60,6 +60,7 @@ impl Registries {
     }
 }
 
+/// How a run of [`promote`] behaves.
 #[derive(Clone, Debug)]
 pub struct PromoteOptions {
     /// Write to the destinations. Without it the run only plans (a dry run).

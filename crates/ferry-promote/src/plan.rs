@@ -28,11 +28,15 @@ pub enum Action {
     Refuse,
 }
 
+/// An edge and what was decided for it.
 #[derive(Clone, Debug, Serialize)]
 pub struct PlannedEdge {
+    /// The edge.
     #[serde(flatten)]
     pub edge: Edge,
+    /// What will be done for it.
     pub action: Action,
+    /// Why it is refused; `None` for any other action.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The destination repository had no tags when planned: its blobs are very likely absent,

@@ -8,10 +8,13 @@ use serde::Serialize;
 
 use crate::plan::{Action, PlannedEdge};
 
+/// What became of one edge.
 #[derive(Clone, Debug, Serialize)]
 pub struct EdgeReport {
+    /// The edge and what was planned for it.
     #[serde(flatten)]
     pub planned: PlannedEdge,
+    /// What became of it.
     pub status: Status,
     /// Why it failed, when it did (refusal reasons are in `reason`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -19,6 +22,8 @@ pub struct EdgeReport {
 }
 
 impl EdgeReport {
+    /// The report of `planned`, from its action, whether the run was confirmed (else a dry run)
+    /// and the copy's error, if it failed.
     pub fn new(planned: PlannedEdge, confirmed: bool, error: Option<String>) -> Self {
         let decided = match planned.action {
             Action::Refuse => Decided::Refuse,
@@ -48,8 +53,10 @@ impl fmt::Display for EdgeReport {
     }
 }
 
+/// Totals of a run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
+    /// Nothing was written (no `--confirm`).
     pub dry_run: bool,
     /// Edges by status.
     #[serde(flatten)]
@@ -58,14 +65,20 @@ pub struct Summary {
     pub bytes_read: u64,
     /// Blob bytes uploaded, summed over destinations (mounts not counted).
     pub bytes_written: u64,
+    /// Blobs read from a source.
     pub blobs_read: u64,
+    /// Blob uploads, one per destination repository written to.
     pub blobs_uploaded: u64,
+    /// Blobs mounted from another repository of the same destination registry.
     pub blobs_mounted: u64,
+    /// Manifest pushes, one per reference (digest or tag) written.
     pub manifests_pushed: u64,
+    /// Wall-clock time of the whole run, in seconds.
     pub seconds: f64,
 }
 
 impl Summary {
+    /// Totals of `edges` and the run's transfer counters; `elapsed` is the run's wall-clock time.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         edges: &[EdgeReport],
@@ -123,7 +136,9 @@ impl fmt::Display for Summary {
 /// Everything a run planned and did.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// One entry per edge, in plan order.
     pub edges: Vec<EdgeReport>,
+    /// Totals.
     pub summary: Summary,
 }
 

@@ -17,9 +17,12 @@ pub trait CredentialSource: Send + Sync + fmt::Debug {
     fn credentials(&self, host: &str) -> Option<Credentials>;
 }
 
+/// A login for one registry host. `Debug` shows the username only.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The user name, sent in basic auth and token requests.
     pub username: String,
+    /// The password, token or helper's secret.
     pub password: String,
 }
 

@@ -13,6 +13,8 @@ use ferry_oci::{Descriptor, Digest, Reference, RepoName, Tag};
 
 use crate::{BlobData, BlobStream, Manifest, ManifestHead, Registry, Result};
 
+/// A [`Registry`] that passes everything to `inner` but keeps each manifest it GETs by digest,
+/// answering later HEADs and GETs of that digest in the same repository from memory.
 #[derive(Debug)]
 pub struct ManifestCache {
     inner: Arc<dyn Registry>,
@@ -20,6 +22,7 @@ pub struct ManifestCache {
 }
 
 impl ManifestCache {
+    /// Wraps `inner`, remembering nothing yet.
     pub fn new(inner: Arc<dyn Registry>) -> Self {
         ManifestCache { inner, by_digest: Mutex::default() }
     }

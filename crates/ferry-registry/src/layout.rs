@@ -51,6 +51,7 @@ pub struct LayoutRegistry {
 }
 
 impl LayoutRegistry {
+    /// The registry whose repositories are layouts under `root`; nothing is read or created yet.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
         LayoutRegistry {

@@ -34,6 +34,7 @@ use futures::stream::BoxStream;
 
 pub use error::RegistryError;
 
+/// The result of a registry operation.
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
 /// A blob's bytes as they arrive. Consumers verify the digest as they read.
@@ -42,12 +43,16 @@ pub type BlobStream = BoxStream<'static, std::io::Result<Bytes>>;
 /// A manifest exactly as stored: bytes, media type and the digest of the bytes.
 #[derive(Clone, Debug)]
 pub struct Manifest {
+    /// The manifest's media type: as the registry (or layout index) gives it, else as the document says.
     pub media_type: String,
+    /// The sha256 of `bytes`.
     pub digest: Digest,
+    /// The manifest exactly as the registry holds it, never re-serialised.
     pub bytes: Bytes,
 }
 
 impl Manifest {
+    /// A manifest of `bytes`, its digest computed from them.
     pub fn new(media_type: impl Into<String>, bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
         Manifest { media_type: media_type.into(), digest: Digest::of(&bytes), bytes }
@@ -57,8 +62,11 @@ impl Manifest {
 /// What a HEAD on a manifest tells: its digest, media type and size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestHead {
+    /// The manifest's digest, as the registry reports it.
     pub digest: Digest,
+    /// The manifest's media type, as the registry reports it.
     pub media_type: String,
+    /// The manifest's length in bytes.
     pub size: u64,
 }
 
@@ -66,11 +74,14 @@ pub struct ManifestHead {
 /// file so that a retried upload never has to read the source again.
 #[derive(Clone, Debug)]
 pub enum BlobData {
+    /// The whole blob, held in memory.
     Memory(Bytes),
+    /// The blob spooled to a temporary file, removed when the last clone is dropped.
     File(Arc<tempfile::TempPath>),
 }
 
 impl BlobData {
+    /// The blob's length in bytes; for a spooled blob, read from the file's metadata.
     pub fn len(&self) -> std::io::Result<u64> {
         match self {
             BlobData::Memory(b) => Ok(b.len() as u64),
@@ -78,6 +89,7 @@ impl BlobData {
         }
     }
 
+    /// `true` for a blob of no bytes.
     pub fn is_empty(&self) -> std::io::Result<bool> {
         Ok(self.len()? == 0)
     }
@@ -103,6 +115,7 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// Store `manifest` byte-for-byte under `reference` (its digest, or a tag).
     async fn put_manifest(&self, repo: &RepoName, reference: &Reference, manifest: &Manifest) -> Result<()>;
 
+    /// Whether the blob `digest` is present in `repo`.
     async fn has_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
 
     /// Stream a blob's bytes. Errors with [`RegistryError::NotFound`] when absent.

@@ -38,6 +38,8 @@ use crate::{BlobData, BlobStream, Manifest, ManifestHead, Registry, RegistryErro
 /// must not make us buffer without bound.
 const MAX_DOCUMENT: usize = 4 << 20;
 
+/// How a [`RemoteClient`] talks to registries; `Default` gives what the `ferry` binary uses
+/// unless told otherwise.
 #[derive(Clone, Debug)]
 pub struct RemoteOptions {
     /// Hosts (`host[:port]` as written) spoken to over plain HTTP. Loopback hosts always are.
@@ -50,7 +52,9 @@ pub struct RemoteOptions {
     pub retries: usize,
     /// First retry delay; doubled each retry (with jitter), capped at 10 s.
     pub retry_base_delay: Duration,
+    /// Where logins come from, asked once per host when it first challenges.
     pub credentials: Arc<dyn CredentialSource>,
+    /// The `User-Agent` header of every request.
     pub user_agent: String,
     /// Tags asked for per page of a tag list (`?n=`).
     pub tags_page_size: usize,
@@ -121,6 +125,7 @@ impl fmt::Debug for RemoteClient {
 }
 
 impl RemoteClient {
+    /// A client with `opts`; fails only when the HTTP client cannot be built.
     pub fn new(opts: RemoteOptions) -> Result<Arc<Self>> {
         let mut http = reqwest::Client::builder()
             .user_agent(&opts.user_agent)
@@ -161,6 +166,7 @@ impl RemoteClient {
         }
     }
 
+    /// The counters so far, over every registry opened through this client.
     pub fn stats(&self) -> RemoteStats {
         let c = &self.counters;
         RemoteStats {

@@ -62,14 +62,20 @@ pub fn why<'a>(reason: Option<&'a str>, error: Option<&'a str>) -> Option<&'a st
 /// command's summary).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Tally {
+    /// Items a dry run would act on.
     pub planned: usize,
+    /// Items done and verified.
     pub promoted: usize,
+    /// Items already there.
     pub skipped: usize,
+    /// Items not done, by rule.
     pub refused: usize,
+    /// Items tried that did not work.
     pub failed: usize,
 }
 
 impl Tally {
+    /// Counts each status once per time it occurs.
     pub fn of(statuses: impl IntoIterator<Item = Status>) -> Tally {
         let mut tally = Tally::default();
         for status in statuses {

@@ -40,17 +40,25 @@ pub const MAX_PENDING: usize = 8 * 1024 * 1024;
 pub struct Entry<'a> {
     /// An HTTP method is a token, which never needs escaping.
     pub method: &'a Method,
+    /// The request path as received, without the query (escaped when written).
     pub path: &'a str,
+    /// The client address (case 12: from `X-Forwarded-For` when the peer is a trusted proxy).
     pub client: IpAddr,
+    /// The TCP peer.
     pub peer: IpAddr,
+    /// The client's location label; `None` when it has none.
     pub label: Option<&'a str>,
+    /// The HTTP status answered.
     pub status: u16,
     /// One of the fixed outcome words (`Outcome::as_str`).
     pub outcome: &'static str,
+    /// The chosen mirror's name (outcome `mirror` only).
     pub mirror: Option<&'a str>,
-    /// JSON-safe by construction (configured URLs refuse quotes, backslashes and control
-    /// characters; the request parts in it are validated), so written as it is.
+    /// The redirect target (redirects only). JSON-safe by construction (configured URLs refuse
+    /// quotes, backslashes and control characters; the request parts in it are validated), so
+    /// written as it is.
     pub location: Option<&'a str>,
+    /// Why the request was answered so.
     pub reason: &'a Reason<'a>,
 }
 
@@ -112,6 +120,7 @@ impl AccessLog {
         AccessLog::to_writer(Box::new(std::io::stdout()))
     }
 
+    /// Whether lines are written at all (false for [`AccessLog::off`]).
     pub fn is_on(&self) -> bool {
         self.shared.is_some()
     }
@@ -128,6 +137,8 @@ impl AccessLog {
         }
     }
 
+    /// Formats one line for `entry` and appends it to this thread's pending lines; the writer
+    /// thread writes it. Dropped (and counted) when it would take them past [`MAX_PENDING`] bytes.
     pub fn log(&self, entry: &Entry<'_>) {
         let Some(shared) = &self.shared else { return };
         LINE.with(|line| {

@@ -34,6 +34,7 @@ pub struct AppState {
     /// Used when there is no prober.
     presence: Arc<dyn Presence>,
     pub(crate) prober: Option<Arc<Prober>>,
+    /// The Prometheus metrics every answered request updates.
     pub metrics: Metrics,
     access_log: AccessLog,
     /// Remote inventories fetched so far (kept across reloads).
@@ -41,6 +42,8 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Routes `snapshot` without probing: every mirror counts as healthy, and one without an
+    /// inventory or a local folder is never chosen. No access log.
     pub fn new(snapshot: Snapshot) -> AppState {
         AppState::with_presence(snapshot, Arc::new(NoProbes))
     }
@@ -90,6 +93,7 @@ impl AppState {
         AppState { access_log: log, ..self }
     }
 
+    /// The access log requests are written to ([`AccessLog::off`] unless one was given).
     pub fn access_log(&self) -> &AccessLog {
         &self.access_log
     }

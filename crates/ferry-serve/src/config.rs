@@ -15,21 +15,25 @@ use crate::glob::Pattern;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Socket address to listen on (default `0.0.0.0:8080`). Read at start only.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// Connections open at once; past it, new ones wait in the listen queue. Read at start only.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// IP addresses or CIDR ranges of reverse proxies whose `X-Forwarded-For` is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
     /// Base of the redirects to content Ferry serves itself (local-folder mirrors); without it
     /// those redirects are relative (`/_ferry/...`).
     #[serde(default)]
     pub public_url: Option<String>,
+    /// Where every request no mirror answers is redirected.
     pub upstream: UpstreamConfig,
     /// Where clients are: range files, the operator's prefixes, a country database (`ferry-locate`).
     #[serde(default)]
     pub locations: ferry_locate::LocationsConfig,
+    /// The mirrors, in any order (order gives no priority).
     #[serde(default)]
     pub mirrors: Vec<MirrorConfig>,
 }
@@ -42,28 +46,39 @@ fn default_max_connections() -> usize {
     4096
 }
 
+/// `upstream`: the origins everything falls back to.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
+    /// The registry URL, with an optional repository prefix path.
     pub registry: String,
+    /// Base URL of release files; without it every file path is `404`.
     #[serde(default)]
     pub files: Option<String>,
+    /// Registry for cosign signature tags and referrers; `None`: `registry` serves them.
     #[serde(default)]
     pub signatures: Option<String>,
 }
 
+/// One entry of `mirrors`, as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MirrorConfig {
+    /// Unique name, 1-64 characters of `[A-Za-z0-9._-]`; shown in logs, metrics and `/debug/route`.
     pub name: String,
+    /// URL template with `{digest}`, or a local folder of `sha256:<hex>` files.
     #[serde(default)]
     pub blobs: Option<String>,
+    /// URL template with `{path}`, or a local folder holding the release tree.
     #[serde(default)]
     pub files: Option<String>,
+    /// Location labels, globs or `*`: which clients the mirror serves (must not be empty).
     #[serde(default)]
     pub serves: Vec<String>,
+    /// Source of the list of what the mirror holds (path or URL); `None`: presence is probed.
     #[serde(default)]
     pub inventory: Option<String>,
+    /// Share of objects among equally specific mirrors (at least 1; default 1).
     #[serde(default = "default_weight")]
     pub weight: u32,
 }
@@ -76,11 +91,14 @@ fn default_weight() -> u32 {
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("{field}: {message}")]
 pub struct ConfigError {
+    /// The field at fault (`mirrors[1].blobs`), or the file (`ferry.yaml:7`) when the YAML itself is refused.
     pub field: String,
+    /// What is wrong with it.
     pub message: String,
 }
 
 impl ConfigError {
+    /// An error about `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError { field: field.into(), message: message.into() }
     }
@@ -196,6 +214,8 @@ pub struct RegistryBase {
 }
 
 impl RegistryBase {
+    /// Parses `upstream.registry` or `upstream.signatures`: an absolute http(s) URL without user
+    /// info, query or fragment; a leading `v2/` in its path is dropped. Errors name `field`.
     pub fn parse(field: &str, text: &str) -> Result<RegistryBase, ConfigError> {
         let url = absolute_http_url(field, text)?;
         if url.query().is_some() {
@@ -244,6 +264,8 @@ pub struct FilesBase {
 }
 
 impl FilesBase {
+    /// Parses `upstream.files`: an absolute http(s) URL without user info, query or fragment; a
+    /// trailing `/` is dropped. Errors name `field`.
     pub fn parse(field: &str, text: &str) -> Result<FilesBase, ConfigError> {
         let url = absolute_http_url(field, text)?;
         if url.query().is_some() {

@@ -13,15 +13,20 @@ use crate::request::FilePath;
 /// Whether a mirror holds an object, as far as is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Holding {
+    /// It holds it (listed in its inventory, found by a probe or in its folder).
     Yes,
+    /// It does not (not in its inventory or folder, or a probe said absent).
     No,
+    /// Not known (no probe answer within the budget, or the probe failed): the mirror is not chosen.
     Unknown,
 }
 
 /// An object a mirror may hold.
 #[derive(Debug, Clone, Copy)]
 pub enum Object<'a> {
+    /// A registry blob, by its digest.
     Blob(&'a Digest),
+    /// A release file, by its validated path.
     File(&'a FilePath),
 }
 
@@ -41,8 +46,11 @@ pub enum Outcome {
     Files,
     /// Bytes served by Ferry itself from a local-folder mirror (case 3a).
     Served,
+    /// 400 (malformed request), or 416 for an unsatisfiable range on mirror content.
     BadRequest,
+    /// 404: not a path Ferry serves or redirects.
     NotFound,
+    /// 405: a method other than `GET` or `HEAD`.
     MethodNotAllowed,
 }
 
@@ -60,10 +68,12 @@ impl Outcome {
         Outcome::MethodNotAllowed,
     ];
 
+    /// Position of the outcome in [`Outcome::ALL`] (indexes per-outcome metric counters).
     pub fn index(self) -> usize {
         self as usize
     }
 
+    /// The snake_case name used in metric labels, the access log and `/debug/route`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
@@ -78,6 +88,7 @@ impl Outcome {
         }
     }
 
+    /// Whether the request is answered with a 307 (to a mirror or an upstream).
     pub fn is_redirect(&self) -> bool {
         matches!(self, Outcome::Mirror | Outcome::Upstream | Outcome::Signatures | Outcome::Files)
     }
@@ -86,10 +97,12 @@ impl Outcome {
 /// One mirror as considered for a request (built only when a decision is explained).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Candidate {
+    /// The mirror's name.
     pub mirror: String,
     /// The most specific `serves` pattern that matched the label, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matched: Option<String>,
+    /// The tier of that pattern; `None` when no pattern matched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tier: Option<Tier>,
     /// Why it was not chosen; `None` for the chosen mirror.
@@ -97,18 +110,22 @@ pub struct Candidate {
     pub skipped: Option<String>,
 }
 
-/// Whether [`route`] lists every mirror it considered ([`Decision::candidates`]). Serving does
+/// Whether [`crate::route::route`] lists every mirror it considered ([`Decision::candidates`]). Serving does
 /// not (no allocation per mirror per request); `/debug/route` and the tests do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detail {
+    /// Decide only: no candidate list (serving).
     Lean,
+    /// Also record every candidate and why it was skipped (`/debug/route`, tests).
     Explain,
 }
 
 /// How Ferry knows the chosen mirror holds the object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Evidence {
+    /// The mirror's inventory lists it.
     Inventory,
+    /// A presence probe (`HEAD`) found it.
     Probe,
     /// A local-folder mirror without an inventory: the file is there.
     Folder,
@@ -118,18 +135,24 @@ pub enum Evidence {
 /// decision itself allocates nothing but its `Location`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason<'a> {
+    /// A fixed explanation (most redirects to an upstream, fixed answers).
     Text(&'static str),
     /// A refusal from parsing (rare; its message is built then).
     Owned(String),
     /// A mirror was chosen.
     Chosen {
+        /// The mirror's most specific `serves` pattern matching the label.
         pattern: &'a Pattern,
+        /// The client's location label; `None` when it has none.
         label: Option<&'a str>,
+        /// How Ferry knows the mirror holds the object.
         evidence: Evidence,
+        /// Eligible mirrors at the winning tier (the weighted hash chose when above 1).
         ties: usize,
     },
     /// No mirror was eligible among `considered` candidates.
     NoEligible {
+        /// Mirrors with a template for this kind of object; 0 when there is none.
         considered: usize,
     },
 }
@@ -212,9 +235,13 @@ impl Serialize for Reason<'_> {
     }
 }
 
+/// How one request is answered: status, outcome, redirect target and why. Also the `decision`
+/// of `/debug/route`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision<'a> {
+    /// The HTTP status of the answer (200, 307, 400, 404 or 405).
     pub status: u16,
+    /// How the request ended (metrics and access-log `outcome`).
     pub outcome: Outcome,
     /// The redirect target (status 307 only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -222,9 +249,10 @@ pub struct Decision<'a> {
     /// The chosen mirror (outcome `mirror` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mirror: Option<&'a str>,
-    /// Index of the chosen mirror in [`Snapshot::mirrors`] (for the metrics).
+    /// Index of the chosen mirror in [`crate::Snapshot::mirrors`] (for the metrics).
     #[serde(skip)]
     pub mirror_index: Option<usize>,
+    /// Why this answer was chosen.
     pub reason: Reason<'a>,
     /// Every mirror considered (blobs and non-checksum files only), with [`Detail::Explain`].
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -8,15 +8,22 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
+    /// Matched only by `*`.
     Any = 0,
+    /// Matched by a glob with `*` wildcards.
     Glob = 1,
+    /// Matched by the exact label.
     Exact = 2,
 }
 
+/// One parsed `serves` pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pattern {
+    /// A location label, matched exactly (no `*`).
     Exact(String),
+    /// Text with at least one `*` and at least one other character.
     Glob(String),
+    /// `*` alone (or only `*`s): matches every client, with or without a label.
     Any,
 }
 
@@ -38,6 +45,7 @@ impl Pattern {
         })
     }
 
+    /// How specific a match by this pattern is.
     pub fn tier(&self) -> Tier {
         match self {
             Pattern::Exact(_) => Tier::Exact,

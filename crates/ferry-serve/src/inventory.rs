@@ -16,14 +16,30 @@ use ferry_store::inventory::Entry;
 
 use crate::request::FilePath;
 
+/// Why an inventory was refused.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum InventoryError {
+    /// One line is not a valid entry (or is too long).
     #[error("{file}:{line}: {message}")]
-    Line { file: String, line: usize, message: String },
+    Line {
+        /// The inventory's source, as configured.
+        file: String,
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong with the line.
+        message: String,
+    },
+    /// The inventory as a whole: it cannot be read or fetched, or it is too large.
     #[error("{file}: {message}")]
-    Source { file: String, message: String },
+    Source {
+        /// The inventory's source, as configured.
+        file: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
+/// What one mirror is trusted to hold: a set of blob digests and a set of file paths.
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
     blobs: Box<[[u8; 32]]>,
@@ -63,18 +79,22 @@ impl Inventory {
         Inventory::parse(&text, source)
     }
 
+    /// Whether the inventory lists this blob.
     pub fn has_blob(&self, digest: &Digest) -> bool {
         self.blobs.binary_search(&decode_hex(digest.hex())).is_ok()
     }
 
+    /// Whether the inventory lists this file path.
     pub fn has_file(&self, path: &FilePath) -> bool {
         self.files.contains(path.as_str())
     }
 
+    /// Number of distinct blobs listed.
     pub fn blob_count(&self) -> usize {
         self.blobs.len()
     }
 
+    /// Number of distinct files listed.
     pub fn file_count(&self) -> usize {
         self.files.len()
     }
@@ -104,7 +124,7 @@ pub fn resolve(source: &str, base_dir: &Path) -> Result<PathBuf, InventoryError>
     if let Some((scheme, _)) = source.split_once("://") {
         return Err(InventoryError::Source {
             file: source.to_string(),
-            message: format!("{scheme}:// inventories are fetched by the server (crate::remote), not read from disk"),
+            message: format!("{scheme}:// inventories are fetched by the server, not read from disk"),
         });
     }
     let path = Path::new(source);

@@ -8,7 +8,7 @@ use crate::answer::AppState;
 use crate::connection::{connection_builder, serve_connection};
 
 /// Serves HTTP/1.1 on `listener` until the future is dropped, on the current runtime: one task
-/// per connection (see [`serve_connection`]), at most `max_connections` at once.
+/// per connection (see `connection::serve_connection`), at most `max_connections` at once.
 pub async fn run(listener: tokio::net::TcpListener, state: Arc<AppState>) {
     let http = connection_builder();
     let acceptor = Acceptor::new(listener, state.snapshot().max_connections);

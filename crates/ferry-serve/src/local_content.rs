@@ -24,8 +24,20 @@ use crate::snapshot::{resolve_in_folder, Snapshot};
 /// What a request for local-folder content asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LocalContent {
-    Blob { mirror: String, digest: Digest },
-    File { mirror: String, path: FilePath },
+    /// `/_ferry/mirrors/<mirror>/blobs/<digest>`.
+    Blob {
+        /// The mirror name from the path (a valid name, not yet known to be configured).
+        mirror: String,
+        /// The blob asked for.
+        digest: Digest,
+    },
+    /// `/_ferry/mirrors/<mirror>/files/<path>`.
+    File {
+        /// The mirror name from the path (a valid name, not yet known to be configured).
+        mirror: String,
+        /// The file asked for, with its leading `/`.
+        path: FilePath,
+    },
 }
 
 /// Parses a path for which [`crate::request::is_reserved`] holds: malformed (case 2 characters, a bad digest, a

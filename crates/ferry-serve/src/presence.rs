@@ -9,6 +9,7 @@ use crate::snapshot::Mirror;
 pub trait Presence: Send + Sync {
     /// Only asked about mirrors without an inventory.
     fn holds(&self, mirror: &Mirror, object: Object<'_>) -> Holding;
+    /// Whether the mirror is in the routing (its health probes pass).
     fn healthy(&self, mirror: &Mirror) -> bool;
 }
 

@@ -34,10 +34,13 @@ pub struct ProbeSettings {
     pub budget: Duration,
     /// Timeout of one probe `HEAD`.
     pub probe_timeout: Duration,
+    /// TTL of a probe that found the object.
     pub present_ttl: Duration,
+    /// TTL of a probe that found the object missing (403, 404 or 410).
     pub absent_ttl: Duration,
     /// TTL of a probe that failed (connection error, timeout, unexpected status).
     pub error_ttl: Duration,
+    /// Time between two rounds of health probes.
     pub health_interval: Duration,
     /// Consecutive failed health probes before a mirror is out.
     pub health_failures: u32,
@@ -63,8 +66,11 @@ impl Default for ProbeSettings {
 /// The result of one presence probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probe {
+    /// The mirror answered 2xx.
     Present,
+    /// The mirror answered 403, 404 or 410 (S3 says 403 for a missing key).
     Absent,
+    /// A connection error, timeout or any other status: presence unknown.
     Error,
 }
 
@@ -112,6 +118,8 @@ pub struct Prober {
 }
 
 impl Prober {
+    /// A prober with an empty cache and every mirror out of the routing until its first health
+    /// probe succeeds.
     pub fn new(settings: ProbeSettings) -> Arc<Prober> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::limited(3))
@@ -136,6 +144,7 @@ impl Prober {
         })
     }
 
+    /// The timings this prober was built with.
     pub fn settings(&self) -> &ProbeSettings {
         &self.settings
     }

@@ -16,6 +16,7 @@ pub const MAX_QUERY: usize = 1024;
 pub struct SafeQuery(String);
 
 impl SafeQuery {
+    /// Checks a raw query string (without the `?`); the error says which rule it breaks.
     pub fn parse(text: &str) -> Result<SafeQuery, String> {
         if text.len() > MAX_QUERY {
             return Err(format!("query longer than {MAX_QUERY} bytes"));
@@ -29,6 +30,7 @@ impl SafeQuery {
         Ok(SafeQuery(text.to_string()))
     }
 
+    /// The query as received, without the `?`.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -39,28 +41,43 @@ impl SafeQuery {
 pub enum Resource {
     /// `GET /v2/` (the API version check).
     ApiBase,
+    /// `/v2/<name>/blobs/<digest>` (case 6).
     Blob {
+        /// The repository name.
         name: RepoName,
+        /// The blob's digest.
         digest: Digest,
     },
+    /// `/v2/<name>/manifests/<reference>` (cases 7 and 8).
     Manifest {
+        /// The repository name.
         name: RepoName,
+        /// The tag or digest asked for.
         reference: Reference,
     },
+    /// `/v2/<name>/tags/list` (case 7).
     TagsList {
+        /// The repository name.
         name: RepoName,
     },
+    /// `/v2/<name>/referrers/<digest>` (case 8).
     Referrers {
+        /// The repository name.
         name: RepoName,
+        /// The digest of the manifest whose referrers are asked for.
         digest: Digest,
     },
+    /// Any other path: a release file (cases 9-11).
     File {
+        /// The validated file path.
         path: FilePath,
     },
 }
 
+/// A parsed request: what it asks for and its query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteRequest {
+    /// What the request asks for.
     pub resource: Resource,
     /// Copied verbatim onto redirects to an upstream; never onto a mirror's (its template decides
     /// the whole URL).
@@ -68,6 +85,7 @@ pub struct RouteRequest {
 }
 
 impl RouteRequest {
+    /// A request for `resource` without a query string.
     pub fn new(resource: Resource) -> Self {
         RouteRequest { resource, query: None }
     }
@@ -83,6 +101,7 @@ pub enum Reject {
 }
 
 impl Reject {
+    /// The HTTP status of the refusal: 400 or 404.
     pub fn status(&self) -> u16 {
         match self {
             Reject::BadRequest(_) => 400,
@@ -90,12 +109,14 @@ impl Reject {
         }
     }
 
+    /// Why the request was refused, for the access log and `/debug/route`.
     pub fn message(&self) -> &str {
         match self {
             Reject::BadRequest(m) | Reject::NotFound(m) => m,
         }
     }
 
+    /// The same as [`Reject::message`], without copying it.
     pub fn into_message(self) -> String {
         match self {
             Reject::BadRequest(m) | Reject::NotFound(m) => m,

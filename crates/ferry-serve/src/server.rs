@@ -35,6 +35,7 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
 
 /// A server [`start`]ed: what `ferry serve` runs, and what tests drive.
 pub struct Server {
+    /// The handlers' shared state: snapshot in force, prober, metrics, access log.
     pub state: Arc<AppState>,
     /// Where it accepts connections.
     pub address: std::net::SocketAddr,
@@ -50,7 +51,7 @@ pub struct Server {
 /// and accepts on `listener` (else on the configuration's `listen` address).
 ///
 /// Requests are served like nginx's workers, on one thread per core, each with its own
-/// single-threaded runtime, so a request never crosses threads (see [`crate::workers`]).
+/// single-threaded runtime, so a request never crosses threads (see `workers.rs`).
 /// Accepting, reload and probing run on the caller's runtime.
 pub async fn start(config_path: PathBuf, listener: Option<tokio::net::TcpListener>) -> anyhow::Result<Server> {
     let remote = RemoteInventories::default();

@@ -1,5 +1,5 @@
 //! An immutable, fully validated view of the configuration and inventories. A reload builds a
-//! whole new [`Snapshot`] and swaps it in (see [`crate::server::AppState::reload`]); a request
+//! whole new [`Snapshot`] and swaps it in (see [`crate::AppState::reload`]); a request
 //! always sees one consistent snapshot.
 
 use std::collections::{HashMap, HashSet};
@@ -19,19 +19,30 @@ use crate::glob::Pattern;
 use crate::inventory::{self, Inventory, InventoryError};
 use crate::remote_inventory::{self, RemoteInventories};
 
+/// The validated `upstream` section.
 #[derive(Debug)]
 pub struct Upstream {
+    /// Where blobs, manifests and tags lists go when no mirror answers.
     pub registry: RegistryBase,
+    /// Where signature tags and referrers go; `None`: to `registry`.
     pub signatures: Option<RegistryBase>,
+    /// The origin of release files; `None`: file paths are `404`.
     pub files: Option<FilesBase>,
 }
 
+/// One validated mirror.
 #[derive(Debug)]
 pub struct Mirror {
+    /// Its unique name.
     pub name: String,
+    /// Where its blobs are (for a local folder, Ferry's own `/_ferry/mirrors/` URL); `None`: it
+    /// serves no blobs.
     pub blobs: Option<Template>,
+    /// The same for release files.
     pub files: Option<Template>,
+    /// Which clients it serves (never empty).
     pub serves: Vec<Pattern>,
+    /// Share of objects among equally specific mirrors (at least 1).
     pub weight: u32,
     /// The source as configured, if any.
     pub inventory_source: Option<String>,
@@ -70,17 +81,23 @@ impl Mirror {
     }
 }
 
+/// Everything a request is routed with: validated configuration, inventories and locator.
 pub struct Snapshot {
+    /// Socket address to listen on (only the first snapshot's counts).
     pub listen: SocketAddr,
     /// See [`Config::max_connections`]; like `listen`, only the first snapshot's counts.
     pub max_connections: usize,
+    /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Where requests no mirror answers go.
     pub upstream: Upstream,
+    /// The mirrors, in configuration order.
     pub mirrors: Vec<Mirror>,
+    /// Maps a client address to its location label.
     pub locator: ferry_locate::Locator,
     /// Files whose change should trigger a reload (config + local inventories).
     pub watched: Vec<PathBuf>,
-    /// Remote inventory sources, refreshed periodically (see [`crate::remote`]).
+    /// Remote inventory sources, refreshed periodically (see [`crate::remote_inventory`]).
     pub remote_sources: Vec<String>,
     /// Whether any mirror without an inventory is remote (so presence probes may be needed);
     /// when none is, the prober is never consulted on the request path.
@@ -101,10 +118,18 @@ impl std::fmt::Debug for Snapshot {
 /// Any error building a snapshot.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
+    /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A mirror's inventory cannot be read, fetched or parsed.
     #[error("{field}: {source}")]
-    Inventory { field: String, source: inventory::InventoryError },
+    Inventory {
+        /// The field naming the inventory (`mirrors[1].inventory`).
+        field: String,
+        /// What went wrong with it.
+        source: inventory::InventoryError,
+    },
+    /// The `locations` files cannot be loaded.
     #[error("locations: {0}")]
     Locations(#[from] ferry_locate::LocateError),
 }

@@ -22,12 +22,20 @@ pub struct FanOut {
     pub destinations: Vec<Result<(), StoreError>>,
 }
 
+/// Why the source of a [`fan_out`] was not committed anywhere.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SourceError {
+    /// The source failed part-way (the reader's error text).
     #[error("reading the source failed: {0}")]
     Read(String),
+    /// The source was read whole but its bytes are not the ones expected.
     #[error("the source bytes hash to {actual}, not {expected}: written nowhere")]
-    Mismatch { expected: Digest, actual: Digest },
+    Mismatch {
+        /// The digest the caller asked for.
+        expected: Digest,
+        /// The digest of the bytes actually read.
+        actual: Digest,
+    },
 }
 
 /// Streams `source` once into every upload while hashing it; commits the uploads only when the

@@ -16,12 +16,28 @@ use crate::name::ObjectName;
 use crate::store::Store;
 use crate::StoreError;
 
+/// Why an inventory could not be read.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum InventoryError {
+    /// One line is malformed or too long.
     #[error("{origin}:{line}: {message}")]
-    Line { origin: String, line: usize, message: String },
+    Line {
+        /// Where the text came from (a file, or a store's URL and object name).
+        origin: String,
+        /// The line's number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The text as a whole is refused: too large, or not UTF-8.
     #[error("{origin}: {message}")]
-    Source { origin: String, message: String },
+    Source {
+        /// Where the text came from (a file, or a store's URL and object name).
+        origin: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The store could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -41,6 +57,7 @@ impl Inventory {
     /// around it, or a comment.
     pub const MAX_LINE: usize = 4096;
 
+    /// An empty inventory.
     pub fn new() -> Inventory {
         Inventory::default()
     }
@@ -111,14 +128,17 @@ impl Inventory {
         store.put_small(name, Bytes::from(self.render())).await
     }
 
+    /// Adds a blob digest; `false` when it was already there.
     pub fn insert_blob(&mut self, digest: Digest) -> bool {
         self.blobs.insert(digest)
     }
 
+    /// Removes a blob digest; `false` when it was not there.
     pub fn remove_blob(&mut self, digest: &Digest) -> bool {
         self.blobs.remove(digest)
     }
 
+    /// Whether the blob `digest` is listed.
     pub fn contains_blob(&self, digest: &Digest) -> bool {
         self.blobs.contains(digest)
     }
@@ -131,10 +151,12 @@ impl Inventory {
         Ok(self.files.insert(path.into()))
     }
 
+    /// Removes a release-file path; `false` when it was not there.
     pub fn remove_file(&mut self, path: &str) -> bool {
         self.files.remove(path)
     }
 
+    /// Whether the release-file path (`/release/...`, exactly as listed) is listed.
     pub fn contains_file(&self, path: &str) -> bool {
         self.files.contains(path)
     }
@@ -149,10 +171,12 @@ impl Inventory {
         self.files.iter().map(String::as_str)
     }
 
+    /// Entries listed: blobs and paths together.
     pub fn len(&self) -> usize {
         self.blobs.len() + self.files.len()
     }
 
+    /// Whether nothing is listed.
     pub fn is_empty(&self) -> bool {
         self.blobs.is_empty() && self.files.is_empty()
     }
@@ -161,7 +185,9 @@ impl Inventory {
 /// One entry of an inventory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
+    /// A `sha256:<hex>` line: a blob.
     Blob(Digest),
+    /// A `/path` line: a release file.
     File(FilePath),
 }
 

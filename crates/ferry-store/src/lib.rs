@@ -24,13 +24,28 @@ pub use name::{object_url, ObjectName, ObjectNameError};
 pub use store::{Backend, ByteStream, ObjectInfo, Store, SHA256_METADATA};
 pub use upload::{Upload, PARTS_IN_FLIGHT};
 
+/// Why a store could not be opened, or an object in it read or written.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum StoreError {
+    /// The store could not be opened: a bad URL, an unknown setting or no credentials.
     #[error("store {url}: {message}")]
-    Url { url: String, message: String },
+    Url {
+        /// The URL or path as given.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// `message` carries the backend's own error text (status, code) for the report.
     #[error("{}: {message}", object_url(store, name))]
-    Object { store: String, name: String, message: String },
+    Object {
+        /// The store's URL or path.
+        store: String,
+        /// The object's name, relative to the store's base.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// An upload left uncommitted because its source failed or did not verify (the reason).
     #[error("not committed: {0}")]
     NotCommitted(String),
 }

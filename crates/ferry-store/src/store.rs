@@ -34,10 +34,15 @@ pub const SHA256_METADATA: &str = "sha256";
 /// stores keep the sha256 metadata) and the multipart part size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
+    /// A folder on this machine (`file://` or a plain path).
     Local,
+    /// Amazon S3 or an S3-compatible server (`s3://`).
     S3,
+    /// Google Cloud Storage (`gs://`).
     Gcs,
+    /// Azure Blob Storage (`az://`).
     Azure,
+    /// In memory, gone with the process (`memory://`, for tests).
     Memory,
 }
 
@@ -55,6 +60,7 @@ pub struct Store {
 /// What a HEAD tells about an object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
+    /// Size in bytes.
     pub size: u64,
     /// The sha256 recorded in the object's metadata when Ferry wrote it (cloud stores only).
     pub sha256: Option<String>,
@@ -152,6 +158,7 @@ impl Store {
         &self.url
     }
 
+    /// Which kind of store this is.
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -239,6 +246,7 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes `name`; one that does not exist is no error.
     pub async fn delete(&self, name: &ObjectName) -> Result<(), StoreError> {
         match self.inner.delete(&self.location(name)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

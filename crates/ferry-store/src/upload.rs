@@ -27,6 +27,8 @@ pub(crate) const PART_SIZE: usize = 8 << 20;
 /// Parts uploading at once, per upload.
 pub const PARTS_IN_FLIGHT: usize = 2;
 
+/// A write of one object, invisible under its name until [`Upload::commit`] (see the module
+/// docs). Made by [`Store::upload`]; dropping it uncommitted leaves nothing behind.
 pub struct Upload {
     store: Store,
     name: ObjectName,
@@ -85,10 +87,12 @@ impl Upload {
         }
     }
 
+    /// The object being written.
     pub fn name(&self) -> &ObjectName {
         &self.name
     }
 
+    /// The store written to.
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -98,6 +102,7 @@ impl Upload {
         self.written
     }
 
+    /// Whether no bytes have been handed to it yet.
     pub fn is_empty(&self) -> bool {
         self.written == 0
     }

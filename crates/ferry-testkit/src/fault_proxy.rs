@@ -21,7 +21,12 @@ use tokio::sync::Notify;
 #[derive(Clone, Debug)]
 pub enum Fault {
     /// Answer with this status (and `Retry-After`, if given) without asking the upstream.
-    Status { status: u16, retry_after: Option<String> },
+    Status {
+        /// The HTTP status code, e.g. 429 or 503.
+        status: u16,
+        /// The `Retry-After` header's value (seconds or an HTTP date); `None` to send none.
+        retry_after: Option<String>,
+    },
     /// Close the connection without answering.
     Reset,
     /// Forward, but flip bytes of the upstream's response body (same length).
@@ -32,9 +37,13 @@ pub enum Fault {
 /// path and query contain `path_contains`.
 #[derive(Clone, Debug)]
 pub struct FaultRule {
+    /// The HTTP method (`GET`, `PUT`, ...) to match; `None` for any.
     pub method: Option<String>,
+    /// A substring of the path and query to match (`""` for every request).
     pub path_contains: String,
+    /// How many matching requests are faulted; later ones pass through.
     pub times: usize,
+    /// What to do to them.
     pub fault: Fault,
 }
 
@@ -48,6 +57,7 @@ struct State {
     rules: Mutex<Vec<(FaultRule, usize)>>,
 }
 
+/// A running fault proxy; it stops serving (and drops its open connections) on drop.
 pub struct FaultProxy {
     state: Arc<State>,
     server: tokio::task::JoinHandle<()>,
@@ -74,6 +84,8 @@ impl FaultProxy {
         self.state.host.clone()
     }
 
+    /// Adds a rule for the requests from now on. Rules are tried in the order added; a request
+    /// gets the fault of the first one that matches and has fired fewer than `times` times.
     pub fn add_fault(&self, rule: FaultRule) {
         self.state.rules.lock().unwrap().push((rule, 0));
     }
@@ -83,6 +95,8 @@ impl FaultProxy {
         self.state.requests.lock().unwrap().clone()
     }
 
+    /// Requests seen (since the last [`FaultProxy::reset_counts`]) with `method` whose path and
+    /// query contain `path_contains`, faulted ones included.
     pub fn count(&self, method: &str, path_contains: &str) -> usize {
         let requests = self.state.requests.lock().unwrap();
         requests.iter().filter(|(m, p)| m == method && p.contains(path_contains)).count()
@@ -93,6 +107,7 @@ impl FaultProxy {
         self.count("GET", "/blobs/sha256:")
     }
 
+    /// Forgets the requests seen so far; the rules and how often they have fired are kept.
     pub fn reset_counts(&self) {
         self.state.requests.lock().unwrap().clear();
     }

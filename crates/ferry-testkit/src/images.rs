@@ -13,15 +13,20 @@ use serde_json::json;
 /// Which family of media types an image uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavour {
+    /// OCI manifests and indexes, uncompressed tar layers.
     Oci,
+    /// Docker schema 2 manifests and manifest lists, gzip layers.
     Docker,
 }
 
 /// A blob with its digest.
 #[derive(Clone, Debug)]
 pub struct Blob {
+    /// The sha256 of `bytes`.
     pub digest: Digest,
+    /// The media type its descriptors give it.
     pub media_type: String,
+    /// The contents.
     pub bytes: Bytes,
 }
 
@@ -38,6 +43,8 @@ impl Blob {
 /// An image: its top manifest (an index, or a single manifest), child manifests and blobs.
 #[derive(Clone, Debug)]
 pub struct TestImage {
+    /// The manifest the image is pulled by: the index of a multi-arch image, else the one
+    /// manifest.
     pub top: Manifest,
     /// Child manifests of an index, in order (empty for a single-arch image).
     pub children: Vec<Manifest>,
@@ -46,6 +53,7 @@ pub struct TestImage {
 }
 
 impl TestImage {
+    /// The image's digest: that of its top manifest.
     pub fn digest(&self) -> &Digest {
         &self.top.digest
     }
@@ -96,7 +104,9 @@ fn layer(flavour: Flavour, seed: u64, size: usize) -> (Blob, Digest) {
 /// What to build. Layers are (seed, size); equal seeds give equal layers across images.
 #[derive(Clone, Debug)]
 pub struct ImageSpec {
+    /// OCI or Docker media types.
     pub flavour: Flavour,
+    /// Architectures (`amd64`, `arm64`, ...), one manifest each; more than one makes an index.
     pub archs: Vec<&'static str>,
     /// Per-architecture layers: the seed is mixed with the architecture so that each arch gets
     /// its own bytes, but two images with the same seeds share them.
@@ -117,15 +127,20 @@ impl ImageSpec {
         }
     }
 
+    /// A single-arch (`amd64`) OCI image, no index: the [`ImageSpec::two_arch`] layers, both of
+    /// `size` bytes.
     pub fn single(label: &str, size: usize) -> ImageSpec {
         ImageSpec { archs: vec!["amd64"], ..ImageSpec::two_arch(label, size, size) }
     }
 
+    /// The same spec with `flavour`'s media types.
     pub fn flavour(mut self, flavour: Flavour) -> ImageSpec {
         self.flavour = flavour;
         self
     }
 
+    /// Builds the image's blobs and manifests in memory; the same spec always gives the same
+    /// bytes.
     pub fn build(&self) -> TestImage {
         let (manifest_type, index_type, config_type) = match self.flavour {
             Flavour::Oci => {

@@ -12,6 +12,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Another process can take the port between our probe and the registry's bind: try again.
 const PORT_ATTEMPTS: usize = 5;
 
+/// A running `docker-registry` and its temporary directory; killed and removed on drop.
 pub struct RegistryServer {
     // Dropped (killed and reaped) before `dir` is removed.
     child: Child,

@@ -11,10 +11,14 @@ use anyhow::{bail, Context, Result};
 const BINARY: &str = "s3s-fs";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const PORT_ATTEMPTS: usize = 5;
+/// The access key the server accepts (`AWS_ACCESS_KEY_ID`).
 pub const ACCESS_KEY: &str = "ferry-test-access";
+/// The secret key the server accepts (`AWS_SECRET_ACCESS_KEY`).
 pub const SECRET_KEY: &str = "ferry-test-secret-key";
+/// The region clients sign requests for (`AWS_REGION`).
 pub const REGION: &str = "us-east-1";
 
+/// A running `s3s-fs` and its temporary directory; killed and removed on drop.
 pub struct S3Server {
     child: Child,
     port: u16,
@@ -22,6 +26,7 @@ pub struct S3Server {
 }
 
 impl S3Server {
+    /// Starts a server with no buckets, ready once its port accepts connections.
     pub async fn start() -> Result<S3Server> {
         for _ in 0..PORT_ATTEMPTS {
             let mut server = Self::spawn()?;
@@ -105,6 +110,7 @@ impl S3Server {
         ]
     }
 
+    /// The server's temporary directory: its log, and the buckets under `data/`.
     pub fn root(&self) -> &Path {
         self.dir.path()
     }

@@ -30,7 +30,9 @@ pub const MAX_DEPTH: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct OutOfBounds {
+    /// The 1-based line where the nesting passed [`MAX_DEPTH`]; `None` when the input is too large.
     pub line: Option<usize>,
+    /// Which limit was passed, for people; also the error's `Display`.
     pub message: String,
 }
 
