@@ -14,7 +14,7 @@
 //! Refusals and failures are per target: every good file lands whatever happens to the rest.
 
 pub mod copy;
-pub mod inventory;
+pub mod destination_inventory;
 pub mod plan;
 mod report;
 
@@ -139,7 +139,7 @@ pub async fn promote(
     let inventories = match &options.inventory {
         Some(name) => {
             progress.phase("inventories");
-            inventory::update(&targets, stores, name, options.confirm).await
+            destination_inventory::update(&targets, stores, name, options.confirm).await
         }
         None => Vec::new(),
     };

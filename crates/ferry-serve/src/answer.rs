@@ -190,7 +190,7 @@ impl AppState {
         if is_reserved(path) {
             let (outcome, status, response) = match (method, local_content::parse(path)) {
                 (&Method::GET | &Method::HEAD, Ok(object)) => {
-                    local_content::serve(&snapshot, &object, request.headers()).await
+                    local_content::answer(&snapshot, &object, request.headers()).await
                 }
                 (&Method::GET | &Method::HEAD, Err(reject)) => {
                     let d = reject_decision(reject);

@@ -81,14 +81,14 @@ pub(crate) fn serve_connection(
 ) -> impl Future<Output = ()> + Send + 'static {
     let _ = stream.set_nodelay(true);
     let connection = Connection { state: state.clone(), peer: peer.ip().to_canonical() };
-    serve(stream, connection, http.clone())
+    answer_until_closed(stream, connection, http.clone())
 }
 
 /// A worker gives up its core after this many answers (`sched_yield`; see [`yield_sometimes`]).
 const ANSWERS_PER_YIELD: u32 = 32;
 
 /// Serves `stream` until the client closes it: lean while requests allow, then hyper.
-async fn serve(mut stream: TcpStream, connection: Connection, http: hyper::server::conn::http1::Builder) {
+async fn answer_until_closed(mut stream: TcpStream, connection: Connection, http: hyper::server::conn::http1::Builder) {
     let mut buffer = BytesMut::with_capacity(4 << 10);
     let mut out = Vec::with_capacity(1 << 10);
     // The next request's head must be complete by `deadline`. The timer is not moved with it

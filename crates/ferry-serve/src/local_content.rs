@@ -68,7 +68,11 @@ pub fn parse(path: &str) -> Result<LocalContent, Reject> {
 /// Answers a `GET` or `HEAD`: `200` with the bytes (`206` for one satisfiable `Range`, `416` for
 /// an unsatisfiable one), `404` when the mirror is not a local folder of that kind or the file is
 /// not there. Returns the outcome and status for the log and metrics.
-pub async fn serve(snapshot: &Snapshot, request: &LocalContent, headers: &HeaderMap) -> (Outcome, u16, Response<Body>) {
+pub async fn answer(
+    snapshot: &Snapshot,
+    request: &LocalContent,
+    headers: &HeaderMap,
+) -> (Outcome, u16, Response<Body>) {
     let (mirror, relative, digest) = match request {
         LocalContent::Blob { mirror, digest } => (mirror, digest.as_str(), Some(digest)),
         LocalContent::File { mirror, path } => (mirror, path.relative(), None),

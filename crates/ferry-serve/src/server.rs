@@ -72,7 +72,7 @@ pub async fn start(config_path: PathBuf, listener: Option<tokio::net::TcpListene
         None => tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?,
     };
     let address = listener.local_addr().context("the listening address")?;
-    let serving = tokio::spawn(crate::workers::serve_on_workers(listener, state.clone(), workers));
+    let serving = tokio::spawn(crate::workers::accept_for_workers(listener, state.clone(), workers));
     Ok(Server { state, address, workers, serving })
 }
 

@@ -28,7 +28,7 @@ struct Worker {
 
 /// Starts `workers` serving threads, then accepts on `listener` until dropped, handing each
 /// connection to the worker with the fewest open. An error only when a thread cannot be started.
-pub(crate) async fn serve_on_workers(
+pub(crate) async fn accept_for_workers(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     workers: usize,
