@@ -40,16 +40,24 @@ struct Fetched {
 pub struct RemoteInventories {
     client: reqwest::Client,
     fetched: Mutex<HashMap<String, Fetched>>,
+    /// Largest inventory fetched, in bytes: a larger one is refused as it arrives.
+    limit: usize,
 }
 
 impl Default for RemoteInventories {
     fn default() -> Self {
         let client = reqwest::Client::builder().timeout(FETCH_TIMEOUT).build().expect("HTTP client");
-        RemoteInventories { client, fetched: Mutex::new(HashMap::new()) }
+        RemoteInventories { client, fetched: Mutex::new(HashMap::new()), limit: ferry_store::Inventory::MAX_BYTES }
     }
 }
 
 impl RemoteInventories {
+    /// Refuses inventories larger than `limit` bytes (by default, the limit of any inventory:
+    /// `ferry_store::Inventory::MAX_BYTES`).
+    pub fn with_limit(limit: usize) -> RemoteInventories {
+        RemoteInventories { limit, ..RemoteInventories::default() }
+    }
+
     /// The inventory at `source`: the one fetched before, else fetched now.
     pub async fn get(&self, source: &str) -> Result<Arc<Inventory>, InventoryError> {
         if let Some(f) = self.fetched.lock().expect("remote inventories").get(source) {
@@ -74,7 +82,7 @@ impl RemoteInventories {
                 Some(f) => f,
             }
         } else {
-            let text = fetch_store(source).await?;
+            let text = fetch_store(source, self.limit).await?;
             let same = self.fetched.lock().expect("remote inventories").get(source).and_then(|f| f.text.as_ref())
                 == Some(&text);
             if same {
@@ -110,7 +118,17 @@ impl RemoteInventories {
         }
         let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let (etag, last_modified) = (header(reqwest::header::ETAG), header(reqwest::header::LAST_MODIFIED));
-        let text = response.text().await.map_err(|e| fail(format!("cannot fetch: {e}")))?;
+        // Never more than the limit plus one chunk is held: a larger inventory is refused as it
+        // arrives, before it is parsed.
+        let mut body = Vec::new();
+        let mut response = response;
+        while let Some(chunk) = response.chunk().await.map_err(|e| fail(format!("cannot fetch: {e}")))? {
+            body.extend_from_slice(&chunk);
+            if body.len() > self.limit {
+                return Err(fail(format!("larger than the limit of {} bytes for an inventory", self.limit)));
+            }
+        }
+        let text = String::from_utf8(body).map_err(|_| fail("cannot fetch: not UTF-8 text".into()))?;
         let (inventory, _) = parse(text, source).await?;
         Ok(Some(Fetched { inventory, etag, last_modified, text: None }))
     }
@@ -123,7 +141,7 @@ async fn parse(text: String, source: &str) -> Result<(Arc<Inventory>, String), I
 }
 
 /// Reads `<store URL>/<object>` (the last path segment is the object) through `ferry-store`.
-async fn fetch_store(source: &str) -> Result<String, InventoryError> {
+async fn fetch_store(source: &str, limit: usize) -> Result<String, InventoryError> {
     let fail = |message: String| InventoryError::Source { file: source.to_string(), message };
     let (store_url, object) = source
         .rsplit_once('/')
@@ -133,8 +151,11 @@ async fn fetch_store(source: &str) -> Result<String, InventoryError> {
         .ok_or_else(|| fail("an object-store inventory must name an object: <scheme>://<bucket>/<path>".into()))?;
     let store = ferry_store::Store::open(&format!("{store_url}/")).map_err(|e| fail(e.to_string()))?;
     let name = ferry_store::ObjectName::parse(object).map_err(|e| fail(e.to_string()))?;
-    let bytes =
-        store.read_small(&name).await.map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("not found".into()))?;
+    let bytes = store
+        .read_small(&name, limit as u64)
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .ok_or_else(|| fail("not found".into()))?;
     String::from_utf8(bytes.to_vec()).map_err(|_| fail("not UTF-8 text".into()))
 }
 
@@ -155,7 +176,7 @@ mod tests {
     #[tokio::test]
     async fn an_object_store_source_must_name_an_object() {
         for s in ["s3://bucket", "s3://bucket/", "s3:///x"] {
-            let e = fetch_store(s).await.unwrap_err();
+            let e = fetch_store(s, 1 << 20).await.unwrap_err();
             assert!(e.to_string().contains("must name an object"), "{s}: {e}");
         }
     }

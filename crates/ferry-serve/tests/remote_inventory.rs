@@ -121,3 +121,17 @@ async fn http_inventory_is_fetched_refreshed_conditionally_and_kept_on_failure()
     assert!(state.reload(&other).await.is_err());
     assert!(mirror_holds(&state, D2));
 }
+
+/// An inventory larger than the limit is refused as it arrives, before it is parsed (and before
+/// the rest of it is read).
+#[tokio::test]
+async fn an_http_inventory_over_the_limit_is_refused() {
+    let origin = Arc::new(Origin::default());
+    origin.set(format!("{D1}\n{D2}\n"));
+    let url = start_origin(origin.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), &url);
+    let e = Snapshot::load_fetching(&path, &RemoteInventories::with_limit(100)).await.unwrap_err();
+    assert!(e.to_string().contains("larger than the limit of 100 bytes"), "{e}");
+    Snapshot::load_fetching(&path, &RemoteInventories::with_limit(1000)).await.unwrap();
+}

@@ -43,4 +43,11 @@ async fn s3_inventory_is_read_and_refreshed() {
     let e = state.reload(&path).await.unwrap_err();
     assert!(e.to_string().contains("not found"), "{e}");
     assert!(holds(D2));
+
+    // An object larger than the limit is refused before its bytes are read.
+    std::fs::write(object.join("big.txt"), format!("{D1}\n{D2}\n")).unwrap();
+    std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replace("nope.txt", "big.txt")).unwrap();
+    let small = RemoteInventories::with_limit(100);
+    let e = Snapshot::load_fetching(&path, &small).await.unwrap_err();
+    assert!(e.to_string().contains("larger than the limit of 100"), "{e}");
 }

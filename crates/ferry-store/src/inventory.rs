@@ -113,7 +113,7 @@ impl Inventory {
 
     /// Reads and parses the inventory stored at `name` in `store`; `None` when there is none.
     pub async fn read(store: &Store, name: &ObjectName) -> Result<Option<Inventory>, InventoryError> {
-        let Some(bytes) = store.read_small(name).await? else {
+        let Some(bytes) = store.read_small(name, Inventory::MAX_BYTES as u64).await? else {
             return Ok(None);
         };
         let origin = format!("{} {name}", store.url());

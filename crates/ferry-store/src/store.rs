@@ -230,9 +230,14 @@ impl Store {
     }
 
     /// The whole of `name` in memory (inventories and other small objects), or `None` when it
-    /// does not exist.
-    pub async fn read_small(&self, name: &ObjectName) -> Result<Option<Bytes>, StoreError> {
+    /// does not exist. An object larger than `limit` bytes is refused before its bytes are read.
+    pub async fn read_small(&self, name: &ObjectName, limit: u64) -> Result<Option<Bytes>, StoreError> {
         match self.inner.get(&self.location(name)).await {
+            Ok(result) if result.meta.size > limit => Err(StoreError::Object {
+                store: self.url.to_string(),
+                name: name.to_string(),
+                message: format!("{} bytes, larger than the limit of {limit}", result.meta.size),
+            }),
             Ok(result) => Ok(Some(result.bytes().await.map_err(|e| self.error(name, e))?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error(name, e)),
