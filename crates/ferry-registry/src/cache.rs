@@ -38,6 +38,10 @@ impl Registry for ManifestCache {
         self.inner.name()
     }
 
+    async fn list_repositories(&self) -> Result<Vec<RepoName>> {
+        self.inner.list_repositories().await
+    }
+
     async fn list_tags(&self, repo: &RepoName) -> Result<Vec<Tag>> {
         self.inner.list_tags(repo).await
     }

@@ -256,6 +256,34 @@ fn remove_temp_files_older_than(dir: &Path, before: SystemTime) -> Vec<(PathBuf,
     failures
 }
 
+/// The layouts under `root` (directories holding an `oci-layout` file, `root` itself excepted),
+/// named by their path relative to `root`; those whose path is not a repository name are skipped.
+/// Symlinked directories are not followed; a missing `root` holds none.
+fn find_layouts(root: &Path) -> std::result::Result<Vec<RepoName>, (PathBuf, std::io::Error)> {
+    let mut repos = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == root => return Ok(repos),
+            Err(e) => return Err((dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| (dir.clone(), e))?;
+            let file_type = entry.file_type().map_err(|e| (entry.path(), e))?;
+            if file_type.is_dir() {
+                pending.push(entry.path());
+            } else if entry.file_name() == "oci-layout" && dir != root {
+                let name = dir.strip_prefix(root).ok().and_then(|p| p.to_str()).map(|p| p.replace('\\', "/"));
+                if let Some(repo) = name.and_then(|n| n.parse::<RepoName>().ok()) {
+                    repos.push(repo);
+                }
+            }
+        }
+    }
+    Ok(repos)
+}
+
 fn ref_name(entry: &Value) -> Option<&str> {
     entry.get("annotations")?.get(REF_NAME)?.as_str()
 }
@@ -268,6 +296,15 @@ fn entry_digest(entry: &Value) -> Option<&str> {
 impl Registry for LayoutRegistry {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    async fn list_repositories(&self) -> Result<Vec<RepoName>> {
+        let root = self.root.clone();
+        let found = tokio::task::spawn_blocking(move || find_layouts(&root)).await.expect("blocking task");
+        let mut repos = found.map_err(|(p, e)| self.io_err(&p, e))?;
+        repos.sort();
+        repos.dedup();
+        Ok(repos)
     }
 
     async fn list_tags(&self, repo: &RepoName) -> Result<Vec<Tag>> {

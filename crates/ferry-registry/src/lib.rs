@@ -23,6 +23,7 @@ mod error;
 pub mod graph;
 pub mod layout;
 pub mod remote;
+pub mod snapshot;
 
 use std::fmt;
 use std::sync::Arc;
@@ -101,6 +102,13 @@ impl BlobData {
 pub trait Registry: Send + Sync + fmt::Debug {
     /// How the registry is shown to users: `host[:port]/prefix` or `oci:DIR`.
     fn name(&self) -> &str;
+
+    /// Every repository under the registry's prefix, named relative to it, sorted and without
+    /// duplicates: the catalog (`/v2/_catalog`, following pagination) of a remote registry, the
+    /// layouts (directories holding an `oci-layout` file) under an `oci:` directory. Empty when
+    /// there are none. A name that is not a valid repository name is skipped. A remote registry
+    /// that offers no catalog (404) is an error, not an empty registry.
+    async fn list_repositories(&self) -> Result<Vec<RepoName>>;
 
     /// All tags of `repo`, following pagination; empty when the repository does not exist.
     async fn list_tags(&self, repo: &RepoName) -> Result<Vec<Tag>>;

@@ -287,6 +287,53 @@ impl Registry for RemoteRegistry {
         &self.name
     }
 
+    async fn list_repositories(&self) -> Result<Vec<RepoName>> {
+        #[derive(Deserialize)]
+        struct Catalog {
+            #[serde(default)]
+            repositories: Option<Vec<String>>,
+        }
+        let mut url = self
+            .base
+            .as_ref()
+            .and_then(|base| base.join("_catalog").ok())
+            .ok_or_else(|| self.invalid(format!("{:?} is not a usable registry host", self.host_name)))?;
+        url.query_pairs_mut().append_pair("n", &self.client.opts.tags_page_size.to_string());
+        let scopes = ["registry:catalog:*".to_string()];
+        // An empty registry answers an empty list; 404 means there is no catalog to read.
+        let pages =
+            self.get_pages(url, &scopes, "application/json", &[StatusCode::NOT_FOUND]).await?.ok_or_else(|| {
+                self.invalid(
+                    "offers no catalog (GET /v2/_catalog answered 404 Not Found): name the repositories to read instead".into(),
+                )
+            })?;
+        let under = self.prefix.as_ref().map(|p| format!("{p}/"));
+        let mut repos = Vec::new();
+        for page in pages {
+            let catalog: Catalog = serde_json::from_slice(&page)
+                .map_err(|e| self.invalid(format!("the catalog is not valid JSON: {e}")))?;
+            for name in catalog.repositories.unwrap_or_default() {
+                let relative = match &under {
+                    Some(under) => match name.strip_prefix(under.as_str()) {
+                        Some(rest) => rest,
+                        None => continue,
+                    },
+                    None => name.as_str(),
+                };
+                match relative.parse::<RepoName>() {
+                    Ok(repo) => repos.push(repo),
+                    Err(_) => {
+                        tracing::warn!(registry = %self.name, repository = %name, "skipping an invalid repository name in the catalog")
+                    }
+                }
+            }
+        }
+        // Pages of a changing catalog can overlap.
+        repos.sort();
+        repos.dedup();
+        Ok(repos)
+    }
+
     async fn list_tags(&self, repo: &RepoName) -> Result<Vec<Tag>> {
         #[derive(Deserialize)]
         struct TagList {

@@ -9,6 +9,7 @@ use ferry_oci::{media_types, Digest, Reference, RepoName};
 use ferry_registry::layout::LayoutRegistry;
 use ferry_registry::remote::{RemoteClient, RemoteOptions};
 use ferry_registry::{BlobData, Manifest, Registry, RegistryError};
+use ferry_testkit::fault_proxy::{Fault, FaultProxy, FaultRule};
 use ferry_testkit::images::{push, repo, Flavour, ImageSpec};
 use ferry_testkit::registry_server::RegistryServer;
 use futures::TryStreamExt;
@@ -24,6 +25,7 @@ async fn suite(registry: Arc<dyn Registry>) {
     let other = repo("other");
 
     // Absence is not an error.
+    assert!(r.list_repositories().await.unwrap().is_empty());
     assert!(r.list_tags(&app).await.unwrap().is_empty());
     let missing = Digest::of(b"missing");
     assert_eq!(r.head_manifest(&app, &Reference::Digest(missing.clone())).await.unwrap(), None);
@@ -88,6 +90,9 @@ async fn suite(registry: Arc<dyn Registry>) {
     r.put_manifest(&other, &Reference::Tag("later".parse().unwrap()), &m).await.unwrap();
     assert_eq!(r.list_tags(&other).await.unwrap().len(), 1);
 
+    // Every repository written to, relative to the prefix, sorted (a nested one included).
+    assert_eq!(r.list_repositories().await.unwrap(), [other.clone(), app.clone()]);
+
     // Neither backend here offers the referrers API (distribution 2.8 predates it).
     assert_eq!(r.referrers(&app, &untagged.top.digest).await.unwrap(), None);
 }
@@ -97,6 +102,44 @@ async fn remote_registry_conforms() {
     let server = RegistryServer::start().await.unwrap();
     let client = RemoteClient::new(RemoteOptions::default()).unwrap();
     suite(Arc::new(client.registry(&server.host(), Some(repo("prefix"))))).await;
+
+    // The catalog is filtered by the prefix: a repository outside it is not listed, and one
+    // level up the prefixed ones are.
+    let top = client.registry(&server.host(), None);
+    let image = ImageSpec::single("elsewhere", 256).build();
+    push(&top, &repo("elsewhere"), &image, &["v1"]).await.unwrap();
+    let prefixed = client.registry(&server.host(), Some(repo("prefix")));
+    assert_eq!(prefixed.list_repositories().await.unwrap(), [repo("other"), repo("team/app")]);
+    assert_eq!(
+        top.list_repositories().await.unwrap(),
+        [repo("elsewhere"), repo("prefix/other"), repo("prefix/team/app")]
+    );
+}
+
+#[tokio::test]
+async fn remote_catalog_follows_pagination_and_refuses_a_missing_catalog() {
+    let server = RegistryServer::start().await.unwrap();
+    let proxy = FaultProxy::start(&server.host()).await.unwrap();
+    let client = RemoteClient::new(RemoteOptions { tags_page_size: 2, ..RemoteOptions::default() }).unwrap();
+    let registry = client.registry(&proxy.host(), None);
+    let image = ImageSpec::single("paged", 256).build();
+    let names = ["a", "b/c", "d", "e", "f"];
+    for name in names {
+        push(&registry, &repo(name), &image, &["v1"]).await.unwrap();
+    }
+    proxy.reset_counts();
+    assert_eq!(registry.list_repositories().await.unwrap(), names.map(repo));
+    assert!(proxy.count("GET", "/v2/_catalog") >= 3, "{:?}", proxy.requests());
+
+    // No catalog at all (404) is an error, not an empty registry.
+    proxy.add_fault(FaultRule {
+        method: None,
+        path_contains: "/v2/_catalog".into(),
+        times: 1,
+        fault: Fault::Status { status: 404, retry_after: None },
+    });
+    let error = registry.list_repositories().await.unwrap_err().to_string();
+    assert!(error.contains("offers no catalog"), "{error}");
 }
 
 #[tokio::test]
