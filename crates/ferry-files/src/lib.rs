@@ -10,11 +10,13 @@
 //!   hashed to the manifest's sha256; then checks each write with a HEAD.
 //! - [`inventory`] rewrites each destination's inventory (`/path` lines for `ferry serve`) when
 //!   asked.
+//! - [`listing`] writes a files manifest from what a staging store holds (`ferry manifest files`).
 //!
 //! Refusals and failures are per target: every good file lands whatever happens to the rest.
 
 pub mod copy;
 pub mod destination_inventory;
+pub mod listing;
 pub mod plan;
 mod report;
 

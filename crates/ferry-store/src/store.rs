@@ -11,7 +11,7 @@ use object_store::{Attribute, GetOptions, GetResultPayload, ObjectStore, ObjectS
 use url::Url;
 
 use crate::credentials::{self, Env};
-use crate::name::ObjectName;
+use crate::name::{ObjectName, ObjectNameError};
 use crate::StoreError;
 
 /// Chunk size for reads from a local folder: object_store's own file stream uses 8 KiB, which
@@ -283,6 +283,48 @@ impl Store {
             })
             .collect();
         objects.sort();
+        Ok(objects)
+    }
+
+    /// Every object under the base (recursively), with its size, sorted by name, for writing a
+    /// manifest (`ferry manifest files`): unlike [`Store::list`], an object whose name is not a
+    /// valid [`ObjectName`], or that [`Store::read`] would not find by that name (one with a
+    /// character `object_store` escapes, such as `#` or `%`), is kept as an error naming it.
+    pub async fn list_all(&self) -> Result<Vec<(Result<ObjectName, ObjectNameError>, u64)>, StoreError> {
+        let listing: Vec<_> = match self.inner.list(Some(&self.base)).try_collect().await {
+            Ok(listing) => listing,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => {
+                return Err(StoreError::Object {
+                    store: self.url.to_string(),
+                    name: String::new(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        let mut objects: Vec<_> = listing
+            .into_iter()
+            .filter_map(|meta| {
+                let parts: Vec<_> = meta.location.prefix_match(&self.base)?.map(|p| p.as_ref().to_string()).collect();
+                let raw = parts.join("/");
+                let name = match ObjectName::parse(&raw) {
+                    Ok(name) if self.location(&name) == meta.location => Ok(name),
+                    Ok(_) => Err(ObjectNameError {
+                        name: raw,
+                        problem: "has a character the store keeps escaped, so Ferry could not read it by this name",
+                    }),
+                    Err(e) => Err(e),
+                };
+                Some((name, meta.size))
+            })
+            .collect();
+        objects.sort_by(|a, b| {
+            let key = |o: &'_ (Result<ObjectName, ObjectNameError>, u64)| match &o.0 {
+                Ok(name) => name.as_str().to_string(),
+                Err(e) => e.name.clone(),
+            };
+            key(a).cmp(&key(b))
+        });
         Ok(objects)
     }
 }
