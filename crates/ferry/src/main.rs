@@ -1,9 +1,12 @@
 //! `ferry`: the command line. Parses flags and calls the library crates; no logic of its own.
 
+mod manifest_files;
 mod mirror;
 mod promote_files;
 mod promote_images;
 mod shared_args;
+mod snapshot;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -35,6 +38,25 @@ enum Command {
     /// Exit status: 0 when every blob is in every store (and, with --verify, nothing differs or
     /// all was repaired), 1 when anything failed or differs, 2 for bad input.
     Mirror(mirror::Args),
+    /// Write manifests from what stores and registries hold.
+    #[command(subcommand)]
+    Manifest(Manifest),
+    /// Print what a registry (host[:port][/prefix] or oci:DIR) holds as a thin manifest's
+    /// images.yaml: every repository of its catalog (or --repos), each digest with its tags,
+    /// sorted. Cosign signature tags are left out, and an index's child manifests are not listed
+    /// on their own. Only reads. See docs/snapshot.md.
+    ///
+    /// Exit status: 0 when printed, 1 when a registry failed, 2 for bad input.
+    Snapshot(snapshot::Args),
+    /// Check the manifests as a presubmit would, offline: every schema and consistency error of
+    /// every file, and the policy (DIR/policy.yaml). With --base REV, also compare with the
+    /// manifests at that git revision: refuse a moved tag, a removed digest, tag, image,
+    /// destination or file (unless the policy allows removals) and a changed sha256, and print
+    /// what the change adds with the edges a postsubmit will promote. See docs/review.md.
+    ///
+    /// Exit status: 0 when the change is allowed, 1 when it is refused, 2 for bad input (a
+    /// manifest or policy error, a bad revision, DIR outside a git repository).
+    Validate(validate::Args),
     /// Run the redirector: answer the registry API (/v2/...) and release-file downloads by
     /// redirecting each one to the nearest healthy mirror that holds the bytes, else to the
     /// upstream. See docs/serve.md for the configuration and docs/request-handling.md for exactly
@@ -95,6 +117,20 @@ enum Promote {
     Files(promote_files::Args),
 }
 
+#[derive(Subcommand)]
+enum Manifest {
+    /// Print a files manifest (kpromo's `files:` list, as `ferry promote files` reads it) of
+    /// every file in a staging store under --prefix, sorted by name, each file's sha256 hashed
+    /// while it is read once. See docs/files.md, "Writing a files manifest".
+    ///
+    /// A name `ferry promote files` would refuse refuses the whole run, every such name listed,
+    /// so what is printed is always a valid manifest.
+    ///
+    /// Exit status: 0 when printed, 1 when the store could not be listed or a file read, 2 for
+    /// bad input (a bad store URL, a bad name, no file under the prefix).
+    Files(manifest_files::Args),
+}
+
 /// How results are printed on standard output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -119,6 +155,9 @@ fn main() -> ExitCode {
             Command::Promote(Promote::Images(args)) => promote_images::run(args).await,
             Command::Promote(Promote::Files(args)) => promote_files::run(args).await,
             Command::Mirror(args) => mirror::run(args).await,
+            Command::Manifest(Manifest::Files(args)) => manifest_files::run(args).await,
+            Command::Snapshot(args) => snapshot::run(args).await,
+            Command::Validate(args) => validate::run(args),
             Command::Serve { config } => ferry_serve::serve(config).await.map(|()| ExitCode::SUCCESS),
         }
     });

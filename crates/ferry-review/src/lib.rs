@@ -1,0 +1,78 @@
+//! What a reviewer of a promotion change needs to know, computed without touching a registry or
+//! a store (`ferry validate`, see `docs/review.md`):
+//! - [`Policy`]: the project's rules, read strictly from `policy.yaml` beside the manifests;
+//! - [`diff_images`] and [`diff_files`]: two versions of the manifests (at a git revision and in
+//!   the working tree) compared into [`Finding`]s (what the change may not do: move a tag, remove a
+//!   digest, change a file's sha256) and what it adds, with the edges a postsubmit will promote;
+//! - [`base_tree`]: the manifests as they are at a git revision, read with `git archive`.
+
+mod diff;
+mod git;
+mod policy;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use diff::{check_file_sources, check_image_sources, diff_files, diff_images, relocate_files, relocate_images};
+pub use git::{base_tree, repository_root, BaseTree, GitError};
+pub use policy::{load_policy, Policy, POLICY_FILE};
+
+/// Something wrong with a change, at the file and (where one applies) the 1-based line to fix.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// The file at fault, in the working tree (a file the change deleted is named all the same).
+    pub path: PathBuf,
+    /// The 1-based line at fault; `None` when the problem is the whole file or what is gone.
+    pub line: Option<usize>,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Something a change adds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Added {
+    /// `image`, `digest`, `tag`, `destination` or `file`.
+    pub kind: &'static str,
+    /// What is added: `NAME`, `NAME@DIGEST`, `NAME:TAG`, a registry or store, a file name.
+    pub name: String,
+    /// Where it is written in the working tree.
+    pub path: PathBuf,
+    /// The 1-based line there, when known.
+    pub line: Option<usize>,
+}
+
+/// One copy the postsubmit will make: `from` (in the source) to `to` (in a destination).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Edge {
+    /// `REGISTRY/NAME@DIGEST`, or `STORE/FILE`.
+    pub from: String,
+    /// `REGISTRY/NAME:TAG` or `REGISTRY/NAME@DIGEST`, or `STORE/FILE`.
+    pub to: String,
+}
+
+impl fmt::Display for Edge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}", self.from, self.to)
+    }
+}
+
+/// The comparison of two versions of the manifests.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Review {
+    /// What the change may not do, by file and line.
+    pub findings: Vec<Finding>,
+    /// What it adds, in manifest order.
+    pub added: Vec<Added>,
+    /// The copies that promote what it adds, sorted.
+    pub edges: Vec<Edge>,
+}
