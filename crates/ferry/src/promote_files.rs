@@ -28,6 +28,12 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE_OR_DIR", requires = "filestores", conflicts_with = "manifests")]
     files: Option<PathBuf>,
 
+    /// Promote only what the change since this git revision of the repository holding DIR adds
+    /// (what `ferry validate --manifests DIR --base REV` prints); refuse, promoting nothing, when
+    /// that change alters a file's sha256 or removes what was promoted.
+    #[arg(long, value_name = "REV", requires = "manifests")]
+    since: Option<String>,
+
     /// Write to the destination stores. Without it Ferry only reads the stores and prints what
     /// it would do.
     #[arg(long)]
@@ -63,6 +69,14 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode> {
         (Some(dir), _, _) => ferry_manifest::load_files_dir(dir)?,
         (None, Some(filestores), Some(files)) => vec![ferry_manifest::load_files(filestores, files)?],
         _ => unreachable!("clap requires --manifests, or --filestores with --files"),
+    };
+    // With --since, only what the change adds.
+    let manifests = match (&args.since, &args.manifests) {
+        (Some(rev), Some(dir)) => match ferry_review::files_since(dir, rev, &manifests) {
+            Ok(reduced) => reduced,
+            Err(e) => return Ok(crate::shared_args::since_refused(&e)),
+        },
+        _ => manifests,
     };
     let inventory = args.inventory.as_deref().map(ObjectName::parse).transpose().context("--inventory")?;
     for manifest in &manifests {

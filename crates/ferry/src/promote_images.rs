@@ -14,6 +14,12 @@ pub(crate) struct Args {
     #[command(flatten)]
     manifests: ImageManifests,
 
+    /// Promote only what the change since this git revision of the repository holding the
+    /// thin-manifest directory adds (what `ferry validate --base REV` prints); refuse, promoting
+    /// nothing, when that change moves a tag or removes what was promoted.
+    #[arg(long, value_name = "REV", requires = "thin_manifest_dir")]
+    since: Option<String>,
+
     /// Write to the destination registries. Without it Ferry only prints the plan.
     #[arg(long)]
     confirm: bool,
@@ -32,13 +38,22 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(args: Args) -> Result<ExitCode> {
     let manifests = args.manifests.load()?;
+    // With --since, only what the change adds.
+    let reduced = match (&args.since, args.manifests.thin_manifest_dir()) {
+        (Some(rev), Some(dir)) => match ferry_review::images_since(dir, rev, &manifests) {
+            Ok(reduced) => Some(reduced),
+            Err(e) => return Ok(crate::shared_args::since_refused(&e)),
+        },
+        _ => None,
+    };
+    let planned = reduced.as_deref().unwrap_or(&manifests);
     let client = args.registry.client()?;
     let registries =
-        Registries::open(&manifests, |address| Ok::<_, anyhow::Error>(ferry_registry::open(address, &client)))?;
+        Registries::open(planned, |address| Ok::<_, anyhow::Error>(ferry_registry::open(address, &client)))?;
     let options = PromoteOptions { confirm: args.confirm, concurrency: args.concurrency.max(1), ..Default::default() };
 
     let progress = progress_bar(args.output, None);
-    let report = ferry_promote::promote(&manifests, &registries, &options, &progress).await;
+    let report = ferry_promote::promote(planned, &registries, &options, &progress).await;
 
     match args.output {
         Output::Json => {

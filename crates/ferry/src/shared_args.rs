@@ -41,6 +41,11 @@ impl ImageManifests {
         }
         Ok(manifests)
     }
+
+    /// The thin-manifest directory, when the manifests come from one.
+    pub(crate) fn thin_manifest_dir(&self) -> Option<&std::path::Path> {
+        self.thin_manifest_dir.as_deref()
+    }
 }
 
 /// A JSON report with the manifests' warnings added as `"warnings"`: `[{"path", "line", "message"}]`.
@@ -131,5 +136,28 @@ impl ferry_report::Progress for Bar {
 
     fn finish(&self) {
         self.0.finish_and_clear();
+    }
+}
+
+/// Prints why `--since REV` cannot start (each finding as `error: FILE:LINE: message`) and gives
+/// the exit status: 1 when the change is refused, 2 when the manifests at REV or the revision
+/// itself cannot be read.
+pub(crate) fn since_refused(error: &ferry_review::SinceError) -> std::process::ExitCode {
+    use ferry_review::SinceError;
+    match error {
+        SinceError::Git(e) => eprintln!("error: --since: {e}"),
+        SinceError::Invalid(findings) | SinceError::Refused(findings) => {
+            findings.iter().for_each(|f| eprintln!("error: {f}"))
+        }
+    }
+    match error {
+        SinceError::Refused(findings) => {
+            eprintln!(
+                "refused: {} findings in the change since the --since revision; nothing promoted",
+                findings.len()
+            );
+            std::process::ExitCode::from(1)
+        }
+        _ => std::process::ExitCode::from(2),
     }
 }
