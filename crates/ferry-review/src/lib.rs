@@ -1,21 +1,30 @@
 //! What a reviewer of a promotion change needs to know, computed without touching a registry or
-//! a store (`ferry validate`, see `docs/review.md`):
+//! a store except in [`check_images_online`] and [`check_files_online`], which only read
+//! (`ferry validate`, see `docs/review.md`):
 //! - [`Policy`]: the project's rules, read strictly from `policy.yaml` beside the manifests;
 //! - [`diff_images`] and [`diff_files`]: two versions of the manifests (at a git revision and in
 //!   the working tree) compared into [`Finding`]s (what the change may not do: move a tag, remove a
 //!   digest, change a file's sha256) and what it adds, with the edges a postsubmit will promote;
-//! - [`base_tree`]: the manifests as they are at a git revision, read with `git archive`.
+//! - [`base_tree`]: the manifests as they are at a git revision, read with `git archive`;
+//! - [`images_since`] and [`files_since`]: the working tree's manifests reduced to what a change
+//!   adds, for `ferry promote ... --since REV`;
+//! - [`check_images_online`] and [`check_files_online`]: what a change promotes, read from its
+//!   sources (`ferry validate --online`).
 
 mod diff;
 mod git;
+mod online;
 mod policy;
+mod since;
 
 use std::fmt;
 use std::path::PathBuf;
 
 pub use diff::{check_file_sources, check_image_sources, diff_files, diff_images, relocate_files, relocate_images};
 pub use git::{base_tree, repository_root, BaseTree, GitError};
+pub use online::{check_files_online, check_images_online};
 pub use policy::{load_policy, Policy, POLICY_FILE};
+pub use since::{added_files, added_images, files_since, images_since, SinceError};
 
 /// Something wrong with a change, at the file and (where one applies) the 1-based line to fix.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -8,6 +8,8 @@ use clap::{Args as ClapArgs, ValueEnum};
 use ferry_manifest::{FileManifest, ManifestErrors, ManifestWarning, PromotionManifest};
 use ferry_review::{Finding, Policy, Review};
 
+use crate::shared_args::RegistryFlags;
+
 #[derive(ClapArgs)]
 pub(crate) struct Args {
     /// A kpromo thin-manifest directory (manifests/<project>/promoter-manifest.yaml and
@@ -24,6 +26,15 @@ pub(crate) struct Args {
     /// adds.
     #[arg(long, value_name = "REV")]
     base: Option<String>,
+
+    /// Also read the sources, never writing: every digest or file the change adds (every one,
+    /// without --base) is there and verifies, and images meet the policy's `required_platforms`
+    /// and `max_image_bytes`.
+    #[arg(long)]
+    online: bool,
+
+    #[command(flatten)]
+    registry: RegistryFlags,
 
     /// Output format on standard output.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -72,7 +83,7 @@ fn to_findings(errors: ManifestErrors, rewrite: impl Fn(&Path) -> PathBuf, prefi
         .collect()
 }
 
-pub(crate) fn run(args: Args) -> Result<ExitCode> {
+pub(crate) async fn run(args: Args) -> Result<ExitCode> {
     let (dir, images) = match (&args.thin_manifest_dir, &args.manifests) {
         (Some(dir), _) => (dir.clone(), true),
         (None, Some(dir)) => (dir.clone(), false),
@@ -123,7 +134,10 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         report.print(&invalid, &warnings, None, "invalid");
         return Ok(ExitCode::from(2));
     };
-    let review = compare(&head, base.as_ref().map(Option::as_ref), &policy);
+    let mut review = compare(&head, base.as_ref().map(Option::as_ref), &policy);
+    if args.online && review.findings.is_empty() {
+        review.findings = online(&args.registry, &head, base.as_ref().map(Option::as_ref), &policy).await?;
+    }
     let status = if review.findings.is_empty() { "ok" } else { "refused" };
     report.print(&review.findings, &warnings, args.base.is_some().then_some(&review), status);
     Ok(if review.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -146,6 +160,47 @@ fn compare(head: &Loaded, base: Option<Option<&Loaded>>, policy: &Policy) -> Rev
     sources.append(&mut review.findings);
     review.findings = sources;
     review
+}
+
+/// `ferry validate --online`: what the change promotes (all of `head` without a base) read from
+/// its sources and checked against `policy`.
+async fn online(
+    registry: &RegistryFlags,
+    head: &Loaded,
+    base: Option<Option<&Loaded>>,
+    policy: &Policy,
+) -> Result<Vec<Finding>> {
+    // The offline checks passed, so the additions are not refused; should they be, say so.
+    let refused = |findings: Vec<Finding>| {
+        anyhow::anyhow!("{}", findings.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+    };
+    Ok(match (head, base) {
+        (Loaded::Images(h), base) => {
+            let base = match base {
+                Some(Some(Loaded::Images(b))) => Some(b.as_slice()),
+                Some(_) => Some(&[][..]),
+                None => None,
+            };
+            let targets = match base {
+                Some(b) => ferry_review::added_images(b, h, policy).map_err(refused)?,
+                None => h.clone(),
+            };
+            let client = registry.client()?;
+            ferry_review::check_images_online(&targets, policy, |address| ferry_registry::open(address, &client)).await
+        }
+        (Loaded::Files(h), base) => {
+            let base = match base {
+                Some(Some(Loaded::Files(b))) => Some(b.as_slice()),
+                Some(_) => Some(&[][..]),
+                None => None,
+            };
+            let targets = match base {
+                Some(b) => ferry_review::added_files(b, h, policy).map_err(refused)?,
+                None => h.clone(),
+            };
+            ferry_review::check_files_online(&targets, ferry_store::Store::open).await
+        }
+    })
 }
 
 /// Prints in one format, with paths relative to the repository root for GitHub.
