@@ -11,6 +11,7 @@
 //! Everything is checked here — digests, tags, names, registries, exactly one source — so the
 //! planner only ever sees well-formed manifests, and every error names the file and line to fix.
 
+mod edit;
 mod error;
 mod files;
 mod lines;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use ferry_oci::{Digest, RegistryAddress, RepoName, Tag};
 use serde::de::DeserializeOwned;
 
+pub use edit::{add_image_tags, EditError};
 pub use error::{ManifestError, ManifestErrors, ManifestWarning};
 pub use files::{load_files, load_files_dir, FileEntry, FileManifest, Filestore};
 use lines::{Document, List};

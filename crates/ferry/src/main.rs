@@ -1,5 +1,6 @@
 //! `ferry`: the command line. Parses flags and calls the library crates; no logic of its own.
 
+mod manifest_add;
 mod manifest_files;
 mod mirror;
 mod promote_files;
@@ -129,6 +130,14 @@ enum Manifest {
     /// Exit status: 0 when printed, 1 when the store could not be listed or a file read, 2 for
     /// bad input (a bad store URL, a bad name, no file under the prefix).
     Files(manifest_files::Args),
+    /// Resolve each --tag of --image in the project's staging registry (the `src: true`
+    /// registry of DIR/manifests/P/promoter-manifest.yaml) to a digest, and add it to
+    /// DIR/images/P/images.yaml, keeping the file's order, comments and style. Adding what is
+    /// already there changes nothing. See docs/review.md, "Adding an image".
+    ///
+    /// Exit status: 0 when added or already there, 1 when a tag is already bound to another
+    /// digest in the file (or the registry failed), 2 for bad input (an unknown project or tag).
+    Add(manifest_add::Args),
 }
 
 /// How results are printed on standard output.
@@ -156,8 +165,9 @@ fn main() -> ExitCode {
             Command::Promote(Promote::Files(args)) => promote_files::run(args).await,
             Command::Mirror(args) => mirror::run(args).await,
             Command::Manifest(Manifest::Files(args)) => manifest_files::run(args).await,
+            Command::Manifest(Manifest::Add(args)) => manifest_add::run(args).await,
             Command::Snapshot(args) => snapshot::run(args).await,
-            Command::Validate(args) => validate::run(args),
+            Command::Validate(args) => validate::run(args).await,
             Command::Serve { config } => ferry_serve::serve(config).await.map(|()| ExitCode::SUCCESS),
         }
     });
