@@ -85,3 +85,28 @@ pub struct Review {
     /// The copies that promote what it adds, sorted.
     pub edges: Vec<Edge>,
 }
+
+/// Manifest trees for the tests of this crate's modules.
+#[cfg(test)]
+mod test_trees {
+    use ferry_manifest::PromotionManifest;
+
+    /// A thin directory of `(project, destinations, images.yaml)`, loaded.
+    pub(crate) fn thin(projects: &[(&str, &[&str], &str)]) -> (tempfile::TempDir, Vec<PromotionManifest>) {
+        let dir = tempfile::tempdir().unwrap();
+        for (project, destinations, images) in projects {
+            let mut registries = "registries:\n- name: staging.example/p\n  src: true\n".to_string();
+            for d in *destinations {
+                registries += &format!("- name: {d}\n");
+            }
+            let manifests = dir.path().join("manifests").join(project);
+            std::fs::create_dir_all(&manifests).unwrap();
+            std::fs::write(manifests.join("promoter-manifest.yaml"), registries).unwrap();
+            let image_dir = dir.path().join("images").join(project);
+            std::fs::create_dir_all(&image_dir).unwrap();
+            std::fs::write(image_dir.join("images.yaml"), images).unwrap();
+        }
+        let loaded = ferry_manifest::load_thin_dir(dir.path()).unwrap();
+        (dir, loaded)
+    }
+}

@@ -215,29 +215,11 @@ pub fn added_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_trees::thin;
 
     const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
     const C: &str = "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
-
-    /// A thin directory of `(project, destinations, images.yaml)`, loaded.
-    fn thin(projects: &[(&str, &[&str], &str)]) -> (tempfile::TempDir, Vec<PromotionManifest>) {
-        let dir = tempfile::tempdir().unwrap();
-        for (project, destinations, images) in projects {
-            let mut registries = "registries:\n- name: staging.example/p\n  src: true\n".to_string();
-            for d in *destinations {
-                registries += &format!("- name: {d}\n");
-            }
-            let manifests = dir.path().join("manifests").join(project);
-            std::fs::create_dir_all(&manifests).unwrap();
-            std::fs::write(manifests.join("promoter-manifest.yaml"), registries).unwrap();
-            let image_dir = dir.path().join("images").join(project);
-            std::fs::create_dir_all(&image_dir).unwrap();
-            std::fs::write(image_dir.join("images.yaml"), images).unwrap();
-        }
-        let loaded = ferry_manifest::load_thin_dir(dir.path()).unwrap();
-        (dir, loaded)
-    }
 
     /// Every edge of `manifests` promoted whole, as `diff_images` against nothing computes them.
     fn all_edges(manifests: &[PromotionManifest]) -> Vec<String> {
