@@ -327,7 +327,7 @@ pub fn check_file_sources(manifests: &[FileManifest], policy: &Policy) -> Vec<Fi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_trees::thin;
+    use crate::test_trees::{files_tree, thin};
 
     const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -425,15 +425,7 @@ mod tests {
 
     #[test]
     fn files_a_new_destination_gets_every_file_and_an_added_file_every_destination() {
-        let load = |stores: &str, files: &str| {
-            let dir = tempfile::tempdir().unwrap();
-            std::fs::create_dir_all(dir.path().join("filestores/p")).unwrap();
-            std::fs::create_dir_all(dir.path().join("manifests/p")).unwrap();
-            std::fs::write(dir.path().join("filestores/p/filepromoter-manifest.yaml"), stores).unwrap();
-            std::fs::write(dir.path().join("manifests/p/files.yaml"), files).unwrap();
-            let loaded = ferry_manifest::load_files_dir(dir.path()).unwrap();
-            (dir, loaded)
-        };
+        let load = files_tree;
         let one = format!("files:\n- name: a\n  sha256: {}\n", "a".repeat(64));
         let two = format!("{one}- name: b\n  sha256: {}\n", "b".repeat(64));
         let stores = "filestores:\n- base: gs://s/\n  src: true\n- base: gs://d1\n";

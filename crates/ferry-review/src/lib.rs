@@ -109,4 +109,15 @@ mod test_trees {
         let loaded = ferry_manifest::load_thin_dir(dir.path()).unwrap();
         (dir, loaded)
     }
+
+    /// A file-promotion directory with one project `p`, loaded.
+    pub(crate) fn files_tree(stores: &str, files: &str) -> (tempfile::TempDir, Vec<ferry_manifest::FileManifest>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("filestores/p")).unwrap();
+        std::fs::create_dir_all(dir.path().join("manifests/p")).unwrap();
+        std::fs::write(dir.path().join("filestores/p/filepromoter-manifest.yaml"), stores).unwrap();
+        std::fs::write(dir.path().join("manifests/p/files.yaml"), files).unwrap();
+        let loaded = ferry_manifest::load_files_dir(dir.path()).unwrap();
+        (dir, loaded)
+    }
 }

@@ -215,7 +215,7 @@ pub fn added_files(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_trees::thin;
+    use crate::test_trees::{files_tree, thin};
 
     const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -262,15 +262,7 @@ mod tests {
 
     #[test]
     fn the_reduced_files_make_exactly_the_added_edges() {
-        let load = |stores: &str, files: &str| {
-            let dir = tempfile::tempdir().unwrap();
-            std::fs::create_dir_all(dir.path().join("filestores/p")).unwrap();
-            std::fs::create_dir_all(dir.path().join("manifests/p")).unwrap();
-            std::fs::write(dir.path().join("filestores/p/filepromoter-manifest.yaml"), stores).unwrap();
-            std::fs::write(dir.path().join("manifests/p/files.yaml"), files).unwrap();
-            let loaded = ferry_manifest::load_files_dir(dir.path()).unwrap();
-            (dir, loaded)
-        };
+        let load = files_tree;
         let one = format!("files:\n- name: a\n  sha256: {}\n", "a".repeat(64));
         let two = format!("{one}- name: b\n  sha256: {}\n", "b".repeat(64));
         let stores = "filestores:\n- base: gs://s/\n  src: true\n- base: gs://d1\n";

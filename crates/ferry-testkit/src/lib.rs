@@ -10,6 +10,7 @@
 //! - [`skopeo`]: runs the real `skopeo` client and checks what it pulled.
 
 pub mod fault_proxy;
+pub mod git;
 pub mod images;
 pub mod registry_server;
 pub mod s3_server;

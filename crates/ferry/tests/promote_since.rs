@@ -7,23 +7,14 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use ferry_testkit::git::git;
+
 use ferry_testkit::fault_proxy::FaultProxy;
 use ferry_testkit::images::{push, repo, ImageSpec};
 use ferry_testkit::registry_server::RegistryServer;
 
 fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-fn git(repo: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn write(path: &Path, bytes: &[u8]) {

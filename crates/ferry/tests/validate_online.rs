@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use ferry_testkit::git::git;
+
 use ferry_testkit::images::{push, repo, ImageSpec, TestImage};
 use ferry_testkit::registry_server::RegistryServer;
 
@@ -140,17 +142,6 @@ async fn max_image_bytes_refuses_a_large_image() {
     assert_eq!(errors.len(), 1, "{out}");
     assert_eq!(errors[0]["line"], 6);
     assert!(errors[0]["message"].as_str().unwrap().contains("more than the policy's max_image_bytes 100000"), "{out}");
-}
-
-fn git(repo: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
 }
 
 #[tokio::test]
