@@ -579,10 +579,16 @@ impl Registry for RemoteRegistry {
             media_type: Option<String>,
             manifests: Option<Vec<Descriptor>>,
         }
+        // The distribution spec forbids a registry with the API to answer 404 (an unknown digest
+        // gets an empty list), so one 404 or 405 speaks for the whole host.
+        if self.host.lacks_referrers.load(Relaxed) {
+            return Ok(None);
+        }
         let full = self.full(repo);
         let url = self.url(&full, &format!("referrers/{digest}"))?;
         let absent = [StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED];
         let Some(pages) = self.get_pages(url, &[pull(&full)], media_types::OCI_INDEX, &absent).await? else {
+            self.host.lacks_referrers.store(true, Relaxed);
             return Ok(None);
         };
         let mut referrers = Vec::new();
@@ -594,7 +600,10 @@ impl Registry for RemoteRegistry {
                     referrers.extend(m)
                 }
                 // Something else answers on that path: the registry has no referrers API.
-                _ => return Ok(None),
+                _ => {
+                    self.host.lacks_referrers.store(true, Relaxed);
+                    return Ok(None);
+                }
             }
         }
         Ok(Some(referrers))

@@ -191,6 +191,21 @@ async fn blobs_upload_download_and_mount_under_a_prefix() {
     assert!(!message.contains("_state"), "upload state leaked into {message}");
 }
 
+/// Distribution 2.8 has no referrers API and answers 404; the spec forbids that answer from a
+/// registry that has it, so the host is not asked again, under any prefix or repository.
+#[tokio::test]
+async fn a_host_without_the_referrers_api_is_asked_once() {
+    let server = RegistryServer::start().await.unwrap();
+    let proxy = FaultProxy::start(&server.host()).await.unwrap();
+    let client = RemoteClient::new(options()).unwrap();
+    let (a, b) = (client.registry(&proxy.host(), Some(repo("a"))), client.registry(&proxy.host(), None));
+    let digest = Digest::of(b"subject");
+    assert_eq!(a.referrers(&repo("app"), &digest).await.unwrap(), None);
+    assert_eq!(a.referrers(&repo("other"), &digest).await.unwrap(), None);
+    assert_eq!(b.referrers(&repo("app"), &digest).await.unwrap(), None);
+    assert_eq!(proxy.count("GET", "/referrers/"), 1);
+}
+
 #[tokio::test]
 async fn basic_auth_with_credentials_from_an_auth_file() {
     let server = RegistryServer::start_with_htpasswd("ferry", "s3cret").await.unwrap();

@@ -55,6 +55,9 @@ pub(super) struct Host {
     challenge: Mutex<Option<Challenge>>,
     credentials: OnceCell<Option<Credentials>>,
     tokens: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Token>>>>>,
+    /// Set once the host has shown it has no OCI 1.1 referrers API (a 404 or 405 on
+    /// `referrers/`, which a registry with the API never answers): later asks are not sent.
+    pub(super) lacks_referrers: std::sync::atomic::AtomicBool,
 }
 
 impl Host {
@@ -70,6 +73,7 @@ impl Host {
             challenge: Mutex::default(),
             credentials: OnceCell::new(),
             tokens: Mutex::default(),
+            lacks_referrers: Default::default(),
         }
     }
 
