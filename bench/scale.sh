@@ -65,6 +65,31 @@ count() { # requests logged so far by each registry, space separated
   sleep 0.5 # the access log line is written after the response
   for n in "${names[@]}"; do grep -cE '"(GET|HEAD|PUT|POST|PATCH|DELETE) ' "$work/$n/access" || true; done | xargs
 }
+kinds() { # BEFORE...: the requests logged since the counts BEFORE, by method, API and status, all hosts
+  local i args=()
+  for i in "${!names[@]}"; do args+=("$work/${names[$i]}/access" "$1"); shift; done
+  python3 - "${args[@]}" <<'PY'
+import collections, re, sys
+kinds = collections.Counter()
+for path, skip in zip(sys.argv[1::2], sys.argv[2::2]):
+    seen = 0
+    for line in open(path, errors="replace"):
+        m = re.search(r'"(GET|HEAD|PUT|POST|PATCH|DELETE) (\S+) HTTP/[\d.]+" (\d+)', line)
+        if not m:
+            continue
+        seen += 1
+        if seen <= int(skip):
+            continue
+        method, target, status = m.groups()
+        path_ = target.split("?")[0]
+        api = next((k for k in ("tags/list", "referrers", "blobs/uploads", "manifests", "blobs", "_catalog") if f"/{k}" in path_), "v2")
+        if api == "blobs/uploads" and method == "POST":
+            api += " (mount)" if "mount=" in target else " (start)"
+        kinds[f"{method} {api} {status}"] += 1
+for kind, n in kinds.most_common():
+    print(f"   {n:>8}  {kind}")
+PY
+}
 now() { date +%s.%N; }
 measure() { # LABEL EDGES CMD...: runs CMD, prints wall time and requests; sets secs and reqs
   local label=$1 e=$2 before after t0 t1 status=0; shift 2
@@ -81,6 +106,7 @@ measure() { # LABEL EDGES CMD...: runs CMD, prints wall time and requests; sets 
   [ "$status" = 0 ] || { echo "   stderr:"; tail -5 "$work/err" | sed 's/^/   /'; }
   echo "   wall time: ${secs}s"
   echo "   requests per host: ${per[*]} (total $reqs)"
+  kinds "${before[@]}"
   [ "$e" -gt 0 ] && echo "   requests per edge: $(python3 -c "print(round($reqs / $e, 3))") over $e edges"
   return 0
 }

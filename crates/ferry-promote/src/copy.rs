@@ -6,10 +6,13 @@
 //!   it is read, and held in memory (or spooled to a temporary file when large) so that every
 //!   destination — and every retry — is served from that one read. A blob that does not verify is
 //!   pushed nowhere.
-//! - Inside one destination registry a blob is uploaded to one repository and mounted into the
-//!   others when the registry allows it.
+//! - Inside one destination host a blob is uploaded to one repository and mounted into the
+//!   others, under any of the host's prefixes, when the registry allows it.
 //! - A manifest is pushed only after everything it references is present at that destination,
 //!   and always as the exact source bytes.
+//! - Every promoted reference is verified: by the registry's answer to the push when it names
+//!   the digest it stored (`Docker-Content-Digest`; another digest there fails the edge), else
+//!   by reading the reference back.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -19,7 +22,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use ferry_oci::{Descriptor, Digest, Reference, RegistryAddress, RepoName, Sha256Verifier};
 use ferry_registry::graph::{fetch_graph, Graph};
-use ferry_registry::{BlobData, Registry};
+use ferry_registry::{BlobData, Registry, Stored};
 use ferry_report::Progress;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{self, StreamExt};
@@ -27,7 +30,7 @@ use futures::TryStreamExt;
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::plan::{Action, PlannedEdge};
-use crate::Registries;
+use crate::{blob_home, Registries};
 
 /// Counters for the summary.
 #[derive(Debug, Default)]
@@ -175,8 +178,9 @@ async fn land_group(
     if let Some(Err(why)) = outcomes.iter().find_map(|o| o.get(&target).filter(|r| r.is_err())) {
         return members.iter().map(|&i| (i, why.clone())).collect();
     }
-    let mut failed = push_manifests(registries, plan, members, graph, transfer).await;
-    for &i in members.iter().filter(|i| !failed.iter().any(|(f, _)| f == *i)).collect::<Vec<_>>() {
+    let (mut failed, confirmed) = push_manifests(registries, plan, members, graph, transfer).await;
+    let unconfirmed = members.iter().filter(|i| !confirmed.contains(i) && !failed.iter().any(|(f, _)| f == *i));
+    for &i in unconfirmed.collect::<Vec<_>>() {
         if let Some(problem) = verify(registries, &plan[i].edge).await {
             failed.push((i, problem));
         }
@@ -184,7 +188,8 @@ async fn land_group(
     failed
 }
 
-/// Read a promoted reference back and compare its digest.
+/// Read a promoted reference back and compare its digest: for registries that accept a manifest
+/// without naming the digest they stored.
 async fn verify(registries: &Registries, e: &crate::Edge) -> Option<String> {
     let reference = e.tag.clone().map_or(Reference::Digest(e.digest.clone()), Reference::Tag);
     match registries.get(&e.destination).head_manifest(&e.image, &reference).await {
@@ -210,10 +215,10 @@ struct BlobJob {
 const SMALL_BLOB: u64 = 1 << 20;
 
 impl BlobJob {
-    /// Make the blob present in every target. Per destination registry: HEAD the first
-    /// repository and upload there if missing; mount into the others from it (a mount is one
-    /// request, like a HEAD), falling back to HEAD and upload. The source is read at most once,
-    /// and only if some target needs the bytes.
+    /// Make the blob present in every target. Per destination host (all its prefixes): HEAD
+    /// the first repository and upload there if missing; mount into the others from it (a mount
+    /// is one request, like a HEAD), or, once the host declines a mount, HEAD and upload. The
+    /// source is read at most once, and only if some target needs the bytes.
     async fn run(
         self,
         registries: &Registries,
@@ -226,34 +231,35 @@ impl BlobJob {
         let data = &data;
         let this = &self;
         // Repositories that existed first: they are the likeliest to hold the blob already.
-        let mut by_registry: BTreeMap<String, Vec<&Target>> = BTreeMap::new();
-        for t in self.targets.iter().filter(|t| !self.new_targets.contains(t)) {
-            by_registry.entry(t.0.to_string()).or_default().push(t);
-        }
-        for t in self.targets.iter().filter(|t| self.new_targets.contains(t)) {
-            by_registry.entry(t.0.to_string()).or_default().push(t);
+        let (existing, new): (Vec<&Target>, Vec<&Target>) =
+            self.targets.iter().partition(|t| !self.new_targets.contains(*t));
+        let mut by_host: BTreeMap<String, Vec<(&Target, Target)>> = BTreeMap::new();
+        for target in existing.into_iter().chain(new) {
+            let home = blob_home(&target.0, &target.1);
+            by_host.entry(home.0.to_string()).or_default().push((target, home));
         }
         let ask_first = |t: &Target| self.descriptor.size > SMALL_BLOB || !self.new_targets.contains(t);
-        let results = futures::future::join_all(by_registry.into_values().map(|targets| async move {
+        let results = futures::future::join_all(by_host.into_values().map(|targets| async move {
             let mut results = Vec::new();
-            let mut holder: Option<&RepoName> = None;
-            for target in targets {
-                let (address, repo) = target;
-                let registry = registries.get(address);
-                if let Some(from) = holder {
-                    if registry.mount_blob(repo, digest, from).await.unwrap_or(false) {
+            let mut holder: Option<RepoName> = None;
+            let mut mountable = true;
+            for (target, (address, repo)) in targets {
+                let registry = registries.get(&address);
+                if let Some(from) = holder.as_ref().filter(|_| mountable) {
+                    if registry.mount_blob(&repo, digest, from).await.unwrap_or(false) {
                         transfer.blobs_mounted.fetch_add(1, Ordering::Relaxed);
                         results.push((target.clone(), Ok(())));
                         continue;
                     }
+                    mountable = false;
                 }
-                let present = ask_first(target) && registry.has_blob(repo, digest).await.unwrap_or(false);
+                let present = ask_first(target) && registry.has_blob(&repo, digest).await.unwrap_or(false);
                 let outcome = if present {
                     Ok(())
                 } else {
                     match data.get_or_init(|| this.read(registries, memory_limit, progress, transfer)).await {
                         Err(why) => Err(why.clone()),
-                        Ok(bytes) => match registry.put_blob(repo, digest, bytes).await {
+                        Ok(bytes) => match registry.put_blob(&repo, digest, bytes).await {
                             Ok(()) => {
                                 transfer.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
                                 transfer.bytes_written.fetch_add(this.descriptor.size, Ordering::Relaxed);
@@ -263,8 +269,8 @@ impl BlobJob {
                         },
                     }
                 };
-                if outcome.is_ok() {
-                    holder.get_or_insert(repo);
+                if outcome.is_ok() && holder.is_none() {
+                    holder = Some(repo);
                 }
                 results.push((target.clone(), outcome));
             }
@@ -345,19 +351,20 @@ async fn read_verified(
     })
 }
 
-/// Push one (destination repository, digest) group's manifests. Returns failed edges.
+/// Push one (destination repository, digest) group's manifests. Returns the failed edges, and
+/// the edges whose reference the registry confirmed by naming the digest it stored.
 async fn push_manifests(
     registries: &Registries,
     plan: &[PlannedEdge],
     members: &[usize],
     graph: &Graph,
     transfer: &Transfer,
-) -> Vec<(usize, String)> {
+) -> (Vec<(usize, String)>, HashSet<usize>) {
     let first = &plan[members[0]].edge;
     let registry = registries.get(&first.destination);
     let repo = first.image.clone();
     let (top, children) = graph.manifests.split_last().expect("a graph has its top manifest");
-    let fail_all = |why: String| members.iter().map(|&i| (i, why.clone())).collect::<Vec<_>>();
+    let fail_all = |why: String| (members.iter().map(|&i| (i, why.clone())).collect::<Vec<_>>(), HashSet::new());
     let copying = members.iter().any(|&i| plan[i].action == Action::Copy);
     if copying {
         for child in children {
@@ -367,23 +374,29 @@ async fn push_manifests(
             transfer.manifests_pushed.fetch_add(1, Ordering::Relaxed);
         }
     }
-    let mut failed = Vec::new();
-    let digest_only = members.iter().any(|&i| plan[i].edge.tag.is_none());
-    let mut references: Vec<(Option<usize>, Reference)> = Vec::new();
-    if digest_only {
-        references.push((None, Reference::Digest(top.digest.clone())));
+    let (mut failed, mut confirmed) = (Vec::new(), HashSet::new());
+    let by_digest: Vec<usize> = members.iter().copied().filter(|&i| plan[i].edge.tag.is_none()).collect();
+    let mut references: Vec<(Vec<usize>, Reference)> = Vec::new();
+    if !by_digest.is_empty() {
+        references.push((by_digest, Reference::Digest(top.digest.clone())));
     }
-    references.extend(members.iter().filter_map(|&i| Some((Some(i), Reference::Tag(plan[i].edge.tag.clone()?)))));
-    for (member, reference) in references {
-        if let Err(e) = registry.put_manifest(&repo, &reference, top).await {
-            let why = format!("cannot push manifest {}/{repo}:{reference}: {e}", registry.name());
-            match member {
-                Some(i) => failed.push((i, why)),
-                None => return fail_all(why),
+    references.extend(members.iter().filter_map(|&i| Some((vec![i], Reference::Tag(plan[i].edge.tag.clone()?)))));
+    for (edges, reference) in references {
+        match registry.put_manifest(&repo, &reference, top).await {
+            Err(e) => {
+                let why = format!("cannot push manifest {}/{repo}:{reference}: {e}", registry.name());
+                if matches!(reference, Reference::Digest(_)) {
+                    return fail_all(why);
+                }
+                failed.extend(edges.into_iter().map(|i| (i, why.clone())));
             }
-        } else {
-            transfer.manifests_pushed.fetch_add(1, Ordering::Relaxed);
+            Ok(stored) => {
+                transfer.manifests_pushed.fetch_add(1, Ordering::Relaxed);
+                if stored == Stored::Confirmed {
+                    confirmed.extend(edges);
+                }
+            }
         }
     }
-    failed
+    (failed, confirmed)
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_manifest::PromotionManifest;
-use ferry_oci::RegistryAddress;
+use ferry_oci::{RegistryAddress, RepoName};
 use ferry_registry::cache::ManifestCache;
 use ferry_registry::Registry;
 use ferry_report::Progress;
@@ -45,19 +45,41 @@ impl Registries {
         mut open: impl FnMut(&RegistryAddress) -> Result<Arc<dyn Registry>, E>,
     ) -> Result<Registries, E> {
         let mut by_address = HashMap::new();
-        for address in manifests.iter().flat_map(|m| std::iter::once(&m.source).chain(&m.destinations)) {
-            if !by_address.contains_key(address) {
-                let registry: Arc<dyn Registry> = Arc::new(ManifestCache::new(open(address)?));
-                by_address.insert(address.clone(), registry);
+        let named = manifests.iter().flat_map(|m| std::iter::once(&m.source).chain(&m.destinations));
+        // Each destination host without its prefix too: blobs are mounted across prefixes.
+        let hosts = manifests.iter().flat_map(|m| &m.destinations).filter_map(|d| match d {
+            RegistryAddress::Remote { host, prefix: Some(_) } => {
+                Some(RegistryAddress::Remote { host: host.clone(), prefix: None })
+            }
+            _ => None,
+        });
+        for address in named.cloned().chain(hosts) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = by_address.entry(address) {
+                let registry: Arc<dyn Registry> = Arc::new(ManifestCache::new(open(slot.key())?));
+                slot.insert(registry);
             }
         }
         Ok(Registries { by_address })
     }
 
-    /// The registry at `address`; every address of the manifests was opened up front.
+    /// The registry at `address`; every address of the manifests, and each destination host
+    /// without its prefix, was opened up front.
     pub fn get(&self, address: &RegistryAddress) -> &Arc<dyn Registry> {
         &self.by_address[address]
     }
+}
+
+/// Where the blobs of `repo` at `address` live: for a registry with a path prefix, the host
+/// itself and the full repository name (`prefix/repo`). Blobs are the host's, not a prefix's, so
+/// one upload can be mounted into the repositories of every prefix.
+pub(crate) fn blob_home(address: &RegistryAddress, repo: &RepoName) -> (RegistryAddress, RepoName) {
+    if let RegistryAddress::Remote { host, prefix: Some(prefix) } = address {
+        // A full name too long to be a repository name stays under its prefix.
+        if let Ok(full) = format!("{prefix}/{repo}").parse() {
+            return (RegistryAddress::Remote { host: host.clone(), prefix: None }, full);
+        }
+    }
+    (address.clone(), repo.clone())
 }
 
 /// How a run of [`promote`] behaves.

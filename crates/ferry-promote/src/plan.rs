@@ -1,13 +1,15 @@
 //! Edges + registry state → a decision per edge (kpromo's decision table).
 //!
-//! State is read with the plain distribution API only: `tags/list` on each destination
-//! repository, then HEAD of the tags and digests that matter. Nothing is written here.
+//! State is read with the plain distribution API only (HEAD of manifests, `tags/list`), as few
+//! requests as the answers allow: a full no-op costs one request per
+//! edge, a first promotion two per destination repository. Nothing is written here.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::hash::Hash;
 
 use ferry_oci::{Digest, Reference, RegistryAddress, RepoName, Tag};
+use ferry_registry::Registry;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
@@ -90,89 +92,162 @@ pub async fn plan(
     let first_derived = edges.len();
     edges.extend(derived);
 
-    // 3. Destination state: tags of each repository, then the digests behind the tags we touch.
-    let dest_tags = for_each_unique(
-        edges.iter().map(|e| (e.destination.clone(), e.image.clone())),
-        concurrency,
-        |(dst, image)| async move { registries.get(&dst).list_tags(&image).await },
-    )
-    .await;
-    let tag_exists = |e: &Edge, tag: &Tag| matches!(dest_tags.get(&(e.destination.clone(), e.image.clone())), Some(Ok(tags)) if tags.contains(tag));
-    let dest_refs = for_each_unique(
-        edges.iter().filter(|e| source_ok(e) || e.kind != EdgeKind::Image).map(|e| {
-            // An existing tag decides the edge by itself; otherwise ask whether the digest is there.
-            let reference = match &e.tag {
-                Some(tag) if tag_exists(e, tag) => Reference::Tag(tag.clone()),
-                _ => Reference::Digest(e.digest.clone()),
-            };
-            (e.destination.clone(), e.image.clone(), reference)
-        }),
-        concurrency,
-        |(dst, image, reference)| async move {
-            registries.get(&dst).head_manifest(&image, &reference).await.map(|h| h.map(|h| h.digest))
-        },
-    )
-    .await;
+    // 3. Destination state, read per repository.
+    let mut by_repository: HashMap<RepoKey, Vec<usize>> = HashMap::new();
+    for (i, edge) in edges.iter().enumerate() {
+        if !conflicts.contains_key(&i) && (i >= first_derived || source_ok(edge)) {
+            by_repository.entry((edge.destination.clone(), edge.image.clone())).or_default().push(i);
+        }
+    }
+    let edges = &edges;
+    let mut decided: HashMap<usize, Decision> = stream::iter(by_repository)
+        .map(|((destination, image), members)| async move {
+            let registry = registries.get(&destination).as_ref();
+            let members: Vec<(usize, &Edge)> = members.into_iter().map(|i| (i, &edges[i])).collect();
+            decide_repository(registry, &image, &members, concurrency).await
+        })
+        .buffer_unordered(concurrency.max(1))
+        .flat_map(stream::iter)
+        .collect()
+        .await;
 
     edges
-        .into_iter()
+        .iter()
         .enumerate()
         .map(|(i, edge)| {
             let decision = if let Some(reason) = conflicts.get(&i) {
-                (Action::Refuse, Some(reason.clone()))
-            } else if i < first_derived && !source_ok(&edge) {
-                match &sources[&(edge.source.clone(), edge.image.clone(), edge.digest.clone())] {
-                    Err(e) => (Action::Refuse, Some(format!("cannot read source: {e}"))),
-                    Ok(_) => (Action::Refuse, Some(format!("lost: {} is not in the source", edge.source_ref()))),
-                }
+                Decision::refuse(reason.clone())
+            } else if let Some(decision) = decided.remove(&i) {
+                decision
             } else {
-                decide(&edge, &dest_tags, &dest_refs)
+                match &sources[&(edge.source.clone(), edge.image.clone(), edge.digest.clone())] {
+                    Err(e) => Decision::refuse(format!("cannot read source: {e}")),
+                    Ok(_) => Decision::refuse(format!("lost: {} is not in the source", edge.source_ref())),
+                }
             };
-            let new_repository = matches!(
-                dest_tags.get(&(edge.destination.clone(), edge.image.clone())),
-                Some(Ok(tags)) if tags.is_empty()
-            );
-            PlannedEdge { edge, action: decision.0, reason: decision.1, new_repository }
+            PlannedEdge {
+                edge: edge.clone(),
+                action: decision.action,
+                reason: decision.reason,
+                new_repository: decision.new_repository,
+            }
         })
         .collect()
 }
 
-type DestRefs = HashMap<(RegistryAddress, RepoName, Reference), ferry_registry::Result<Option<Digest>>>;
+/// What was decided for one edge.
+struct Decision {
+    action: Action,
+    reason: Option<String>,
+    new_repository: bool,
+}
 
-fn decide(
-    edge: &Edge,
-    dest_tags: &HashMap<RepoKey, ferry_registry::Result<Vec<Tag>>>,
-    dest_refs: &DestRefs,
-) -> (Action, Option<String>) {
-    let lookup = |r: Reference| dest_refs.get(&(edge.destination.clone(), edge.image.clone(), r));
-    let unreadable =
-        |e: &ferry_registry::RegistryError| (Action::Refuse, Some(format!("cannot read destination: {e}")));
-    let tags = match &dest_tags[&(edge.destination.clone(), edge.image.clone())] {
-        Ok(tags) => tags,
-        Err(e) => return unreadable(e),
-    };
-    if let Some(tag) = edge.tag.as_ref().filter(|t| tags.contains(t)) {
-        return match lookup(Reference::Tag(tag.clone())) {
-            Some(Ok(Some(current))) if *current == edge.digest => (Action::Skip, None),
-            Some(Ok(Some(current))) => (
-                Action::Refuse,
-                Some(format!("tag move: {} already points at {current}; tags never move", edge.destination_ref())),
-            ),
-            // Listed but gone by the time we looked: copy (which skips whatever is present).
-            Some(Ok(None)) | None => (Action::Copy, None),
-            Some(Err(e)) => unreadable(e),
-        };
+impl Decision {
+    fn refuse(reason: String) -> Decision {
+        Decision { action: Action::Refuse, reason: Some(reason), new_repository: false }
     }
-    let digest_present = match lookup(Reference::Digest(edge.digest.clone())) {
-        Some(Ok(found)) => found.is_some(),
-        Some(Err(e)) => return unreadable(e),
-        None => false,
+}
+
+/// Decide the edges of one destination repository, asking as little as the answers allow:
+/// - One tag is asked for first. When it is there, the repository has been promoted into before
+///   and each edge's tag is asked for directly (a full no-op is one request per edge).
+/// - Otherwise the tags are listed: a repository without tags needs every tagged edge copied,
+///   with nothing more to ask (a first promotion is two requests per repository); in one with
+///   tags, a listed tag is asked for and an edge whose tag is not listed asks for its digest.
+/// - An edge whose tag is absent asks whether its digest is there (then only the tag is added).
+async fn decide_repository(
+    registry: &dyn Registry,
+    image: &RepoName,
+    members: &[(usize, &Edge)],
+    concurrency: usize,
+) -> Vec<(usize, Decision)> {
+    let head = |reference: Reference| async move {
+        registry.head_manifest(image, &reference).await.map(|h| h.map(|h| h.digest))
     };
-    match (&edge.tag, digest_present) {
-        (Some(_), true) => (Action::AddTag, None),
-        (None, true) => (Action::Skip, None),
-        (_, false) => (Action::Copy, None),
+    let mut known: HashMap<Reference, ferry_registry::Result<Option<Digest>>> = HashMap::new();
+    let probe = members.iter().find_map(|(_, e)| e.tag.clone());
+    let listed = match probe {
+        Some(tag) => {
+            let found = head(Reference::Tag(tag.clone())).await;
+            let present = matches!(found, Ok(Some(_)));
+            known.insert(Reference::Tag(tag), found);
+            if present {
+                None
+            } else {
+                Some(registry.list_tags(image).await)
+            }
+        }
+        None => Some(registry.list_tags(image).await),
+    };
+    if let Some(Err(e)) = &listed {
+        let why = format!("cannot read destination: {e}");
+        return members.iter().map(|&(i, _)| (i, Decision::refuse(why.clone()))).collect();
     }
+    let tags: Option<&Vec<Tag>> = listed.as_ref().and_then(|l| l.as_ref().ok());
+    let untagged_repository = tags.is_some_and(|t| t.is_empty());
+    // Whether the edge's tag is worth asking for: always, unless a listing says it is absent.
+    let ask_tag = |e: &Edge| e.tag.as_ref().filter(|t| tags.is_none_or(|tags| tags.contains(t))).cloned();
+
+    // First round: the tags.
+    let wanted = members.iter().filter_map(|(_, e)| ask_tag(e)).map(Reference::Tag);
+    ask_all(&mut known, wanted, concurrency, &head).await;
+    // Second round: the digests of edges without a tag there (a new repository's tagged edges
+    // need not ask: nothing is there).
+    let tag_absent = |e: &Edge, known: &HashMap<Reference, _>| match ask_tag(e) {
+        Some(tag) => matches!(known.get(&Reference::Tag(tag)), Some(Ok(None))),
+        None => !(untagged_repository && e.tag.is_some()),
+    };
+    let wanted: Vec<Reference> = members
+        .iter()
+        .filter(|(_, e)| tag_absent(e, &known))
+        .map(|(_, e)| Reference::Digest(e.digest.clone()))
+        .collect();
+    ask_all(&mut known, wanted, concurrency, &head).await;
+
+    let unreadable = |e: &ferry_registry::RegistryError| Decision::refuse(format!("cannot read destination: {e}"));
+    members
+        .iter()
+        .map(|&(i, edge)| {
+            let decision = |action| Decision { action, reason: None, new_repository: untagged_repository };
+            if let Some(tag) = ask_tag(edge) {
+                match &known[&Reference::Tag(tag)] {
+                    Ok(Some(current)) if *current == edge.digest => return (i, decision(Action::Skip)),
+                    Ok(Some(current)) => {
+                        let why = format!(
+                            "tag move: {} already points at {current}; tags never move",
+                            edge.destination_ref()
+                        );
+                        return (i, Decision::refuse(why));
+                    }
+                    Err(e) => return (i, unreadable(e)),
+                    Ok(None) => {}
+                }
+            }
+            let outcome = match known.get(&Reference::Digest(edge.digest.clone())) {
+                // Not asked: a tagged edge of a repository without tags.
+                None | Some(Ok(None)) => decision(Action::Copy),
+                Some(Ok(Some(_))) if edge.tag.is_some() => decision(Action::AddTag),
+                Some(Ok(Some(_))) => decision(Action::Skip),
+                Some(Err(e)) => unreadable(e),
+            };
+            (i, outcome)
+        })
+        .collect()
+}
+
+/// Ask for each reference not yet known, `concurrency` at a time, and remember the answers.
+async fn ask_all<F, Fut>(
+    known: &mut HashMap<Reference, ferry_registry::Result<Option<Digest>>>,
+    wanted: impl IntoIterator<Item = Reference>,
+    concurrency: usize,
+    head: &F,
+) where
+    F: Fn(Reference) -> Fut,
+    Fut: Future<Output = ferry_registry::Result<Option<Digest>>>,
+{
+    let missing: Vec<Reference> = wanted.into_iter().filter(|r| !known.contains_key(r)).collect();
+    let answers = for_each_unique(missing, concurrency, head).await;
+    known.extend(answers);
 }
 
 /// Tags the cosign convention and the OCI referrers fallback give artefacts about `digest`.

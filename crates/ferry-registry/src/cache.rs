@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use ferry_oci::{Descriptor, Digest, Reference, RepoName, Tag};
 
-use crate::{BlobData, BlobStream, Manifest, ManifestHead, Registry, Result};
+use crate::{BlobData, BlobStream, Manifest, ManifestHead, Registry, Result, Stored};
 
 /// A [`Registry`] that passes everything to `inner` but keeps each manifest it GETs by digest,
 /// answering later HEADs and GETs of that digest in the same repository from memory.
@@ -71,7 +71,7 @@ impl Registry for ManifestCache {
         Ok(found)
     }
 
-    async fn put_manifest(&self, repo: &RepoName, reference: &Reference, manifest: &Manifest) -> Result<()> {
+    async fn put_manifest(&self, repo: &RepoName, reference: &Reference, manifest: &Manifest) -> Result<Stored> {
         self.inner.put_manifest(repo, reference, manifest).await
     }
 

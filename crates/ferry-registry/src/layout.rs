@@ -28,7 +28,7 @@ use ferry_oci::{media_types, Descriptor, Digest, ManifestRefs, Reference, RepoNa
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use crate::{BlobData, BlobStream, Manifest, ManifestHead, Registry, RegistryError, Result};
+use crate::{BlobData, BlobStream, Manifest, ManifestHead, Registry, RegistryError, Result, Stored};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -361,7 +361,7 @@ impl Registry for LayoutRegistry {
         Ok(Some(Manifest { media_type, digest, bytes }))
     }
 
-    async fn put_manifest(&self, repo: &RepoName, reference: &Reference, manifest: &Manifest) -> Result<()> {
+    async fn put_manifest(&self, repo: &RepoName, reference: &Reference, manifest: &Manifest) -> Result<Stored> {
         self.write_blob(repo, &manifest.digest, BlobData::Memory(manifest.bytes.clone())).await?;
         let lock = self.index_lock(repo);
         let _guard = lock.lock().await;
@@ -382,7 +382,7 @@ impl Registry for LayoutRegistry {
             }
             Reference::Digest(_) => {
                 if entries.iter().any(|e| entry_digest(e) == Some(manifest.digest.as_str())) {
-                    return Ok(());
+                    return Ok(Stored::Confirmed);
                 }
             }
         }
@@ -394,7 +394,8 @@ impl Registry for LayoutRegistry {
             }
         }
         entries.push(entry);
-        self.write_index(repo, entries).await
+        self.write_index(repo, entries).await?;
+        Ok(Stored::Confirmed)
     }
 
     async fn has_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {

@@ -96,6 +96,16 @@ impl BlobData {
     }
 }
 
+/// What a registry said about a manifest it accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// It named the digest now stored under the reference (`Docker-Content-Digest` on the
+    /// `201 Created`), and that digest is the manifest's; an `oci:` layout wrote it itself.
+    Confirmed,
+    /// It accepted the manifest without naming a digest: only reading it back tells.
+    Unconfirmed,
+}
+
 /// One registry: a remote host (with an optional path prefix) or an `oci:` directory.
 /// Repository names passed in are relative to the registry's prefix.
 #[async_trait]
@@ -120,8 +130,9 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// are verified against it.
     async fn get_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Option<Manifest>>;
 
-    /// Store `manifest` byte-for-byte under `reference` (its digest, or a tag).
-    async fn put_manifest(&self, repo: &RepoName, reference: &Reference, manifest: &Manifest) -> Result<()>;
+    /// Store `manifest` byte-for-byte under `reference` (its digest, or a tag). A registry that
+    /// names a different digest for what it stored is an error ([`RegistryError::DigestMismatch`]).
+    async fn put_manifest(&self, repo: &RepoName, reference: &Reference, manifest: &Manifest) -> Result<Stored>;
 
     /// Whether the blob `digest` is present in `repo`.
     async fn has_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;

@@ -32,7 +32,7 @@ use url::Url;
 
 use self::http::{content_type, header_digest, next_link, Attempt, Host};
 use crate::auth::{CredentialSource, DockerCredentials};
-use crate::{BlobData, BlobStream, Manifest, ManifestHead, Registry, RegistryError, Result};
+use crate::{BlobData, BlobStream, Manifest, ManifestHead, Registry, RegistryError, Result, Stored};
 
 /// Manifests, tag list pages and referrers pages larger than this are refused: a lying server
 /// must not make us buffer without bound.
@@ -449,7 +449,7 @@ impl Registry for RemoteRegistry {
         Ok(Some(Manifest { media_type, digest, bytes }))
     }
 
-    async fn put_manifest(&self, repo: &RepoName, reference: &Reference, manifest: &Manifest) -> Result<()> {
+    async fn put_manifest(&self, repo: &RepoName, reference: &Reference, manifest: &Manifest) -> Result<Stored> {
         let full = &self.full(repo);
         let url = &self.url(full, &format!("manifests/{reference}"))?;
         let scopes = &[push(full)];
@@ -470,7 +470,8 @@ impl Registry for RemoteRegistry {
                     actual: stored,
                 }
                 .into()),
-                _ => Ok(()),
+                Some(_) => Ok(Stored::Confirmed),
+                None => Ok(Stored::Unconfirmed),
             }
         })
         .await

@@ -1,6 +1,6 @@
 //! An HTTP proxy in front of a real registry: it records every request and injects the faults a
 //! real registry will not produce on demand (throttling, server errors, dropped connections,
-//! corrupted bodies).
+//! corrupted bodies, missing or lying headers).
 //!
 //! Connections are served with hyper directly rather than `axum::serve` because a
 //! [`Fault::Reset`] has to drop the connection the request came on, which a handler cannot do.
@@ -31,6 +31,14 @@ pub enum Fault {
     Reset,
     /// Forward, but flip bytes of the upstream's response body (same length).
     CorruptBody,
+    /// Forward, but replace the upstream's response header `name` with `value`, or remove it
+    /// when `value` is `None` (a registry that names no digest, or lies about it).
+    Header {
+        /// The header's name, e.g. `docker-content-digest`.
+        name: String,
+        /// What to send instead; `None` to send no such header.
+        value: Option<String>,
+    },
 }
 
 /// Fires `fault` for the first `times` requests whose method matches (any when `None`) and whose
@@ -176,7 +184,7 @@ async fn handle(state: Arc<State>, reset: Arc<Notify>, req: Request<Incoming>) -
             reset.notify_one();
             return std::future::pending().await;
         }
-        Some(Fault::CorruptBody) | None => {}
+        Some(Fault::CorruptBody | Fault::Header { .. }) | None => {}
     }
 
     let mut headers = req.headers().clone();
@@ -204,6 +212,13 @@ async fn handle(state: Arc<State>, reset: Arc<Notify>, req: Request<Incoming>) -
             let rewritten = format!("http://{}{rest}", state.host);
             headers.insert(header::LOCATION, rewritten.parse().expect("was a valid header"));
         }
+    }
+    if let Some(Fault::Header { name, value }) = &fault {
+        let name: header::HeaderName = name.parse().expect("valid header name in fault rule");
+        match value {
+            Some(value) => headers.insert(name, value.parse().expect("valid header value in fault rule")),
+            None => headers.remove(name),
+        };
     }
     let status = upstream.status();
     let corrupt = matches!(fault, Some(Fault::CorruptBody));
