@@ -122,7 +122,7 @@ pub fn add_image_tags(text: &str, image: &RepoName, digest: &Digest, tags: &[Tag
         (None, Some(i)) => edit.add_digest(&document, &nodes[i], digest, &missing)?,
         (None, None) => {
             let names: Vec<&str> = entries.iter().map(|e| e.name.text.as_str()).collect();
-            let entry_lines: Vec<usize> = nodes.iter().map(|n| document.line(n)).collect();
+            let entry_lines: Vec<usize> = nodes.iter().map(|n| dash_line(&edit.lines, document.line(n))).collect();
             edit.add_image(&names, &entry_lines, image, digest, &missing)?;
         }
     }
@@ -188,6 +188,19 @@ fn indent(line: &str) -> usize {
     line.len() - line.trim_start_matches(' ').len()
 }
 
+/// The line of the `-` that starts the list item whose mapping begins on `line`: `line` itself
+/// (`- name: x`), or the line of a `-` standing alone above it (`-` then `  name: x`).
+fn dash_line(lines: &[impl AsRef<str>], line: usize) -> usize {
+    let text = |n: usize| lines.get(n - 1).map_or("", AsRef::as_ref);
+    if text(line).trim_start().starts_with('-') {
+        return line;
+    }
+    match (1..line).rev().find(|&n| !filler(text(n))) {
+        Some(n) if strip_comment(text(n).trim()).trim_end() == "-" => n,
+        _ => line,
+    }
+}
+
 /// A blank or comment-only line.
 fn filler(line: &str) -> bool {
     let t = line.trim();
@@ -235,10 +248,15 @@ impl Style {
         };
         let line = |n: &Node| lines.get(document.line(n) - 1).copied().unwrap_or("");
         if let Some(first) = nodes.first() {
-            let l = line(first);
+            let key_line = document.line(first);
+            let l = lines.get(dash_line(lines, key_line) - 1).copied().unwrap_or("");
             style.dash_col = indent(l);
             if let Some(rest) = l[style.dash_col..].strip_prefix('-') {
-                style.entry_col = style.dash_col + 1 + indent(rest);
+                style.entry_col = match strip_comment(rest).trim() {
+                    // `-` alone: the keys start on the next line.
+                    "" => indent(line(first)),
+                    _ => style.dash_col + 1 + indent(rest),
+                };
             }
             if let Some(name) = first.get("name") {
                 let nl = line(name);
@@ -419,13 +437,18 @@ impl Edit {
         digest: &Digest,
         tags: &[&Tag],
     ) -> Result<(), EditError> {
-        let entry_line = document.line(entry);
+        let first_key_line = document.line(entry);
+        let entry_line = dash_line(&self.lines, first_key_line);
         let el = self.lines[entry_line - 1].clone();
         let dash = indent(&el);
         if el[dash..].strip_prefix('-').is_none_or(|rest| rest.trim_start().starts_with('{')) {
             return Err(unsupported(entry_line, "the image entry is in flow style"));
         }
-        let entry_col = dash + 1 + indent(&el[dash + 1..]);
+        let entry_col = if entry_line == first_key_line {
+            dash + 1 + indent(&el[dash + 1..])
+        } else {
+            indent(&self.lines[first_key_line - 1])
+        };
         let dmap_key = entry.pairs().iter().find(|(k, _)| {
             let l = &self.lines[document.line(k) - 1];
             l[indent(l)..].trim_start_matches(['-', ' ']).starts_with("dmap")
@@ -674,6 +697,15 @@ mod tests {
         assert_eq!(out, format!("- name: a\n  dmap:\n    \"{B}\": [\"v2\"]\n"));
         let out = add(&format!("- name: a\n  dmap:\n    \"{A}\": []\n"), "a", A, &["v1"]).unwrap();
         assert_eq!(out, format!("- name: a\n  dmap:\n    \"{A}\": [\"v1\"]\n"));
+    }
+
+    #[test]
+    fn a_dash_alone_on_its_line() {
+        let text = format!("-\n  name: a\n  dmap:\n    {A}: [v1]\n-   # b\n  name: c\n  dmap:\n    {C}: [v1]\n");
+        let out = add(&text, "a", B, &["v2"]).unwrap();
+        assert_eq!(out, text.replace("[v1]\n-", &format!("[v1]\n    {B}: [v2]\n-")));
+        let out = add(&text, "b", D, &["v3"]).unwrap();
+        assert_eq!(out, text.replace("[v1]\n-", &format!("[v1]\n- name: b\n  dmap:\n    {D}: [v3]\n-")));
     }
 
     #[test]
