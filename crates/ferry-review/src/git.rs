@@ -44,6 +44,23 @@ pub fn repository_root(dir: &Path) -> Result<PathBuf, GitError> {
     Ok(PathBuf::from(stdout_line(&out)))
 }
 
+/// The commit checked out in the repository holding `dir`, and whether `dir` has changes not
+/// committed (for run records); `None` when `dir` is not in a git repository or git is missing.
+pub fn revision(dir: &Path) -> Option<Revision> {
+    let head = git(dir, &["rev-parse", "--verify", "--quiet", "HEAD"]).ok().filter(|o| o.status.success())?;
+    let status = git(dir, &["status", "--porcelain", "--", "."]).ok().filter(|o| o.status.success())?;
+    Some(Revision { commit: stdout_line(&head), dirty: !status.stdout.is_empty() })
+}
+
+/// A git revision of the manifests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revision {
+    /// The commit (full hex).
+    pub commit: String,
+    /// Whether the directory differs from the commit (files changed or not yet added).
+    pub dirty: bool,
+}
+
 /// `dir` (a directory of a git repository) as it is at revision `rev`.
 pub fn base_tree(dir: &Path, rev: &str) -> Result<BaseTree, GitError> {
     repository_root(dir)?;

@@ -21,7 +21,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use diff::{check_file_sources, check_image_sources, diff_files, diff_images, relocate_files, relocate_images};
-pub use git::{base_tree, repository_root, BaseTree, GitError};
+pub use git::{base_tree, repository_root, revision, BaseTree, GitError, Revision};
 pub use online::{check_files_online, check_images_online};
 pub use policy::{load_policy, Policy, POLICY_FILE};
 pub use since::{added_files, added_images, files_since, images_since, SinceError};

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::shared_args::progress_bar;
+use crate::shared_args::{progress_bar, AuditLogArgs};
 use crate::Output;
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Args as ClapArgs};
@@ -62,6 +62,9 @@ pub(crate) struct Args {
     /// are copied at once when they would not fit. Local folders hold none.
     #[arg(long, default_value_t = 96, value_name = "MIB")]
     memory: u64,
+
+    #[command(flatten)]
+    audit_log: AuditLogArgs,
 }
 
 pub(crate) async fn run(args: Args) -> Result<ExitCode> {
@@ -86,6 +89,7 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode> {
             }
         }
     }
+    let audit_log = args.audit_log.open(args.confirm)?;
     let stores = Stores::open(&manifests, Store::open)?;
     let options = FilesOptions {
         confirm: args.confirm,
@@ -98,8 +102,12 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode> {
     let progress: std::sync::Arc<dyn ferry_report::Progress> = std::sync::Arc::new(progress_bar(args.output, None));
     let report = ferry_files::promote(&manifests, &stores, &options, &progress).await;
 
+    let exit_status = if report.is_success() { 0 } else { 1 };
+    let mut json = serde_json::to_value(&report)?;
+    let recorded = audit_log.record("promote files", args.manifests.as_deref(), exit_status, &json).await;
+    recorded.add_to(&mut json);
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&json)?),
         Output::Text => {
             for target in report.files.iter().filter(|t| t.status != Status::Skipped) {
                 println!("{target}");
@@ -108,7 +116,8 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode> {
                 println!("{inventory}");
             }
             println!("{}", report.summary);
+            println!("{}", recorded.line());
         }
     }
-    Ok(if report.is_success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(ExitCode::from(recorded.finish(exit_status)))
 }

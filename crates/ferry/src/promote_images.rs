@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args as ClapArgs;
 use ferry_promote::{PromoteOptions, Registries, Status};
 
-use crate::shared_args::{progress_bar, with_warnings, ImageManifests, RegistryFlags};
+use crate::shared_args::{progress_bar, with_warnings, AuditLogArgs, ImageManifests, RegistryFlags};
 use crate::Output;
 
 #[derive(ClapArgs)]
@@ -34,6 +34,9 @@ pub(crate) struct Args {
 
     #[command(flatten)]
     registry: RegistryFlags,
+
+    #[command(flatten)]
+    audit_log: AuditLogArgs,
 }
 
 pub(crate) async fn run(args: Args) -> Result<ExitCode> {
@@ -47,6 +50,7 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode> {
         _ => None,
     };
     let planned = reduced.as_deref().unwrap_or(&manifests);
+    let audit_log = args.audit_log.open(args.confirm)?;
     let client = args.registry.client()?;
     let registries =
         Registries::open(planned, |address| Ok::<_, anyhow::Error>(ferry_registry::open(address, &client)))?;
@@ -55,10 +59,12 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode> {
     let progress = progress_bar(args.output, None);
     let report = ferry_promote::promote(planned, &registries, &options, &progress).await;
 
+    let exit_status = if report.is_success() { 0 } else { 1 };
+    let mut json = with_warnings(serde_json::to_value(&report)?, &manifests)?;
+    let recorded = audit_log.record("promote images", args.manifests.thin_manifest_dir(), exit_status, &json).await;
+    recorded.add_to(&mut json);
     match args.output {
-        Output::Json => {
-            println!("{}", serde_json::to_string_pretty(&with_warnings(serde_json::to_value(&report)?, &manifests)?)?)
-        }
+        Output::Json => println!("{}", serde_json::to_string_pretty(&json)?),
         Output::Text => {
             for edge in &report.edges {
                 if edge.status != Status::Skipped {
@@ -66,7 +72,8 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode> {
                 }
             }
             println!("{}", report.summary);
+            println!("{}", recorded.line());
         }
     }
-    Ok(if report.is_success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(ExitCode::from(recorded.finish(exit_status)))
 }

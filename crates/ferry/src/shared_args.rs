@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use ferry_manifest::PromotionManifest;
 use ferry_registry::remote::{RemoteClient, RemoteOptions};
@@ -159,5 +159,109 @@ pub(crate) fn since_refused(error: &ferry_review::SinceError) -> std::process::E
             std::process::ExitCode::from(1)
         }
         _ => std::process::ExitCode::from(2),
+    }
+}
+
+/// `--audit-log`: a record of each confirmed run (`promote images`, `promote files`).
+#[derive(Args)]
+pub(crate) struct AuditLogArgs {
+    /// Record each confirmed run as one new JSON object in STORE_URL (a folder, s3://, gs://,
+    /// az://): who ran it, the manifests' git revision, the command line, every edge and its
+    /// result. Never overwrites a record. See docs/audit.md.
+    #[arg(long, value_name = "STORE_URL")]
+    audit_log: Option<String>,
+}
+
+/// Where a run's record goes, opened before the run so that a store without credentials stops
+/// it before anything is written anywhere.
+pub(crate) struct AuditLog {
+    store: Option<ferry_store::Store>,
+    confirm: bool,
+    started: std::time::SystemTime,
+}
+
+impl AuditLogArgs {
+    /// Opens the store (resolving its credentials) when the run is confirmed and one was named.
+    pub(crate) fn open(&self, confirm: bool) -> Result<AuditLog> {
+        let store = match (&self.audit_log, confirm) {
+            (Some(url), true) => Some(ferry_store::Store::open(url).context("--audit-log")?),
+            _ => None,
+        };
+        Ok(AuditLog { store, confirm, started: std::time::SystemTime::now() })
+    }
+}
+
+impl AuditLog {
+    /// Writes the run's record (a dry run or a run without --audit-log writes none).
+    pub(crate) async fn record(
+        &self,
+        command: &str,
+        manifests_dir: Option<&std::path::Path>,
+        exit_status: u8,
+        report: &serde_json::Value,
+    ) -> Recorded {
+        let Some(store) = &self.store else {
+            return Recorded::Not(if self.confirm { "no --audit-log" } else { "dry run" });
+        };
+        let manifests = manifests_dir.and_then(|dir| {
+            let revision = ferry_review::revision(dir)?;
+            Some(ferry_record::ManifestsRevision {
+                path: dir.display().to_string(),
+                commit: revision.commit,
+                dirty: revision.dirty,
+            })
+        });
+        let arguments: Vec<String> = std::env::args().skip(1).collect();
+        let record =
+            ferry_record::RunRecord::new(command, &arguments, self.started, manifests, exit_status, report.clone());
+        match record.write(store).await {
+            Ok(url) => Recorded::Written(url),
+            Err(e) => Recorded::Failed(format!("cannot write the run record (--audit-log): {e}")),
+        }
+    }
+}
+
+/// What became of a run's record.
+pub(crate) enum Recorded {
+    /// None was to be written, for this reason.
+    Not(&'static str),
+    /// Written at this URL.
+    Written(String),
+    /// Writing it failed: the run's work is done but unrecorded, which must not pass silently.
+    Failed(String),
+}
+
+impl Recorded {
+    /// Adds `"audit_log"` (the record's URL or null) and, when writing failed,
+    /// `"audit_log_error"` to a JSON report.
+    pub(crate) fn add_to(&self, report: &mut serde_json::Value) {
+        report["audit_log"] = match self {
+            Recorded::Written(url) => url.as_str().into(),
+            _ => serde_json::Value::Null,
+        };
+        if let Recorded::Failed(why) = self {
+            report["audit_log_error"] = why.as_str().into();
+        }
+    }
+
+    /// The summary's line.
+    pub(crate) fn line(&self) -> String {
+        match self {
+            Recorded::Not(why) => format!("audit log: none ({why})"),
+            Recorded::Written(url) => format!("audit log: {url}"),
+            Recorded::Failed(why) => format!("audit log: NOT WRITTEN: {why}"),
+        }
+    }
+
+    /// The command's exit status from the run's: a record that failed is printed as an error on
+    /// standard error and makes a successful run fail (1).
+    pub(crate) fn finish(&self, run: u8) -> u8 {
+        match self {
+            Recorded::Failed(why) => {
+                eprintln!("error: {why}");
+                run.max(1)
+            }
+            _ => run,
+        }
     }
 }
