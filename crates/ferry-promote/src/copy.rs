@@ -47,6 +47,8 @@ pub struct Transfer {
     pub blobs_mounted: AtomicU64,
     /// Manifest pushes, one per reference (digest or tag) written.
     pub manifests_pushed: AtomicU64,
+    /// Ferry's signatures added to `.sig` images.
+    pub signatures_added: AtomicU64,
 }
 
 type Target = (RegistryAddress, RepoName);

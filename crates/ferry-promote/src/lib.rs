@@ -13,9 +13,9 @@ pub mod copy;
 pub mod edges;
 pub mod plan;
 mod report;
+mod signing;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -93,12 +93,43 @@ pub struct PromoteOptions {
     /// Blobs up to this size are held in memory between the one source read and the writes;
     /// larger ones are spooled to a temporary file.
     pub memory_blob_limit: u64,
+    /// Signatures required of the sources, and made for what is promoted.
+    pub trust: Trust,
 }
 
 impl Default for PromoteOptions {
     fn default() -> Self {
-        PromoteOptions { confirm: false, concurrency: 16, memory_blob_limit: 64 << 20 }
+        PromoteOptions { confirm: false, concurrency: 16, memory_blob_limit: 64 << 20, trust: Trust::default() }
     }
+}
+
+/// What a promotion asks of signatures.
+#[derive(Clone, Default)]
+pub struct Trust {
+    /// Each source digest of an image edge must carry a cosign signature that one of these keys
+    /// verifies (an index: its own digest signed); else its edges are refused.
+    pub require: Option<Arc<ferry_sign::signer::Verifier>>,
+    /// Sign each promoted digest, once, and add that signature to its `.sig` image at every
+    /// destination, next to those already there.
+    pub sign: Option<Arc<Signing>>,
+}
+
+impl std::fmt::Debug for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trust").field("require", &self.require).field("sign", &self.sign.is_some()).finish()
+    }
+}
+
+/// How promoted digests are signed.
+pub struct Signing {
+    /// The key (or, later, keyless identity) that signs.
+    pub signer: Box<dyn ferry_sign::signer::Signer>,
+    /// The registry name written as the signed `docker-reference` (`NAME/IMAGE`), the same for
+    /// every destination so that one signature, byte for byte, is pushed everywhere; `None` for
+    /// the first destination of the image's manifest.
+    pub identity: Option<String>,
+    /// Annotations signed into the payload's `optional` section.
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// Plan, and with `confirm` promote, everything `manifests` ask for.
@@ -111,12 +142,23 @@ pub async fn promote(
     let started = Instant::now();
     let (edges, conflicts) = edges::expand(manifests);
     progress.phase("reading registries");
-    let planned = plan::plan(registries, edges, &conflicts, options.concurrency).await;
+    let planned =
+        plan::plan(registries, edges, &conflicts, options.concurrency, options.trust.require.as_deref()).await;
     tracing::debug!(edges = planned.len(), "planned");
     let transfer = copy::Transfer::default();
     let failures = if options.confirm {
         progress.phase("copying");
-        copy::execute(registries, &planned, options.concurrency, options.memory_blob_limit, progress, &transfer).await
+        let mut failures =
+            copy::execute(registries, &planned, options.concurrency, options.memory_blob_limit, progress, &transfer)
+                .await;
+        failures.extend(signing::merge(registries, &planned, options.concurrency).await);
+        if let Some(signing) = &options.trust.sign {
+            progress.phase("signing");
+            let unsigned =
+                signing::sign(registries, &planned, &failures, signing, options.concurrency, &transfer).await;
+            failures.extend(unsigned);
+        }
+        failures
     } else {
         Default::default()
     };
@@ -126,16 +168,6 @@ pub async fn promote(
         .enumerate()
         .map(|(i, p)| EdgeReport::new(p, options.confirm, failures.get(&i).cloned()))
         .collect();
-    let summary = Summary::new(
-        &edges,
-        options.confirm,
-        transfer.bytes_read.load(Ordering::Relaxed),
-        transfer.bytes_written.load(Ordering::Relaxed),
-        transfer.blobs_read.load(Ordering::Relaxed),
-        transfer.blobs_uploaded.load(Ordering::Relaxed),
-        transfer.blobs_mounted.load(Ordering::Relaxed),
-        transfer.manifests_pushed.load(Ordering::Relaxed),
-        started.elapsed(),
-    );
+    let summary = Summary::new(&edges, options.confirm, &transfer, started.elapsed());
     Report { edges, summary }
 }

@@ -10,6 +10,7 @@ use std::hash::Hash;
 
 use ferry_oci::{Digest, Reference, RegistryAddress, RepoName, Tag};
 use ferry_registry::Registry;
+use ferry_sign::signer::Verifier;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
@@ -24,6 +25,9 @@ pub enum Action {
     Copy,
     /// Destination has the digest but not the tag: push the manifest under the tag.
     AddTag,
+    /// A cosign signature or attestation image that differs at the destination: add the
+    /// source's layers it lacks, keeping those already there (signers add to these tags).
+    Merge,
     /// Already there.
     Skip,
     /// Refused; `reason` says why. Nothing is written for this edge.
@@ -67,12 +71,15 @@ where
 
 type RepoKey = (RegistryAddress, RepoName);
 
-/// Decide every edge. `conflicts` are edges already refused by [`crate::edges::expand`].
+/// Decide every edge. `conflicts` are edges already refused by [`crate::edges::expand`]. With
+/// `require_signed`, a source digest without a signature that one of its keys verifies is
+/// refused (all of its edges, and nothing of it is copied).
 pub async fn plan(
     registries: &Registries,
     mut edges: Vec<Edge>,
     conflicts: &BTreeMap<usize, String>,
     concurrency: usize,
+    require_signed: Option<&Verifier>,
 ) -> Vec<PlannedEdge> {
     // 1. Is each source digest there?
     let sources =
@@ -84,8 +91,25 @@ pub async fn plan(
             },
         )
         .await;
-    let source_ok =
+    let present =
         |e: &Edge| matches!(sources.get(&(e.source.clone(), e.image.clone(), e.digest.clone())), Some(Ok(Some(_))));
+    // 1b. Signed by a trusted key, when the policy asks.
+    let unsigned: HashMap<(RegistryAddress, RepoName, Digest), String> = match require_signed {
+        None => HashMap::new(),
+        Some(verifier) => {
+            let keys =
+                edges.iter().filter(|e| present(e)).map(|e| (e.source.clone(), e.image.clone(), e.digest.clone()));
+            for_each_unique(keys, concurrency, |(src, image, digest)| async move {
+                ferry_trust::find_signature(registries.get(&src).as_ref(), &image, &digest, verifier).await.err()
+            })
+            .await
+            .into_iter()
+            .filter_map(|(key, why)| Some((key, why?)))
+            .collect()
+        }
+    };
+    let source_ok =
+        |e: &Edge| present(e) && !unsigned.contains_key(&(e.source.clone(), e.image.clone(), e.digest.clone()));
 
     // 2. Signatures, attestations and referrers of each promotable digest come along.
     let derived = derive_signature_edges(registries, &edges, &source_ok, concurrency).await;
@@ -110,6 +134,23 @@ pub async fn plan(
         .flat_map(stream::iter)
         .collect()
         .await;
+    // A signature image at the destination that differs from the source's is no moved tag:
+    // signers add layers. Nothing to do when it holds every signature of the source's, else the
+    // missing ones are added.
+    let differing: Vec<usize> = decided
+        .iter()
+        .filter(|(i, d)| {
+            d.action == Action::Refuse
+                && accumulates(&edges[**i])
+                && d.reason.as_deref().is_some_and(|r| r.starts_with("tag move"))
+        })
+        .map(|(i, _)| *i)
+        .collect();
+    let kept = for_each_unique(differing, concurrency, |i| holds_every_signature(registries, &edges[i])).await;
+    for (i, holds) in kept {
+        let action = if holds { Action::Skip } else { Action::Merge };
+        decided.insert(i, Decision { action, reason: None, new_repository: false });
+    }
 
     edges
         .iter()
@@ -119,6 +160,8 @@ pub async fn plan(
                 Decision::refuse(reason.clone())
             } else if let Some(decision) = decided.remove(&i) {
                 decision
+            } else if let Some(why) = unsigned.get(&(edge.source.clone(), edge.image.clone(), edge.digest.clone())) {
+                Decision::refuse(format!("{} is not signed as the policy requires: {why}", edge.source_ref()))
             } else {
                 match &sources[&(edge.source.clone(), edge.image.clone(), edge.digest.clone())] {
                     Err(e) => Decision::refuse(format!("cannot read source: {e}")),
@@ -248,6 +291,34 @@ async fn ask_all<F, Fut>(
     let missing: Vec<Reference> = wanted.into_iter().filter(|r| !known.contains_key(r)).collect();
     let answers = for_each_unique(missing, concurrency, head).await;
     known.extend(answers);
+}
+
+/// A derived edge whose tag names a cosign signature or attestation image, to which signers
+/// add layers (so the tag's digest changes without anything being moved).
+fn accumulates(edge: &Edge) -> bool {
+    edge.kind == EdgeKind::Signature
+        && edge.tag.as_ref().is_some_and(|t| t.as_str().ends_with(".sig") || t.as_str().ends_with(".att"))
+}
+
+/// Whether the destination's signature image under the edge's tag holds every layer (blob and
+/// signature) of the source's.
+async fn holds_every_signature(registries: &Registries, edge: &Edge) -> bool {
+    let Some(tag) = &edge.tag else { return false };
+    let layers = |manifest: Option<ferry_registry::Manifest>| {
+        let layers = ferry_sign::signature_image::parse(&manifest?.bytes).ok()?;
+        Some(
+            layers
+                .into_iter()
+                .map(|l| (l.digest.clone(), l.signature_b64().map(str::to_string)))
+                .collect::<HashSet<_>>(),
+        )
+    };
+    let source = registries.get(&edge.source).get_manifest(&edge.image, &Reference::Digest(edge.digest.clone())).await;
+    let destination = registries.get(&edge.destination).get_manifest(&edge.image, &Reference::Tag(tag.clone())).await;
+    match (layers(source.ok().flatten()), layers(destination.ok().flatten())) {
+        (Some(source), Some(destination)) => source.is_subset(&destination),
+        _ => false,
+    }
 }
 
 /// Tags the cosign convention and the OCI referrers fallback give artefacts about `digest`.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use ferry_report::{human_bytes, why, Decided, Status, Tally};
 use serde::Serialize;
 
+use crate::copy::Transfer;
 use crate::plan::{Action, PlannedEdge};
 
 /// What became of one edge.
@@ -43,6 +44,7 @@ impl fmt::Display for EdgeReport {
             (Status::Failed, _) => "FAILED",
             (Status::Skipped, _) => "skip  ",
             (_, Action::Copy) => "copy  ",
+            (_, Action::Merge) => "merge ",
             (_, _) => "tag   ",
         };
         write!(f, "{verb} {} -> {}", e.source_ref(), e.destination_ref())?;
@@ -73,33 +75,27 @@ pub struct Summary {
     pub blobs_mounted: u64,
     /// Manifest pushes, one per reference (digest or tag) written.
     pub manifests_pushed: u64,
+    /// Ferry's signatures added to `.sig` images (`--sign-key`), one per promoted digest and
+    /// destination repository that lacked it.
+    pub signatures_added: u64,
     /// Wall-clock time of the whole run, in seconds.
     pub seconds: f64,
 }
 
 impl Summary {
-    /// Totals of `edges` and the run's transfer counters; `elapsed` is the run's wall-clock time.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        edges: &[EdgeReport],
-        confirmed: bool,
-        bytes_read: u64,
-        bytes_written: u64,
-        blobs_read: u64,
-        blobs_uploaded: u64,
-        blobs_mounted: u64,
-        manifests_pushed: u64,
-        elapsed: Duration,
-    ) -> Self {
+    /// Totals of `edges` and the run's `transfer` counters; `elapsed` is the run's wall-clock time.
+    pub fn new(edges: &[EdgeReport], confirmed: bool, transfer: &Transfer, elapsed: Duration) -> Self {
+        let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         Summary {
             dry_run: !confirmed,
             tally: Tally::of(edges.iter().map(|e| e.status)),
-            bytes_read,
-            bytes_written,
-            blobs_read,
-            blobs_uploaded,
-            blobs_mounted,
-            manifests_pushed,
+            bytes_read: count(&transfer.bytes_read),
+            bytes_written: count(&transfer.bytes_written),
+            blobs_read: count(&transfer.blobs_read),
+            blobs_uploaded: count(&transfer.blobs_uploaded),
+            blobs_mounted: count(&transfer.blobs_mounted),
+            manifests_pushed: count(&transfer.manifests_pushed),
+            signatures_added: count(&transfer.signatures_added),
             seconds: elapsed.as_secs_f64(),
         }
     }
@@ -128,7 +124,11 @@ impl fmt::Display for Summary {
                 self.blobs_mounted,
                 self.manifests_pushed,
                 self.seconds
-            )
+            )?;
+            if self.signatures_added > 0 {
+                write!(f, "; added {} signatures", self.signatures_added)?;
+            }
+            Ok(())
         }
     }
 }

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 pub use diff::{check_file_sources, check_image_sources, diff_files, diff_images, relocate_files, relocate_images};
 pub use git::{base_tree, repository_root, revision, BaseTree, GitError, Revision};
 pub use online::{check_files_online, check_images_online};
-pub use policy::{load_policy, Policy, POLICY_FILE};
+pub use policy::{load_policy, Policy, RequireSignatures, POLICY_FILE};
 pub use since::{added_files, added_images, files_since, images_since, SinceError};
 
 /// Something wrong with a change, at the file and (where one applies) the 1-based line to fix.

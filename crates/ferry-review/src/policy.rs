@@ -30,6 +30,17 @@ pub struct Policy {
     /// Registry prefixes and store URLs that may appear as a source; absent means any.
     #[serde(default)]
     pub allowed_sources: Option<Vec<String>>,
+    /// Source images must be signed (cosign's format) by one of these keys to be promoted.
+    #[serde(default)]
+    pub require_signatures: Option<RequireSignatures>,
+}
+
+/// `require_signatures:` of the policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequireSignatures {
+    /// PEM public keys (cosign's `cosign.pub` format), relative to the policy file's directory.
+    pub keys: Vec<std::path::PathBuf>,
 }
 
 /// `os/arch` or `os/arch/variant`, each part lower-case letters, digits, `_` or `-`.
@@ -151,6 +162,9 @@ mod tests {
         assert_eq!(policy.max_image_bytes, Some(1000));
         assert!(policy.allows_source("gcr.io/k8s-staging-foo"));
         assert!(!policy.allows_source("docker.io/evil"));
+        let policy = parse("require_signatures:\n  keys: [keys/release.pub]\n").unwrap().unwrap();
+        assert_eq!(policy.require_signatures.unwrap().keys, vec![std::path::PathBuf::from("keys/release.pub")]);
+        assert_eq!(parse("require_signatures: {key: x}\n").unwrap_err().line, Some(1));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `ferry`: the command line. Parses flags and calls the library crates; no logic of its own.
 
+mod audit;
 mod manifest_add;
 mod manifest_files;
 mod mirror;
@@ -7,7 +8,9 @@ mod promote_files;
 mod promote_images;
 mod shared_args;
 mod snapshot;
+mod trust;
 mod validate;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -58,6 +61,21 @@ enum Command {
     /// Exit status: 0 when the change is allowed, 1 when it is refused, 2 for bad input (a
     /// manifest or policy error, a bad revision, DIR outside a git repository).
     Validate(validate::Args),
+    /// Check an image's cosign signatures as `cosign verify --key` does: the sha256-<hex>.sig
+    /// image (and cosign signatures listed as OCI referrers) must hold a signature that one of
+    /// the keys verifies, over a payload naming the image's digest. Any registry or oci: layout;
+    /// only reads. See docs/trust.md.
+    ///
+    /// Exit status: 0 when verified, 1 when not (or the image is missing), 2 for bad input.
+    Verify(verify::Args),
+    /// Check that production still matches the manifests: read every destination (never
+    /// write) and report what bypassed the promoter. Images (--thin-manifest-dir or --manifest):
+    /// promised tags or digests missing, tags moved to another digest, tags and repositories no
+    /// manifest mentions. Files (--manifests): listed files missing or holding other bytes, files
+    /// no manifest lists. See docs/audit.md.
+    ///
+    /// Exit status: 0 when production matches, 1 on any finding, 2 for bad input.
+    Audit(audit::Args),
     /// Run the redirector: answer the registry API (/v2/...) and release-file downloads by
     /// redirecting each one to the nearest healthy mirror that holds the bytes, else to the
     /// upstream. See docs/serve.md for the configuration and docs/request-handling.md for exactly
@@ -168,6 +186,8 @@ fn main() -> ExitCode {
             Command::Manifest(Manifest::Add(args)) => manifest_add::run(args).await,
             Command::Snapshot(args) => snapshot::run(args).await,
             Command::Validate(args) => validate::run(args).await,
+            Command::Verify(args) => verify::run(args).await,
+            Command::Audit(args) => audit::run(args).await,
             Command::Serve { config } => ferry_serve::serve(config).await.map(|()| ExitCode::SUCCESS),
         }
     });

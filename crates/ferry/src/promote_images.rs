@@ -37,6 +37,22 @@ pub(crate) struct Args {
 
     #[command(flatten)]
     audit_log: AuditLogArgs,
+
+    /// Sign each promoted digest with this cosign key (a PEM file — PKCS#8, SEC1 or cosign's
+    /// encrypted key, whose password is read from COSIGN_PASSWORD — or env://VAR for the PEM in
+    /// a variable) and add the signature to its sha256-<hex>.sig image at every destination,
+    /// next to the signatures already there. See docs/trust.md.
+    #[arg(long, value_name = "FILE|env://VAR", requires = "confirm")]
+    sign_key: Option<String>,
+
+    /// The registry name signed as each image's docker-reference (NAME/IMAGE), e.g. the
+    /// project's public front door; default: the image's first destination.
+    #[arg(long, value_name = "NAME", requires = "sign_key")]
+    sign_identity: Option<String>,
+
+    /// Annotations signed into each signature's payload, k=v,k=v.
+    #[arg(long, value_name = "K=V,...", requires = "sign_key", value_delimiter = ',')]
+    sign_annotations: Vec<String>,
 }
 
 pub(crate) async fn run(args: Args) -> Result<ExitCode> {
@@ -54,7 +70,14 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode> {
     let client = args.registry.client()?;
     let registries =
         Registries::open(planned, |address| Ok::<_, anyhow::Error>(ferry_registry::open(address, &client)))?;
-    let options = PromoteOptions { confirm: args.confirm, concurrency: args.concurrency.max(1), ..Default::default() };
+    let trust = crate::trust::promotion_trust(
+        args.manifests.thin_manifest_dir(),
+        args.sign_key.as_deref(),
+        args.sign_identity.clone(),
+        &args.sign_annotations,
+    )?;
+    let options =
+        PromoteOptions { confirm: args.confirm, concurrency: args.concurrency.max(1), trust, ..Default::default() };
 
     let progress = progress_bar(args.output, None);
     let report = ferry_promote::promote(planned, &registries, &options, &progress).await;

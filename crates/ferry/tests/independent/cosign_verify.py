@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""An independent check of a cosign key signature, written from cosign's published format
+(specs/SIGNATURE_SPEC.md) with pyca/cryptography, sharing no code with Ferry.
+
+    cosign_verify.py HOST:PORT REPO DIGEST PUBLIC_KEY.pem
+
+Reads the sha256-<hex>.sig image of DIGEST in REPO over plain HTTP, and exits 0 when one of its
+layers is a simple-signing payload whose blob matches its digest, whose
+dev.cosignproject.cosign/signature verifies with the key (ECDSA P-256, SHA-256, DER), and whose
+critical.image.docker-manifest-digest is DIGEST; else exits 1 saying why.
+"""
+import base64
+import hashlib
+import json
+import sys
+import urllib.request
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+
+def get(url, accept=None):
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    with urllib.request.urlopen(request) as response:
+        return response.read()
+
+
+def main():
+    host, repo, digest, key_file = sys.argv[1:5]
+    key = serialization.load_pem_public_key(open(key_file, "rb").read())
+    tag = digest.replace(":", "-") + ".sig"
+    manifest = json.loads(get(f"http://{host}/v2/{repo}/manifests/{tag}", "application/vnd.oci.image.manifest.v1+json"))
+    reasons = []
+    for layer in manifest["layers"]:
+        if layer["mediaType"] != "application/vnd.dev.cosign.simplesigning.v1+json":
+            reasons.append(f"{layer['digest']}: media type {layer['mediaType']}")
+            continue
+        blob = get(f"http://{host}/v2/{repo}/blobs/{layer['digest']}")
+        if "sha256:" + hashlib.sha256(blob).hexdigest() != layer["digest"]:
+            reasons.append(f"{layer['digest']}: blob does not match")
+            continue
+        signature = base64.b64decode(layer["annotations"]["dev.cosignproject.cosign/signature"])
+        try:
+            key.verify(signature, blob, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            reasons.append(f"{layer['digest']}: not signed by this key")
+            continue
+        payload = json.loads(blob)
+        critical = payload["critical"]
+        if critical["type"] != "cosign container image signature":
+            reasons.append(f"{layer['digest']}: type {critical['type']}")
+        elif critical["image"]["docker-manifest-digest"] != digest:
+            reasons.append(f"{layer['digest']}: signs {critical['image']['docker-manifest-digest']}")
+        else:
+            print(f"verified {digest} as {critical['identity']['docker-reference']}")
+            return 0
+    print("not verified: " + "; ".join(reasons))
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
