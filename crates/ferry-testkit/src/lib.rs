@@ -6,10 +6,12 @@
 //!   the faults a real server will not produce (429 with Retry-After, 5xx, resets, corrupted bodies).
 //! - [`images`]: builds test images (layers, configs, manifests, multi-arch indexes) in memory
 //!   and pushes them through any `Registry`.
+//! - [`files`]: the files a command left under a folder.
 //! - [`s3_server`]: starts a real S3 server (`s3s-fs`) on a free loopback port.
 //! - [`skopeo`]: runs the real `skopeo` client and checks what it pulled.
 
 pub mod fault_proxy;
+pub mod files;
 pub mod git;
 pub mod images;
 pub mod registry_server;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ferry_record::{RunRecord, SCHEMA};
+use ferry_testkit::files::files_under;
 use ferry_testkit::git::git;
 use ferry_testkit::images::{push, repo, ImageSpec};
 use ferry_testkit::registry_server::RegistryServer;
@@ -24,24 +25,6 @@ fn write(path: &Path, bytes: &[u8]) {
 
 fn ferry(args: &[&str], env: &[(String, String)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ferry")).args(args).envs(env.iter().cloned()).output().expect("run ferry")
-}
-
-/// Every file under `dir`, recursively, sorted.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    found
 }
 
 /// A record file's name: `YYYY/MM/DD/YYYYMMDDTHHMMSSZ-<command>-<16 hex>.json` under `root`.
