@@ -49,6 +49,8 @@ pub struct Transfer {
     pub manifests_pushed: AtomicU64,
     /// Ferry's signatures added to `.sig` images.
     pub signatures_added: AtomicU64,
+    /// Ferry's provenance attestations added to `.att` images.
+    pub attestations_added: AtomicU64,
 }
 
 type Target = (RegistryAddress, RepoName);

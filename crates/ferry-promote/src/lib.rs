@@ -130,6 +130,21 @@ pub struct Signing {
     pub identity: Option<String>,
     /// Annotations signed into the payload's `optional` section.
     pub annotations: std::collections::BTreeMap<String, String>,
+    /// Also attach an SLSA provenance attestation to each promoted digest at each destination
+    /// (its `.att` image), signed with the same key; `None` for signatures only.
+    pub provenance: Option<Provenance>,
+}
+
+/// What a promotion's provenance says about the run.
+pub struct Provenance {
+    /// `builder.id`: the CI job (its URL) or machine that ran Ferry.
+    pub builder_id: String,
+    /// This run: a CI run URL or a random id.
+    pub invocation_id: String,
+    /// The git commit of the manifests, when known.
+    pub manifests_revision: Option<String>,
+    /// When the run started.
+    pub started: std::time::SystemTime,
 }
 
 /// Plan, and with `confirm` promote, everything `manifests` ask for.

@@ -78,6 +78,9 @@ pub struct Summary {
     /// Ferry's signatures added to `.sig` images (`--sign-key`), one per promoted digest and
     /// destination repository that lacked it.
     pub signatures_added: u64,
+    /// Ferry's provenance attestations added to `.att` images, one per promoted digest and
+    /// destination repository that lacked one by Ferry's key.
+    pub attestations_added: u64,
     /// Wall-clock time of the whole run, in seconds.
     pub seconds: f64,
 }
@@ -96,6 +99,7 @@ impl Summary {
             blobs_mounted: count(&transfer.blobs_mounted),
             manifests_pushed: count(&transfer.manifests_pushed),
             signatures_added: count(&transfer.signatures_added),
+            attestations_added: count(&transfer.attestations_added),
             seconds: elapsed.as_secs_f64(),
         }
     }
@@ -125,8 +129,8 @@ impl fmt::Display for Summary {
                 self.manifests_pushed,
                 self.seconds
             )?;
-            if self.signatures_added > 0 {
-                write!(f, "; added {} signatures", self.signatures_added)?;
+            if self.signatures_added > 0 || self.attestations_added > 0 {
+                write!(f, "; added {} signatures, {} attestations", self.signatures_added, self.attestations_added)?;
             }
             Ok(())
         }

@@ -13,7 +13,8 @@ use futures::stream::{self, StreamExt};
 
 use crate::copy::Transfer;
 use crate::plan::{Action, PlannedEdge};
-use crate::{EdgeKind, Registries, Signing};
+use crate::{EdgeKind, Provenance, Registries, Signing};
+use ferry_sign::provenance::SLSA_PROVENANCE_V1;
 
 /// Signs every image edge that is in place after the copy (promoted now or already there).
 /// Returns the edges whose signature could not be added, with why.
@@ -60,7 +61,13 @@ pub(crate) async fn sign(
                             if added {
                                 transfer.signatures_added.fetch_add(1, Ordering::Relaxed);
                             }
-                            Ok(())
+                            match &signing.provenance {
+                                Some(provenance) => {
+                                    let edge = &plan[members[0]].edge;
+                                    attest(registry.as_ref(), edge, signing, provenance, transfer).await
+                                }
+                                None => Ok(()),
+                            }
                         }
                         Err(why) => Err(format!("cannot add Ferry's signature: {why}")),
                     }
@@ -76,6 +83,51 @@ pub(crate) async fn sign(
         .filter_map(|(members, outcome)| outcome.err().map(|why| (members, why)))
         .flat_map(|(members, why)| members.into_iter().map(move |i| (i, why.clone())))
         .collect()
+}
+
+/// Attaches the provenance of `edge`'s promotion to its `.att` image, unless one made with
+/// Ferry's key is already there (a re-run adds nothing; the first run's provenance stands).
+async fn attest(
+    registry: &dyn ferry_registry::Registry,
+    edge: &crate::Edge,
+    signing: &Signing,
+    provenance: &Provenance,
+    transfer: &Transfer,
+) -> Result<(), String> {
+    let key = signing.signer.public_key().ok_or("the signer has no public key to check attestations with")?;
+    let ours = ferry_sign::signer::Verifier::new().with_key("ferry", key);
+    if ferry_trust::find_attestation(registry, &edge.image, &edge.digest, &ours).await.is_ok() {
+        return Ok(());
+    }
+    let destination = format!("{}/{}", edge.destination, edge.image);
+    let source = format!("{}/{}", edge.source, edge.image);
+    let (file, line) = match edge.origin.rsplit_once(':') {
+        Some((file, line)) if line.parse::<u64>().is_ok() => (file, line.parse().ok()),
+        _ => (edge.origin.as_str(), None),
+    };
+    let promotion = ferry_sign::provenance::Promotion {
+        destination: &destination,
+        digest: &edge.digest,
+        source: &source,
+        manifest_file: file,
+        manifest_line: line,
+        manifests_revision: provenance.manifests_revision.as_deref(),
+    };
+    let run = ferry_sign::provenance::Run {
+        builder_id: &provenance.builder_id,
+        ferry_version: env!("CARGO_PKG_VERSION"),
+        invocation_id: &provenance.invocation_id,
+        started_on: provenance.started,
+        finished_on: std::time::SystemTime::now(),
+    };
+    let statement = ferry_sign::provenance::statement(&promotion, &run);
+    let layer = ferry_sign::verify::attest(signing.signer.as_ref(), &statement, SLSA_PROVENANCE_V1)
+        .map_err(|e| format!("cannot attest: {e}"))?;
+    ferry_trust::add_layer(registry, &edge.image, &ferry_trust::attestation_tag(&edge.digest), &layer)
+        .await
+        .map_err(|why| format!("cannot add Ferry's attestation: {why}"))?;
+    transfer.attestations_added.fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Adds to each destination signature image of a [`Action::Merge`] edge the source's layers it

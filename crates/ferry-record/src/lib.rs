@@ -113,8 +113,8 @@ impl RunRecord {
     }
 }
 
-/// 64 random bits in hex.
-fn run_id() -> String {
+/// 64 random bits in hex: a run's id.
+pub fn run_id() -> String {
     let mut bytes = [0u8; 8];
     // Without OS randomness the time's nanoseconds still make a name that will not repeat.
     if getrandom::fill(&mut bytes).is_err() {

@@ -4,8 +4,10 @@
 //! `cosign verify --key` does: the `sha256-<hex>.sig` image in the same repository, and cosign
 //! signatures the registry lists as OCI 1.1 referrers of the digest (artifact type
 //! [`REFERRER_ARTIFACT_TYPE`]), each layer's payload checked against the keys and the digest.
-//! [`add_signature`] puts one more signature into a `.sig` image, keeping every signature already
-//! there (cosign's own behaviour), so that a re-run adds nothing.
+//! [`find_attestation`] does the same for SLSA provenance in the `sha256-<hex>.att` image, as
+//! `cosign verify-attestation --key --type slsaprovenance1` does. [`add_signature`] and
+//! [`add_layer`] put one more signature or attestation into such an image, keeping every layer
+//! already there (cosign's own behaviour), so that a re-run adds nothing.
 //!
 //! Bounds: at most [`MAX_LAYERS`] layers per signature image are checked and a payload larger
 //! than [`MAX_PAYLOAD_BYTES`] is not read; a registry that serves more is not believed.
@@ -13,9 +15,10 @@
 use bytes::BytesMut;
 use ferry_oci::{Digest, Reference, RepoName, Tag};
 use ferry_registry::{BlobData, Manifest, Registry};
-use ferry_sign::signature_image::{self, Layer};
+use ferry_sign::provenance::SLSA_PROVENANCE_V1;
+use ferry_sign::signature_image::{self, Layer, LayerRef};
 use ferry_sign::signer::Verifier;
-use ferry_sign::verify::{verify_signature, VerifiedSignature};
+use ferry_sign::verify::{verify_attestation, verify_signature, VerifiedAttestation, VerifiedSignature};
 use futures::TryStreamExt;
 
 /// The artifact type of a cosign signature stored as an OCI 1.1 referrer.
@@ -32,6 +35,11 @@ fn signature_tag(digest: &Digest) -> Tag {
     signature_image::signature_tag(digest).parse().expect("a digest's tag prefix and .sig make a valid tag")
 }
 
+/// The tag cosign stores `digest`'s attestations under: `sha256-<hex>.att`.
+pub fn attestation_tag(digest: &Digest) -> Tag {
+    signature_image::attestation_tag(digest).parse().expect("a digest's tag prefix and .att make a valid tag")
+}
+
 /// The first signature of `digest` in `repo` that a key of `verifier` verifies; else why there
 /// is none, naming the keys tried and what each signature found failed on.
 pub async fn find_signature(
@@ -40,56 +48,101 @@ pub async fn find_signature(
     digest: &Digest,
     verifier: &Verifier,
 ) -> Result<VerifiedSignature, String> {
-    let keys = verifier.key_names().collect::<Vec<_>>().join(", ");
-    let mut failures: Vec<String> = Vec::new();
-    let mut images: Vec<Manifest> = Vec::new();
     let tag = signature_tag(digest);
-    match registry.get_manifest(repo, &Reference::Tag(tag.clone())).await {
-        Ok(Some(manifest)) => images.push(manifest),
-        Ok(None) => {}
-        Err(e) => failures.push(format!("cannot read {tag}: {e}")),
-    }
+    let mut images = Images::read(registry, repo, &tag).await;
     if let Ok(Some(referrers)) = registry.referrers(repo, digest).await {
         for referrer in referrers.iter().filter(|r| r.artifact_type.as_deref() == Some(REFERRER_ARTIFACT_TYPE)) {
             match registry.get_manifest(repo, &Reference::Digest(referrer.digest.clone())).await {
-                Ok(Some(manifest)) => images.push(manifest),
+                Ok(Some(manifest)) => images.found.push(manifest),
                 Ok(None) => {}
-                Err(e) => failures.push(format!("cannot read referrer {}: {e}", referrer.digest)),
+                Err(e) => images.failures.push(format!("cannot read referrer {}: {e}", referrer.digest)),
             }
         }
     }
-    if images.is_empty() && failures.is_empty() {
-        return Err(format!("unsigned: no cosign signature ({tag}) in the source; keys required: {keys}"));
+    images
+        .first_verified(registry, repo, verifier, "cosign signature", |layer, blob| {
+            verify_signature(layer, blob, verifier, digest).map_err(|e| e.to_string())
+        })
+        .await
+}
+
+/// The first SLSA provenance v1 attestation of `digest` in `repo` (its `sha256-<hex>.att`
+/// image) that a key of `verifier` verifies, with its predicate; else why there is none.
+pub async fn find_attestation(
+    registry: &dyn Registry,
+    repo: &RepoName,
+    digest: &Digest,
+    verifier: &Verifier,
+) -> Result<VerifiedAttestation, String> {
+    let tag = attestation_tag(digest);
+    let images = Images::read(registry, repo, &tag).await;
+    images
+        .first_verified(registry, repo, verifier, "SLSA provenance attestation", |layer, blob| {
+            verify_attestation(layer, blob, verifier, digest, SLSA_PROVENANCE_V1).map_err(|e| e.to_string())
+        })
+        .await
+}
+
+/// The signature or attestation images found for a digest, and what could not be read.
+struct Images {
+    tag: Tag,
+    found: Vec<Manifest>,
+    failures: Vec<String>,
+}
+
+impl Images {
+    async fn read(registry: &dyn Registry, repo: &RepoName, tag: &Tag) -> Images {
+        let mut images = Images { tag: tag.clone(), found: Vec::new(), failures: Vec::new() };
+        match registry.get_manifest(repo, &Reference::Tag(tag.clone())).await {
+            Ok(Some(manifest)) => images.found.push(manifest),
+            Ok(None) => {}
+            Err(e) => images.failures.push(format!("cannot read {tag}: {e}")),
+        }
+        images
     }
-    for image in &images {
-        let layers = match signature_image::parse(&image.bytes) {
-            Ok(layers) => layers,
-            Err(e) => {
-                failures.push(format!("{}: {e}", image.digest));
-                continue;
-            }
-        };
-        for layer in layers.iter().take(MAX_LAYERS) {
-            if layer.size > MAX_PAYLOAD_BYTES {
-                failures
-                    .push(format!("signature {} is {} bytes, more than a payload can be", layer.digest, layer.size));
-                continue;
-            }
-            let payload = match read_blob(registry, repo, &layer.digest, layer.size).await {
-                Ok(payload) => payload,
+
+    /// The first layer `check` accepts, over every image's first [`MAX_LAYERS`] layers.
+    async fn first_verified<T>(
+        mut self,
+        registry: &dyn Registry,
+        repo: &RepoName,
+        verifier: &Verifier,
+        what: &str,
+        check: impl Fn(&LayerRef, &[u8]) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let keys = verifier.key_names().collect::<Vec<_>>().join(", ");
+        if self.found.is_empty() && self.failures.is_empty() {
+            return Err(format!("unsigned: no {what} ({}) found; keys required: {keys}", self.tag));
+        }
+        for image in &self.found {
+            let layers = match signature_image::parse(&image.bytes) {
+                Ok(layers) => layers,
                 Err(e) => {
-                    failures.push(format!("cannot read signature {}: {e}", layer.digest));
+                    self.failures.push(format!("{}: {e}", image.digest));
                     continue;
                 }
             };
-            match verify_signature(layer, &payload, verifier, digest) {
-                Ok(verified) => return Ok(verified),
-                Err(e) => failures.push(e.to_string()),
+            for layer in layers.iter().take(MAX_LAYERS) {
+                if layer.size > MAX_PAYLOAD_BYTES {
+                    self.failures.push(format!("layer {} is {} bytes, more than it can be", layer.digest, layer.size));
+                    continue;
+                }
+                let blob = match read_blob(registry, repo, &layer.digest, layer.size).await {
+                    Ok(blob) => blob,
+                    Err(e) => {
+                        self.failures.push(format!("cannot read layer {}: {e}", layer.digest));
+                        continue;
+                    }
+                };
+                match check(layer, &blob) {
+                    Ok(verified) => return Ok(verified),
+                    Err(e) => self.failures.push(e),
+                }
             }
         }
+        self.failures.truncate(5);
+        Err(format!("no valid {what} by {keys}: {}", self.failures.join("; ")))
     }
-    failures.truncate(5);
-    Err(format!("no valid signature by {keys}: {}", failures.join("; ")))
 }
 
 /// Adds `layer` to the `.sig` image of `digest` in `repo` (creating it when absent), keeping

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use ferry_promote::{Signing, Trust};
+use ferry_promote::{Provenance, Signing, Trust};
 use ferry_sign::keys::{PrivateKey, PublicKey};
 use ferry_sign::signer::{KeySigner, Verifier};
 
@@ -35,9 +35,34 @@ pub(crate) fn promotion_trust(
                 _ => bail!("--sign-annotations: {pair:?} is not k=v"),
             })
             .collect::<Result<_>>()?;
-        trust.sign = Some(Arc::new(Signing { signer: Box::new(KeySigner::new(key)), identity, annotations }));
+        let provenance = provenance(thin_dir);
+        trust.sign = Some(Arc::new(Signing {
+            signer: Box::new(KeySigner::new(key)),
+            identity,
+            annotations,
+            provenance: Some(provenance),
+        }));
     }
     Ok(trust)
+}
+
+/// Who runs this promotion, for its provenance: the CI job when there is one (its URL as the
+/// builder, its run as the invocation), else this machine and a random id.
+fn provenance(thin_dir: Option<&Path>) -> Provenance {
+    let who = ferry_record::Who::from_env(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+    let host = who.host.clone().unwrap_or_else(|| "localhost".into());
+    let ci = who.ci.as_ref();
+    let builder_id = ci.and_then(|c| c.job_url.clone()).unwrap_or_else(|| format!("urn:ferry:builder:{host}"));
+    let invocation_id = match ci.and_then(|c| c.run.clone()) {
+        Some(run) => format!("{}:{run}", ci.map_or("ci", |c| c.system.as_str())),
+        None => ferry_record::run_id(),
+    };
+    Provenance {
+        builder_id,
+        invocation_id,
+        manifests_revision: thin_dir.and_then(ferry_review::revision).map(|r| r.commit),
+        started: std::time::SystemTime::now(),
+    }
 }
 
 /// A verifier of the public keys in `files`, each named by its path.

@@ -21,6 +21,12 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE", required = true, num_args = 1..)]
     key: Vec<PathBuf>,
 
+    /// Also require an SLSA provenance v1 attestation (the sha256-<hex>.att image) signed by one
+    /// of the keys, as `cosign verify-attestation --type slsaprovenance1` does; print where the
+    /// image was promoted from.
+    #[arg(long)]
+    attestation: bool,
+
     #[command(flatten)]
     registry: RegistryFlags,
 }
@@ -40,21 +46,37 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode> {
             }
         },
     };
+    let image = format!("{}/{repo}@{digest}", registry.name());
     match ferry_trust::find_signature(registry.as_ref(), &repo, &digest, &verifier).await {
         Ok(verified) => {
-            println!(
-                "verified: {}/{repo}@{digest} is signed by {} (docker-reference {})",
-                registry.name(),
-                verified.key,
-                verified.docker_reference
-            );
-            Ok(ExitCode::SUCCESS)
+            println!("verified: {image} is signed by {} (docker-reference {})", verified.key, verified.docker_reference)
         }
         Err(why) => {
-            println!("NOT VERIFIED: {}/{repo}@{digest}: {why}", registry.name());
-            Ok(ExitCode::from(1))
+            println!("NOT VERIFIED: {image}: {why}");
+            return Ok(ExitCode::from(1));
         }
     }
+    if args.attestation {
+        match ferry_trust::find_attestation(registry.as_ref(), &repo, &digest, &verifier).await {
+            Ok(verified) => {
+                let parameters = &verified.predicate["buildDefinition"]["externalParameters"];
+                let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+                let manifest = &parameters["manifest"];
+                println!(
+                    "verified: provenance of {image} by {}: promoted from {} as listed at {}:{}",
+                    verified.key,
+                    text(&parameters["source"]["reference"]),
+                    text(&manifest["path"]),
+                    manifest["line"].as_u64().map_or("?".to_string(), |l| l.to_string()),
+                );
+            }
+            Err(why) => {
+                println!("NOT VERIFIED: {image}: {why}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `HOST/REPO:TAG`, `HOST/REPO@DIGEST` or `oci:DIR/REPO:TAG` → registry, repository, reference.

@@ -1,8 +1,9 @@
 //! Signatures through the binary, against a real registry: the policy's `require_signatures`
 //! refuses an unsigned image and one signed by an unlisted key while a signed one lands;
 //! `--sign-key` gives every promoted image one signature, byte-identical at every destination,
-//! that `ferry verify` accepts, kept beside a third-party signature already there; a re-run adds
-//! nothing.
+//! that `ferry verify` accepts, kept beside a third-party signature already there, and an SLSA
+//! provenance attestation `ferry verify --attestation` accepts; both are checked again by an
+//! independent verifier (pyca/cryptography); a re-run adds nothing.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -131,13 +132,14 @@ async fn required_signatures_signing_and_verify() {
     }
     for (status, reason) in status_of(&report, "other") {
         assert_eq!(status, "refused");
-        assert!(reason.contains("no valid signature by") && reason.contains("release.pub"), "{reason}");
+        assert!(reason.contains("no valid cosign signature by") && reason.contains("release.pub"), "{reason}");
     }
     assert_eq!(
         prod.head_manifest(&repo("unsigned"), &Reference::Digest(unsigned.digest().clone())).await.unwrap(),
         None
     );
     assert_eq!(report["summary"]["signatures_added"], 2, "{:#}", report["summary"]);
+    assert_eq!(report["summary"]["attestations_added"], 2, "{:#}", report["summary"]);
 
     // One Ferry signature, the same bytes at both destinations, beside the third party's (prod)
     // and the release signature copied from staging.
@@ -165,13 +167,33 @@ async fn required_signatures_signing_and_verify() {
     // An implementation that shares no code with Ferry's (pyca/cryptography, from cosign's
     // published format) agrees.
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/independent/cosign_verify.py");
-    for (key, expected) in [("ferry.pub", 0), ("stranger.pub", 1)] {
+    for (key, kind, expected) in [
+        ("ferry.pub", "signature", 0),
+        ("stranger.pub", "signature", 1),
+        ("ferry.pub", "attestation", 0),
+        ("keys/release.pub", "attestation", 1),
+    ] {
         let out = Command::new("python3")
             .args([script, &host, "eu/signed", &signed.digest().to_string(), root.join(key).to_str().unwrap()])
+            .args((kind == "attestation").then_some("attestation"))
             .output()
             .expect("run python3");
-        assert_eq!(out.status.code(), Some(expected), "{key}: {}", text(&out));
+        assert_eq!(out.status.code(), Some(expected), "{key} {kind}: {}", text(&out));
     }
+
+    // The provenance, checked as a user would: where the image came from, which manifest line.
+    let ferry_pub = root.join("ferry.pub");
+    let out =
+        ferry(&["verify", &format!("{host}/prod/signed:v1"), "--key", ferry_pub.to_str().unwrap(), "--attestation"])
+            .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains(&format!("promoted from {host}/staging/signed")) && said.contains("images.yaml:3"), "{said}");
+    let release_pub = root.join("keys/release.pub");
+    let out =
+        ferry(&["verify", &format!("{host}/prod/signed:v1"), "--key", release_pub.to_str().unwrap(), "--attestation"])
+            .await;
+    assert_eq!(out.status.code(), Some(1), "staging's key signed no provenance: {}", text(&out));
 
     // The re-run adds nothing: every .sig image keeps its digest.
     let before = (
@@ -181,6 +203,7 @@ async fn required_signatures_signing_and_verify() {
     let (out, report) = run().await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(report["summary"]["signatures_added"], 0, "{:#}", report["summary"]);
+    assert_eq!(report["summary"]["attestations_added"], 0, "{:#}", report["summary"]);
     assert!(status_of(&report, "signed").iter().all(|(s, _)| s == "skipped"), "{report:#}");
     let derived_refused: Vec<_> = report["edges"]
         .as_array()
