@@ -12,6 +12,9 @@
 //!    promised digest are not: they were promoted with their image.
 //! 3. **Digests.** Each promised digest that no tag resolved to is asked for (HEAD); absent is a
 //!    `missing-image`.
+//! 4. **Signatures** (with [`AuditOptions::require_signatures`]). Each promised digest found
+//!    present must carry a cosign signature one of the keys verifies (`ferry_trust::find_signature`,
+//!    as promotion checks its sources); else it is `unsigned`.
 //!
 //! A repository of the catalog that no manifest mentions (named in full, so destinations nested
 //! under this one and sources are left to themselves) is an `unlisted-repository`; a registry
@@ -282,7 +285,10 @@ pub async fn audit(manifests: &[PromotionManifest], registries: &Registries, opt
         .await;
     for (name, repo, digest, origin, head) in heads {
         let found = match head {
-            Ok(Some(_)) => continue,
+            Ok(Some(_)) => {
+                present.insert((name, repo, digest.clone()));
+                continue;
+            }
             Ok(None) => "absent".to_string(),
             Err(e) => {
                 findings.push(Finding {
@@ -304,6 +310,41 @@ pub async fn audit(manifests: &[PromotionManifest], registries: &Registries, opt
             found,
             origin: Some(origin.clone()),
         });
+    }
+
+    // Round 4 (--require-signatures): each promised digest present carries a valid signature.
+    if let Some(verifier) = &options.require_signatures {
+        let promised_present: Vec<(&str, &RepoName, Digest, &String)> = present
+            .iter()
+            .filter_map(|(name, repo, digest)| {
+                let origin = destinations[*name].repos.get(*repo)?.digests.get(digest)?;
+                Some((*name, *repo, digest.clone(), origin))
+            })
+            .collect();
+        let checks: Vec<_> = stream::iter(promised_present)
+            .map(|(name, repo, digest, origin)| {
+                let registry = registries.get(&destinations[name].address);
+                async move {
+                    let verdict = ferry_trust::find_signature(registry.as_ref(), repo, &digest, verifier).await;
+                    (name, repo, digest, origin, verdict)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for (name, repo, digest, origin, verdict) in checks {
+            if let Err(why) = verdict {
+                let keys = verifier.key_names().collect::<Vec<_>>().join(", ");
+                findings.push(Finding {
+                    kind: Kind::Unsigned,
+                    destination: name.to_string(),
+                    subject: format!("{name}/{repo}@{digest}"),
+                    expected: format!("a cosign signature by {keys}"),
+                    found: why,
+                    origin: Some(origin.clone()),
+                });
+            }
+        }
     }
 
     Report::new(findings, destinations.len(), checked, started.elapsed())

@@ -54,6 +54,9 @@ pub enum Kind {
     ChangedFile,
     /// A file at the destination that no manifest lists.
     UnlistedFile,
+    /// A promised digest present at the destination without a valid signature by the keys
+    /// required (`--require-signatures`).
+    Unsigned,
     /// Something that had to be read could not be (a request failed): nothing is known about it.
     Unreadable,
 }
@@ -71,6 +74,7 @@ impl Kind {
             Kind::MissingFile => "missing-file",
             Kind::ChangedFile => "changed-file",
             Kind::UnlistedFile => "unlisted-file",
+            Kind::Unsigned => "unsigned",
             Kind::Unreadable => "unreadable",
         }
     }
@@ -198,8 +202,9 @@ pub struct AuditOptions {
     /// manifest lists: the inventory of `ferry promote files --inventory` (`inventory.txt`).
     /// Never reported as unlisted files.
     pub inventories: Vec<ObjectName>,
-    // A later `require_signatures: bool` goes here: a step of `images::audit` over the digests
-    // it found present, adding its own `Kind`.
+    /// Each promised digest present must carry a cosign signature one of these keys verifies
+    /// (an `unsigned` finding otherwise); `None` to not look at signatures.
+    pub require_signatures: Option<std::sync::Arc<ferry_sign::signer::Verifier>>,
 }
 
 impl Default for AuditOptions {
@@ -207,6 +212,7 @@ impl Default for AuditOptions {
         AuditOptions {
             concurrency: 16,
             inventories: vec![ObjectName::parse("inventory.txt").expect("a valid object name")],
+            require_signatures: None,
         }
     }
 }

@@ -35,6 +35,15 @@ pub(crate) struct Args {
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 
+    /// Report each promised digest present without a cosign signature by one of the keys: those
+    /// of --key, else the policy's require_signatures keys (DIR/policy.yaml).
+    #[arg(long)]
+    require_signatures: bool,
+
+    /// A public key (PEM) for --require-signatures; repeatable.
+    #[arg(long, value_name = "FILE", requires = "require_signatures")]
+    key: Vec<PathBuf>,
+
     /// Requests (and re-hashes) in flight at once.
     #[arg(long, default_value_t = 16, value_name = "N")]
     concurrency: usize,
@@ -49,7 +58,24 @@ pub(crate) async fn run(args: Args) -> Result<ExitCode> {
         .iter()
         .map(|name| ObjectName::parse(name).with_context(|| format!("--inventory {name}")))
         .collect::<Result<Vec<_>>>()?;
-    let options = AuditOptions { concurrency: args.concurrency.max(1), inventories };
+    let require_signatures = match (args.require_signatures, args.key.is_empty(), args.images.thin_manifest_dir()) {
+        (false, _, _) => None,
+        (true, false, _) => Some(crate::trust::verifier(&args.key)?),
+        (true, true, Some(dir)) => Some(crate::trust::policy_verifier(dir)?.with_context(|| {
+            format!(
+                "--require-signatures: no --key, and {} requires none",
+                dir.join(ferry_review::POLICY_FILE).display()
+            )
+        })?),
+        (true, true, None) => {
+            anyhow::bail!("--require-signatures needs --key FILE (or a thin-manifest directory with a policy)")
+        }
+    };
+    let options = AuditOptions {
+        concurrency: args.concurrency.max(1),
+        inventories,
+        require_signatures: require_signatures.map(std::sync::Arc::new),
+    };
 
     let (report, warnings) = match &args.manifests {
         Some(dir) => {

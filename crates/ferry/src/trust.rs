@@ -18,11 +18,7 @@ pub(crate) fn promotion_trust(
 ) -> Result<Trust> {
     let mut trust = Trust::default();
     if let Some(dir) = thin_dir {
-        let policy = ferry_review::load_policy(dir).map_err(|finding| anyhow::anyhow!("{finding}"))?;
-        if let Some(required) = policy.and_then(|p| p.require_signatures) {
-            let keys: Vec<_> = required.keys.iter().map(|k| dir.join(k)).collect();
-            trust.require = Some(Arc::new(verifier(&keys)?));
-        }
+        trust.require = policy_verifier(dir)?.map(Arc::new);
     }
     if let Some(source) = sign_key {
         let pem = read_key_source(source)?;
@@ -62,6 +58,15 @@ fn provenance(thin_dir: Option<&Path>) -> Provenance {
         invocation_id,
         manifests_revision: thin_dir.and_then(ferry_review::revision).map(|r| r.commit),
         started: std::time::SystemTime::now(),
+    }
+}
+
+/// A verifier of the keys `DIR/policy.yaml` requires signatures by; `None` when it requires none.
+pub(crate) fn policy_verifier(dir: &Path) -> Result<Option<Verifier>> {
+    let policy = ferry_review::load_policy(dir).map_err(|finding| anyhow::anyhow!("{finding}"))?;
+    match policy.and_then(|p| p.require_signatures) {
+        Some(required) => Ok(Some(verifier(&required.keys.iter().map(|k| dir.join(k)).collect::<Vec<_>>())?)),
+        None => Ok(None),
     }
 }
 

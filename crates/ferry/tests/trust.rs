@@ -3,7 +3,8 @@
 //! `--sign-key` gives every promoted image one signature, byte-identical at every destination,
 //! that `ferry verify` accepts, kept beside a third-party signature already there, and an SLSA
 //! provenance attestation `ferry verify --attestation` accepts; both are checked again by an
-//! independent verifier (pyca/cryptography); a re-run adds nothing.
+//! independent verifier (pyca/cryptography); a re-run adds nothing; `ferry audit
+//! --require-signatures` names an unsigned image pushed to production by hand.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -217,4 +218,42 @@ async fn required_signatures_signing_and_verify() {
         signatures(&eu, &repo("signed"), signed.digest()).await.0,
     );
     assert_eq!(before, after);
+
+    // An image pushed to production by hand, as the manifests promise but unsigned: the audit
+    // names it; the image Ferry signed passes.
+    push(&prod, &repo("unsigned"), &unsigned, &["v1"]).await.unwrap();
+    let out = ferry(&[
+        "audit",
+        "--thin-manifest-dir",
+        thin_arg,
+        "--require-signatures",
+        "--key",
+        ferry_pub.to_str().unwrap(),
+        "--output",
+        "json",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let audit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let unsigned_subjects = |audit: &serde_json::Value| -> Vec<String> {
+        audit["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == "unsigned")
+            .map(|f| format!("{} {}", f["subject"].as_str().unwrap(), f["origin"].as_str().unwrap_or("")))
+            .collect()
+    };
+    let found = unsigned_subjects(&audit);
+    assert_eq!(found.len(), 1, "{audit:#}");
+    assert!(
+        found[0].starts_with(&format!("{host}/prod/unsigned@{} ", unsigned.digest()))
+            && found[0].contains("images.yaml:"),
+        "{found:?}"
+    );
+    // Without --key, the policy's keys: staging's release key signed `signed`, nothing else.
+    let out = ferry(&["audit", "--thin-manifest-dir", thin_arg, "--require-signatures", "--output", "json"]).await;
+    let audit: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(unsigned_subjects(&audit).len(), 1, "{audit:#}");
 }
