@@ -93,13 +93,15 @@ fn parse_reference(text: &str) -> Result<(RegistryAddress, RepoName, Reference)>
         }
     };
     if let Some(path) = name.strip_prefix("oci:") {
-        // The longest directory whose remainder is a layout.
+        // The first split into a directory and a repository name that holds a layout (each split
+        // names the same layout directory; the shortest directory keeps the longest name).
         let segments: Vec<&str> = path.split('/').collect();
         for split in 1..segments.len() {
             let (dir, repo) = (segments[..split].join("/"), segments[split..].join("/"));
-            if std::path::Path::new(&dir).join(&repo).join("oci-layout").is_file() {
+            let Ok(repo) = repo.parse::<RepoName>() else { continue };
+            if !dir.is_empty() && std::path::Path::new(&dir).join(repo.as_str()).join("oci-layout").is_file() {
                 let address: RegistryAddress = format!("oci:{dir}").parse().with_context(bad)?;
-                return Ok((address, repo.parse().with_context(bad)?, reference));
+                return Ok((address, repo, reference));
             }
         }
         bail!("{text:?}: no OCI layout found under any directory of {path:?}");

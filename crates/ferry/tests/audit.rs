@@ -1,11 +1,13 @@
 //! `ferry audit` as a user runs it, against a real registry and local folders: what Ferry
-//! promoted audits clean (exit 0); then changes made by hand — a tag moved, a repository pushed,
-//! an image deleted through the registry API, an extra tag; a file changed, deleted, added — are
+//! promoted and signed audits clean (exit 0, with --require-signatures); then changes made by hand — a tag moved, a repository pushed,
+//! an image deleted through the registry API, an extra tag, a signature removed; a file changed, deleted, added — are
 //! each found and named (exit 1). A registry without a catalog is one finding and the rest of the
 //! audit still runs. Bad input exits 2.
 
 use std::path::Path;
 use std::process::{Command, Output};
+
+use ferry_registry::Registry as _;
 
 use ferry_testkit::fault_proxy::{Fault, FaultProxy, FaultRule};
 use ferry_testkit::images::{push, repo, signature_for, signature_tag, ImageSpec};
@@ -86,12 +88,18 @@ async fn images_a_clean_production_passes_and_changes_by_hand_are_each_found() {
     );
     let thin = thin_dir(&dir.path().join("thin"), &source, &destination, &images);
     let images_yaml = dir.path().join("thin/images/proj/images.yaml").display().to_string();
-    let run = ferry(&["promote", "images", "--thin-manifest-dir", &thin, "--confirm"]).await;
+    // Promoted and signed by Ferry.
+    let key = ferry_sign::keys::PrivateKey::generate();
+    let (key_file, public_file) = (dir.path().join("ferry.key"), dir.path().join("ferry.pub"));
+    std::fs::write(&key_file, key.to_pkcs8_pem().unwrap()).unwrap();
+    std::fs::write(&public_file, key.public_key().to_pem()).unwrap();
+    let (key_file, public_file) = (key_file.to_str().unwrap(), public_file.to_str().unwrap());
+    let run = ferry(&["promote", "images", "--thin-manifest-dir", &thin, "--confirm", "--sign-key", key_file]).await;
     assert!(run.status.success(), "{}\n{}", text(&run.stdout), text(&run.stderr));
 
     // Clean: exit 0, no findings (the signature tag belongs to its image; staging, outside the
     // prefix, is not looked at).
-    let clean = ferry(&["audit", "--thin-manifest-dir", &thin]).await;
+    let clean = ferry(&["audit", "--thin-manifest-dir", &thin, "--require-signatures", "--key", public_file]).await;
     assert_eq!(clean.status.code(), Some(0), "{}\n{}", text(&clean.stdout), text(&clean.stderr));
     let out = text(&clean.stdout);
     assert_eq!(out.lines().count(), 1, "{out}");
@@ -129,8 +137,27 @@ async fn images_a_clean_production_passes_and_changes_by_hand_are_each_found() {
         .await
         .unwrap();
     assert_eq!(deleted.status().as_u16(), 202, "{}", deleted.text().await.unwrap());
+    // ... and the signature of tools/cli removed.
+    let sig_tag = ferry_oci::Reference::Tag(signature_tag(untagged.digest()));
+    let sig = prod.head_manifest(&repo("tools/cli"), &sig_tag).await.unwrap().expect("Ferry signed it");
+    let deleted = reqwest::Client::new()
+        .delete(format!("http://{}/v2/prod/tools/cli/manifests/{}", server.host(), sig.digest))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 202, "{}", deleted.text().await.unwrap());
 
-    let out = ferry(&["audit", "--thin-manifest-dir", &thin, "--output", "json"]).await;
+    let out = ferry(&[
+        "audit",
+        "--thin-manifest-dir",
+        &thin,
+        "--output",
+        "json",
+        "--require-signatures",
+        "--key",
+        public_file,
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(1), "{}\n{}", text(&out.stdout), text(&out.stderr));
     let report = json(&out);
     let at = |what: &str| format!("{destination}/{what}");
@@ -142,6 +169,7 @@ async fn images_a_clean_production_passes_and_changes_by_hand_are_each_found() {
             ("missing-tag".to_string(), at("old:v0")),
             ("missing-image".to_string(), at(&format!("old@{}", doomed.digest()))),
             ("unlisted-repository".to_string(), at("team/pushed-by-hand")),
+            ("unsigned".to_string(), at(&format!("tools/cli@{}", untagged.digest()))),
         ],
         "{report:#}"
     );
@@ -158,8 +186,9 @@ async fn images_a_clean_production_passes_and_changes_by_hand_are_each_found() {
     assert_eq!(findings[3]["origin"], format!("{images_yaml}:10"));
     assert_eq!(findings[2]["expected"], doomed.digest().as_str());
     assert_eq!(findings[2]["found"], "no such tag");
-    assert_eq!(report["totals"]["findings"], 5);
+    assert_eq!(report["totals"]["findings"], 6);
     assert_eq!(report["totals"]["by_kind"]["moved-tag"], 1);
+    assert!(findings[5]["found"].as_str().unwrap().contains("unsigned: no cosign signature"), "{report:#}");
 
     // The same as text: one line per finding, then the summary.
     let out = ferry(&["audit", "--manifest", &write_plain(dir.path(), &source, &destination, &images)]).await;

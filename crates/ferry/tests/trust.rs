@@ -257,3 +257,65 @@ async fn required_signatures_signing_and_verify() {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     assert_eq!(unsigned_subjects(&audit).len(), 1, "{audit:#}");
 }
+
+/// The same over an `oci:` layout destination: signed and attested there, verified there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_and_verify_on_an_oci_layout() {
+    let server = RegistryServer::start().await.unwrap();
+    let client = ferry_registry::remote::RemoteClient::new(Default::default()).unwrap();
+    let staging = client.registry(&server.host(), Some(repo("staging")));
+    let image = ImageSpec::two_arch("layout", 2048, 256).build();
+    push(&staging, &repo("team/app"), &image, &["v1"]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let key = PrivateKey::generate();
+    write(&root.join("ferry.key"), key.to_pkcs8_pem().unwrap().as_bytes());
+    write(&root.join("ferry.pub"), key.public_key().to_pem().as_bytes());
+    let layouts = root.join("out");
+    let thin = root.join("thin");
+    write(
+        &thin.join("manifests/p/promoter-manifest.yaml"),
+        format!("registries:\n- name: {}/staging\n  src: true\n- name: oci:{}\n", server.host(), layouts.display())
+            .as_bytes(),
+    );
+    write(
+        &thin.join("images/p/images.yaml"),
+        format!("- name: team/app\n  dmap:\n    \"{}\": [v1]\n", image.digest()).as_bytes(),
+    );
+    let (thin, key_file, public) =
+        (thin.to_str().unwrap(), root.join("ferry.key"), root.join("ferry.pub").to_str().unwrap().to_string());
+    let out = ferry(&[
+        "promote",
+        "images",
+        "--thin-manifest-dir",
+        thin,
+        "--confirm",
+        "--sign-key",
+        key_file.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("added 1 signatures, 1 attestations"), "{}", text(&out));
+
+    let reference = format!("oci:{}/team/app:v1", layouts.display());
+    let out = ferry(&["verify", &reference, "--key", &public, "--attestation"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("promoted from"), "{}", text(&out));
+    let other = root.join("other.pub");
+    write(&other, PrivateKey::generate().public_key().to_pem().as_bytes());
+    let out = ferry(&["verify", &reference, "--key", other.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = ferry(&["verify", &format!("oci:{}/nothing:v1", layouts.display()), "--key", &public]).await;
+    assert_eq!(out.status.code(), Some(2), "no layout there is bad input: {}", text(&out));
+    let out = ferry(&[
+        "promote",
+        "images",
+        "--thin-manifest-dir",
+        thin,
+        "--confirm",
+        "--sign-key",
+        key_file.to_str().unwrap(),
+    ])
+    .await;
+    assert!(!text(&out).contains("added"), "a re-run adds nothing: {}", text(&out));
+}
