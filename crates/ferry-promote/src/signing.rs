@@ -1,8 +1,9 @@
 //! Signature images: merging a source's into a destination's that differs ([`Action::Merge`]),
 //! and signing what was promoted (`--sign-key`): one cosign signature per promoted digest, made
 //! once (deterministic, RFC 6979) and added to that digest's `.sig` image at every destination
-//! next to the signatures already there, so every destination carries the same bytes and a
-//! re-run adds nothing.
+//! next to the signatures already there — and, where the registry has the referrers API, stored
+//! as a referrer of the digest too — so every destination carries the same bytes and a re-run
+//! adds nothing; with it, the provenance attestation (`.att`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -56,7 +57,13 @@ pub(crate) async fn sign(
                 Err(why) => Err(why.clone()),
                 Ok(layer) => {
                     let registry = registries.get(&destination);
-                    match ferry_trust::add_signature(registry.as_ref(), &image, &digest, layer).await {
+                    let added = match ferry_trust::add_signature(registry.as_ref(), &image, &digest, layer).await {
+                        Ok(added) => ferry_trust::add_signature_referrer(registry.as_ref(), &image, &digest, layer)
+                            .await
+                            .map(|_| added),
+                        Err(why) => Err(why),
+                    };
+                    match added {
                         Ok(added) => {
                             if added {
                                 transfer.signatures_added.fetch_add(1, Ordering::Relaxed);

@@ -430,7 +430,32 @@ impl Registry for LayoutRegistry {
         .expect("blocking task"))
     }
 
-    async fn referrers(&self, _repo: &RepoName, _digest: &Digest) -> Result<Option<Vec<Descriptor>>> {
-        Ok(None)
+    /// A layout has no API, but holds its referrers: every manifest of `index.json` whose
+    /// `subject` is `digest`, each with its `artifactType` (else its config's media type, as the
+    /// distribution spec answers).
+    async fn referrers(&self, repo: &RepoName, digest: &Digest) -> Result<Option<Vec<Descriptor>>> {
+        let mut referrers = Vec::new();
+        for entry in self.read_index(repo).await? {
+            let descriptor = self.entry_descriptor(&entry)?;
+            if media_types::is_index(&descriptor.media_type) {
+                continue;
+            }
+            let Some(bytes) = self.read_blob(repo, &descriptor.digest).await? else { continue };
+            let Ok(refs) = ManifestRefs::parse(&descriptor.digest, &bytes, Some(&descriptor.media_type)) else {
+                continue;
+            };
+            if refs.subject.as_ref().is_some_and(|s| s.digest == *digest) {
+                #[derive(serde::Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Typed {
+                    artifact_type: Option<String>,
+                    config: Option<Descriptor>,
+                }
+                let typed: Option<Typed> = serde_json::from_slice(&bytes).ok();
+                let artifact_type = typed.and_then(|t| t.artifact_type.or(t.config.map(|c| c.media_type)));
+                referrers.push(Descriptor { artifact_type, ..descriptor });
+            }
+        }
+        Ok(Some(referrers))
     }
 }

@@ -93,8 +93,9 @@ async fn suite(registry: Arc<dyn Registry>) {
     // Every repository written to, relative to the prefix, sorted (a nested one included).
     assert_eq!(r.list_repositories().await.unwrap(), [other.clone(), app.clone()]);
 
-    // Neither backend here offers the referrers API (distribution 2.8 predates it).
-    assert_eq!(r.referrers(&app, &untagged.top.digest).await.unwrap(), None);
+    // Distribution 2.8 predates the referrers API; a layout lists them itself (none here).
+    let referrers = r.referrers(&app, &untagged.top.digest).await.unwrap();
+    assert!(referrers.is_none() || referrers == Some(vec![]), "{referrers:?}");
 }
 
 #[tokio::test]

@@ -48,6 +48,7 @@ mod gojson;
 mod key_error;
 pub mod keys;
 pub mod provenance;
+pub mod referrer;
 pub mod signature_image;
 pub mod signer;
 pub mod simple_signing;

@@ -3,7 +3,7 @@
 //! [`find_signature`] checks whether a digest carries a valid signature by a trusted key, the way
 //! `cosign verify --key` does: the `sha256-<hex>.sig` image in the same repository, and cosign
 //! signatures the registry lists as OCI 1.1 referrers of the digest (artifact type
-//! [`REFERRER_ARTIFACT_TYPE`]), each layer's payload checked against the keys and the digest.
+//! `application/vnd.dev.cosign.artifact.sig.v1+json`), each layer's payload checked against the keys and the digest.
 //! [`find_attestation`] does the same for SLSA provenance in the `sha256-<hex>.att` image, as
 //! `cosign verify-attestation --key --type slsaprovenance1` does. [`add_signature`] and
 //! [`add_layer`] put one more signature or attestation into such an image, keeping every layer
@@ -16,13 +16,11 @@ use bytes::BytesMut;
 use ferry_oci::{Digest, Reference, RepoName, Tag};
 use ferry_registry::{BlobData, Manifest, Registry};
 use ferry_sign::provenance::SLSA_PROVENANCE_V1;
+use ferry_sign::referrer::{signature_referrer, Subject, SIGNATURE_ARTIFACT_TYPE};
 use ferry_sign::signature_image::{self, Layer, LayerRef};
 use ferry_sign::signer::Verifier;
 use ferry_sign::verify::{verify_attestation, verify_signature, VerifiedAttestation, VerifiedSignature};
 use futures::TryStreamExt;
-
-/// The artifact type of a cosign signature stored as an OCI 1.1 referrer.
-pub const REFERRER_ARTIFACT_TYPE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 
 /// Layers of one signature image checked at most.
 pub const MAX_LAYERS: usize = 64;
@@ -51,7 +49,7 @@ pub async fn find_signature(
     let tag = signature_tag(digest);
     let mut images = Images::read(registry, repo, &tag).await;
     if let Ok(Some(referrers)) = registry.referrers(repo, digest).await {
-        for referrer in referrers.iter().filter(|r| r.artifact_type.as_deref() == Some(REFERRER_ARTIFACT_TYPE)) {
+        for referrer in referrers.iter().filter(|r| r.artifact_type.as_deref() == Some(SIGNATURE_ARTIFACT_TYPE)) {
             match registry.get_manifest(repo, &Reference::Digest(referrer.digest.clone())).await {
                 Ok(Some(manifest)) => images.found.push(manifest),
                 Ok(None) => {}
@@ -155,6 +153,42 @@ pub async fn add_signature(
     layer: &Layer,
 ) -> Result<bool, String> {
     add_layer(registry, repo, &signature_tag(digest), layer).await
+}
+
+/// Where the registry has the OCI 1.1 referrers API, also stores `layer` (a `.sig` layer) as a
+/// referrer of `digest` (cosign's `oci-1-1` referrers mode). `false` when the registry has no
+/// such API, or the same referrer is already listed.
+pub async fn add_signature_referrer(
+    registry: &dyn Registry,
+    repo: &RepoName,
+    digest: &Digest,
+    layer: &Layer,
+) -> Result<bool, String> {
+    let listed = match registry.referrers(repo, digest).await {
+        Ok(Some(listed)) => listed,
+        Ok(None) => return Ok(false),
+        Err(e) => return Err(format!("cannot list the referrers of {digest}: {e}")),
+    };
+    let head = registry
+        .head_manifest(repo, &Reference::Digest(digest.clone()))
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{digest} is not there to be referred to"))?;
+    let subject = Subject { media_type: &head.media_type, digest, size: head.size };
+    let referrer = signature_referrer(layer, &subject);
+    if listed.iter().any(|r| r.digest == referrer.digest) {
+        return Ok(false);
+    }
+    for blob in &referrer.blobs {
+        let data = BlobData::Memory(blob.bytes.clone().into());
+        registry.put_blob(repo, &blob.digest, &data).await.map_err(|e| format!("cannot write signature blob: {e}"))?;
+    }
+    let manifest = Manifest::new(ferry_oci::media_types::OCI_MANIFEST, referrer.manifest);
+    registry
+        .put_manifest(repo, &Reference::Digest(referrer.digest.clone()), &manifest)
+        .await
+        .map_err(|e| format!("cannot write the signature referrer: {e}"))?;
+    Ok(true)
 }
 
 /// Adds `layer` to the signature (or attestation) image under `tag` in `repo`, keeping every

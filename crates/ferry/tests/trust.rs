@@ -318,4 +318,21 @@ async fn signing_and_verify_on_an_oci_layout() {
     ])
     .await;
     assert!(!text(&out).contains("added"), "a re-run adds nothing: {}", text(&out));
+
+    // A layout lists its referrers: the signature is there as one too (once, after two runs),
+    // and verifies from there alone once the .sig tag is gone.
+    let layout = ferry_registry::open(&format!("oci:{}", layouts.display()).parse().unwrap(), &client);
+    let referrers = layout.referrers(&repo("team/app"), image.digest()).await.unwrap().unwrap();
+    assert_eq!(referrers.len(), 1, "{referrers:?}");
+    assert_eq!(referrers[0].artifact_type.as_deref(), Some(ferry_sign::referrer::SIGNATURE_ARTIFACT_TYPE));
+    let index_path = layouts.join("team/app/index.json");
+    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let sig_tag = ferry_sign::signature_image::signature_tag(image.digest());
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|e| e["annotations"]["org.opencontainers.image.ref.name"].as_str() != Some(sig_tag.as_str()));
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let out = ferry(&["verify", &reference, "--key", &public]).await;
+    assert_eq!(out.status.code(), Some(0), "verified from the referrer: {}", text(&out));
 }
