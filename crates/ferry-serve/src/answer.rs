@@ -17,6 +17,7 @@ use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use crate::access_log::{AccessLog, Entry};
 use crate::client::{client_address, client_address_from, forwarded_for};
 use crate::decision::{Decision, Detail, Outcome, Reason};
+use crate::drain::Drain;
 use crate::local_content;
 use crate::metrics::{Metrics, RedirectCounters};
 use crate::presence::{NoProbes, Presence};
@@ -26,6 +27,12 @@ use crate::render::{method_not_allowed, respond, text};
 use crate::request::{is_reserved, parse_request};
 use crate::route::{decide, reject_decision, route};
 use crate::snapshot::Snapshot;
+
+/// The endpoints answered before any routing (case 3), `/debug/route` aside: liveness,
+/// readiness and metrics.
+pub(crate) fn is_service_endpoint(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
 
 /// What the handlers share: the current snapshot (swapped whole on reload), presence knowledge,
 /// metrics and the access log.
@@ -39,6 +46,8 @@ pub struct AppState {
     access_log: AccessLog,
     /// Remote inventories fetched so far (kept across reloads).
     pub(crate) remote: RemoteInventories,
+    /// Whether the server is stopping, and the connections still open.
+    pub drain: Arc<Drain>,
 }
 
 impl AppState {
@@ -59,6 +68,7 @@ impl AppState {
             metrics,
             access_log: AccessLog::off(),
             remote: RemoteInventories::default(),
+            drain: Arc::default(),
         }
     }
 
@@ -223,7 +233,7 @@ impl AppState {
 
     /// Service endpoints (case 3) but `/debug/route`.
     fn service_endpoint(&self, snapshot: &Snapshot, method: &Method, path: &str) -> Option<Response<Body>> {
-        if !matches!(path, "/healthz" | "/metrics") {
+        if !is_service_endpoint(path) {
             return None;
         }
         if method != Method::GET && method != Method::HEAD {
@@ -231,6 +241,11 @@ impl AppState {
         }
         Some(if path == "/healthz" {
             text(StatusCode::OK, "ok")
+        } else if path == "/readyz" {
+            match self.drain.is_draining() {
+                false => text(StatusCode::OK, "ready"),
+                true => text(StatusCode::SERVICE_UNAVAILABLE, "stopping"),
+            }
         } else {
             if let Some(prober) = &self.prober {
                 self.metrics.observe(prober, snapshot);

@@ -21,6 +21,10 @@ pub struct Config {
     /// Connections open at once; past it, new ones wait in the listen queue. Read at start only.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Seconds a stopping server (SIGTERM, SIGINT) gives requests in flight to finish, with
+    /// `/readyz` answering 503 (default 10). Read at start only.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: f64,
     /// IP addresses or CIDR ranges of reverse proxies whose `X-Forwarded-For` is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
@@ -44,6 +48,10 @@ fn default_listen() -> SocketAddr {
 
 fn default_max_connections() -> usize {
     4096
+}
+
+fn default_shutdown_grace() -> f64 {
+    10.0
 }
 
 /// `upstream`: the origins everything falls back to.

@@ -16,6 +16,7 @@ use axum::http::{Request, Response};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::answer::AppState;
@@ -78,17 +79,29 @@ pub(crate) fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
     state: &Arc<AppState>,
+    drained: Arc<Notify>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let _ = stream.set_nodelay(true);
     let connection = Connection { state: state.clone(), peer: peer.ip().to_canonical() };
-    answer_until_closed(stream, connection, http.clone())
+    let (open, http) = (state.drain.opened(), http.clone());
+    async move {
+        answer_until_closed(stream, connection, http, drained).await;
+        drop(open);
+    }
 }
 
 /// A worker gives up its core after this many answers (`sched_yield`; see [`yield_sometimes`]).
 const ANSWERS_PER_YIELD: u32 = 32;
 
-/// Serves `stream` until the client closes it: lean while requests allow, then hyper.
-async fn answer_until_closed(mut stream: TcpStream, connection: Connection, http: hyper::server::conn::http1::Builder) {
+/// Serves `stream` until the client closes it, or until the server stops (`drained` wakes it:
+/// then an idle connection closes, and one with a request in flight closes after its answer):
+/// lean while requests allow, then hyper.
+async fn answer_until_closed(
+    mut stream: TcpStream,
+    connection: Connection,
+    http: hyper::server::conn::http1::Builder,
+    drained: Arc<Notify>,
+) {
     let mut buffer = BytesMut::with_capacity(4 << 10);
     let mut out = Vec::with_capacity(1 << 10);
     // The next request's head must be complete by `deadline`. The timer is not moved with it
@@ -113,6 +126,18 @@ async fn answer_until_closed(mut stream: TcpStream, connection: Connection, http
                 deadline = Instant::now() + HEADER_READ_TIMEOUT;
             }
             Step::NeedMore if buffer.len() < MAX_HEAD => {
+                // Between requests, a stopping server closes the connection (registered before
+                // the flag is read, so a stop in between still wakes it).
+                let idle = buffer.is_empty();
+                let stopping = drained.notified();
+                tokio::pin!(stopping);
+                if idle {
+                    stopping.as_mut().enable();
+                    if connection.state.drain.is_draining() {
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
+                }
                 tokio::select! {
                     biased;
                     read = stream.read_buf(&mut buffer) => match read {
@@ -125,13 +150,35 @@ async fn answer_until_closed(mut stream: TcpStream, connection: Connection, http
                         }
                         timer.as_mut().reset(deadline);
                     }
+                    () = &mut stopping, if idle => {
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
                 }
             }
             // A head still incomplete at MAX_HEAD is handed over too: hyper answers it 431 at
             // once, as it holds no more than MAX_HEAD either.
             Step::NeedMore | Step::Hyper => {
-                let io = Rewind { prefix: buffer.freeze(), inner: stream };
-                let _ = http.serve_connection(hyper_util::rt::TokioIo::new(io), connection).await;
+                let io = hyper_util::rt::TokioIo::new(Rewind { prefix: buffer.freeze(), inner: stream });
+                let stopping = drained.notified();
+                tokio::pin!(stopping);
+                stopping.as_mut().enable();
+                if connection.state.drain.is_draining() {
+                    // Stopping already: the request that came in is answered, then it closes.
+                    let mut last = http;
+                    last.keep_alive(false);
+                    let _ = last.serve_connection(io, connection).await;
+                    return;
+                }
+                let served = http.serve_connection(io, connection);
+                tokio::pin!(served);
+                tokio::select! {
+                    _ = served.as_mut() => return,
+                    () = stopping => {}
+                }
+                // Stopped meanwhile: a request in flight is answered, an idle connection closes.
+                served.as_mut().graceful_shutdown();
+                let _ = served.await;
                 return;
             }
         }

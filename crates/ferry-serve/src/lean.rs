@@ -91,9 +91,11 @@ pub(crate) fn answer(buffer: &[u8], state: &AppState, peer: IpAddr, out: &mut Ve
         }
     }
     let snapshot = state.snapshot_guard();
-    if matches!(path, "/healthz" | "/metrics") || !state.answers_at_once(&snapshot, path) {
+    if crate::answer::is_service_endpoint(path) || !state.answers_at_once(&snapshot, path) {
         return Step::Hyper;
     }
+    // A stopping server closes each connection after its answer.
+    let keep_alive = keep_alive && !state.drain.is_draining();
     let decision = state.decide_now(&snapshot, peer, &method, (path, query), &forwarded_for[..forwarded]);
     out.clear();
     write_response(out, decision, method == Method::HEAD, request.version == Some(1), keep_alive);

@@ -10,6 +10,8 @@
 //! - `workers`: one serving thread per core; each connection goes to the least loaded.
 //! - `listen`: accepting, at most `max_connections` at once; [`run()`] serves on one runtime.
 //! - `connection`: one connection: the lean path while it can, then hyper.
+//! - [`drain`]: stopping without dropping a request (`/readyz` 503, connections closed after
+//!   their answer, the open ones counted).
 //! - `lean`: GET/HEAD answered at once, parsed straight from the connection's buffer.
 //! - [`reload`]: watching files, fetching remote inventories again, swapping snapshots.
 //! - [`answer`]: the request handler ([`AppState`]), top to bottom, and `/debug/route`.
@@ -35,6 +37,7 @@ pub mod config;
 mod connection;
 mod counter;
 pub mod decision;
+pub mod drain;
 pub mod glob;
 pub mod inventory;
 mod lean;

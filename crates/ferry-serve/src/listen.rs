@@ -12,9 +12,10 @@ use crate::connection::{connection_builder, serve_connection};
 pub async fn run(listener: tokio::net::TcpListener, state: Arc<AppState>) {
     let http = connection_builder();
     let acceptor = Acceptor::new(listener, state.snapshot().max_connections);
+    let drained = state.drain.waker();
     loop {
         let (stream, peer, permit) = acceptor.accept().await;
-        let connection = serve_connection(&http, stream, peer, &state);
+        let connection = serve_connection(&http, stream, peer, &state, drained.clone());
         tokio::spawn(async move {
             connection.await;
             drop(permit);

@@ -20,17 +20,38 @@ pub const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 pub const REMOTE_INVENTORY_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Runs `ferry serve`: [`start`]s the server on the configured `listen` address and serves until
-/// SIGINT or SIGTERM, then writes the access-log lines still pending and returns.
+/// SIGINT or SIGTERM, then [`Server::stop`]s it.
 pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
-    let server = start(config_path, None).await?;
+    let mut server = start(config_path, None).await?;
     tracing::info!(target: "ferry_serve", listen = %server.address, workers = server.workers, "serving");
     tokio::select! {
         () = shutdown_signal() => {}
-        started = server.serving => started.context("serving task failed")?.context("starting the serving threads")?,
+        started = &mut server.serving => started.context("serving task failed")?.context("starting the serving threads")?,
     }
-    tracing::info!(target: "ferry_serve", "shutting down");
-    server.state.access_log().flush();
+    server.stop().await;
     Ok(())
+}
+
+impl Server {
+    /// Stops as a rolling update needs (see `drain.rs`): `/readyz` answers 503 at once, no new
+    /// connection is accepted, requests in flight are answered (each connection closing after
+    /// its answer; idle ones at once) for up to the configuration's `shutdown_grace`; then the
+    /// access-log lines still pending are written.
+    pub async fn stop(self) {
+        let grace = self.state.snapshot().shutdown_grace;
+        tracing::info!(target: "ferry_serve", grace_seconds = grace.as_secs_f64(), connections = self.state.drain.open_connections(), "stopping");
+        self.state.drain.start();
+        self.serving.abort();
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.state.drain.open_connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.state.drain.open_connections();
+        if left > 0 {
+            tracing::warn!(target: "ferry_serve", connections = left, "shutdown grace over; closing the connections still open");
+        }
+        self.state.access_log().flush();
+    }
 }
 
 /// A server [`start`]ed: what `ferry serve` runs, and what tests drive.

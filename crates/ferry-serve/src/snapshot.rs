@@ -87,6 +87,8 @@ pub struct Snapshot {
     pub listen: SocketAddr,
     /// See [`Config::max_connections`]; like `listen`, only the first snapshot's counts.
     pub max_connections: usize,
+    /// See [`Config::shutdown_grace`]; only the first snapshot's counts.
+    pub shutdown_grace: std::time::Duration,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Where requests no mirror answers go.
@@ -144,6 +146,9 @@ impl Snapshot {
         base_dir: &Path,
         fetched: &HashMap<String, Arc<Inventory>>,
     ) -> Result<Snapshot, SnapshotError> {
+        if !(config.shutdown_grace.is_finite() && (0.0..=3600.0).contains(&config.shutdown_grace)) {
+            return Err(ConfigError::new("shutdown_grace", "must be a number of seconds from 0 to 3600").into());
+        }
         if config.max_connections == 0 {
             return Err(ConfigError::new("max_connections", "must be at least 1").into());
         }
@@ -244,6 +249,7 @@ impl Snapshot {
         Ok(Snapshot {
             listen: config.listen,
             max_connections: config.max_connections,
+            shutdown_grace: std::time::Duration::from_secs_f64(config.shutdown_grace),
             trusted_proxies,
             upstream,
             mirrors,

@@ -66,12 +66,14 @@ async fn work(
     state: Arc<AppState>,
 ) {
     let http = connection_builder();
+    let drained = state.drain.waker();
+    let mut connections = tokio::task::JoinSet::new();
     while let Some((stream, peer, permit)) = incoming.recv().await {
         let open = open.clone();
         match tokio::net::TcpStream::from_std(stream) {
             Ok(stream) => {
-                let connection = serve_connection(&http, stream, peer, &state);
-                tokio::spawn(async move {
+                let connection = serve_connection(&http, stream, peer, &state, drained.clone());
+                connections.spawn(async move {
                     connection.await;
                     open.fetch_sub(1, Ordering::Relaxed);
                     drop(permit);
@@ -82,5 +84,9 @@ async fn work(
                 tracing::warn!(target: "ferry_serve", %peer, error = %e, "cannot serve a connection");
             }
         }
+        while connections.try_join_next().is_some() {}
     }
+    // The acceptor has stopped (the server is stopping): the connections open finish here; the
+    // runtime, and with it any connection left, ends with this thread.
+    while connections.join_next().await.is_some() {}
 }

@@ -1,4 +1,4 @@
-//! The service endpoints (case 3: `/healthz`, `/metrics`, `/debug/route`) and the API version
+//! The service endpoints (case 3: `/healthz`, `/readyz`, `/metrics`, `/debug/route`) and the API version
 //! check (case 4, `/v2/`) answer the same in every serving mode that reaches them: mirrors with
 //! inventories (requests answered at once, on the lean path), a mirror probed for presence
 //! (requests that may wait), and a local-folder mirror (content served by Ferry) — each with and
@@ -80,6 +80,12 @@ async fn service_endpoints_answer_in_every_serving_mode() {
             assert!(head.starts_with("HTTP/1.1 200 ") && head.ends_with("\r\n\r\n"), "{}\n{head}", at("HEAD /healthz"));
             let post = raw(server.address, "POST", "/healthz").await;
             assert!(post.starts_with("HTTP/1.1 405 "), "{}\n{post}", at("POST /healthz"));
+            let readyz = raw(server.address, "GET", "/readyz").await;
+            assert!(
+                readyz.starts_with("HTTP/1.1 200 ") && readyz.ends_with("\r\n\r\nready"),
+                "{}\n{readyz}",
+                at("GET /readyz")
+            );
 
             let metrics = raw(server.address, "GET", "/metrics").await;
             assert!(metrics.starts_with("HTTP/1.1 200 "), "{}\n{metrics}", at("GET /metrics"));
