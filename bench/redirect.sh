@@ -6,6 +6,9 @@
 #   (FERRY_LOG=warn in the environment turns Ferry's access log off, for comparison;
 #    FERRY_BASELINE=/path/to/another/ferry adds that build as a third server in every round, to
 #    measure a change side by side with the build before it;
+#    BENCH_LIMITS=1 gives the Ferry under test (not the baseline) a per-client rate limit that
+#    nobody reaches (600,000 requests a minute, bursts of 10,000): with FERRY_BASELINE set to the
+#    same binary, that measures what counting every client costs;
 #    BENCH_INSTRUCTIONS=1 instead runs both servers under valgrind's callgrind, one nginx worker,
 #    and prints the user-space instructions each spends per request: wrk -t1 -c8 for DURATION_S
 #    after a 2 s warm-up, the same rotating addresses. Slow, but free of this VM's noise.)
@@ -152,7 +155,10 @@ http {
 }
 CFG
 
-ferry_config() { # PORT INVENTORY
+ferry_config() { # PORT INVENTORY [LIMITS]
+  if [ -n "${3:-}" ]; then
+    printf 'limits:\n  per_client: {requests_per_minute: 600000, burst: 10000}\n'
+  fi
   cat <<CFG
 listen: 127.0.0.1:$1
 trusted_proxies: ["127.0.0.1/32"]
@@ -168,7 +174,7 @@ mirrors:
     inventory: $2
 CFG
 }
-ferry_config "$ferry_port" "$work/inventory.txt" >"$work/ferry.yaml"
+ferry_config "$ferry_port" "$work/inventory.txt" "${BENCH_LIMITS:-}" >"$work/ferry.yaml"
 ferry_config "$mem_port" "$shm/inventory-1m.txt" >"$work/ferry-1m.yaml"
 ferry_config "$baseline_port" "$work/inventory.txt" >"$work/baseline.yaml"
 

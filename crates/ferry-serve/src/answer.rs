@@ -18,6 +18,7 @@ use crate::access_log::{AccessLog, Entry};
 use crate::client::{client_address, client_address_from, forwarded_for};
 use crate::decision::{Decision, Detail, Outcome, Reason};
 use crate::drain::Drain;
+use crate::limit::ClientTable;
 use crate::local_content;
 use crate::metrics::{Metrics, RedirectCounters};
 use crate::presence::{NoProbes, Presence};
@@ -48,6 +49,9 @@ pub struct AppState {
     pub(crate) remote: RemoteInventories,
     /// Whether the server is stopping, and the connections still open.
     pub drain: Arc<Drain>,
+    /// The clients counted by the per-client rate limit (allocated when first needed; kept
+    /// across reloads).
+    clients: std::sync::OnceLock<ClientTable>,
 }
 
 impl AppState {
@@ -69,6 +73,7 @@ impl AppState {
             access_log: AccessLog::off(),
             remote: RemoteInventories::default(),
             drain: Arc::default(),
+            clients: std::sync::OnceLock::new(),
         }
     }
 
@@ -197,6 +202,10 @@ impl AppState {
         let client = client_address(&snapshot, peer, request.headers());
         let label_id = snapshot.locator.locate_id(client);
         let label = label_id.map(|l| &*snapshot.locator.labels()[l as usize]);
+        if let Some(limited) = self.limit(&snapshot, client, label) {
+            self.record(&snapshot, method, path, peer, client, label_id, &limited);
+            return respond(limited);
+        }
         if is_reserved(path) {
             let (outcome, status, response) = match (method, local_content::parse(path)) {
                 (&Method::GET | &Method::HEAD, Ok(object)) => {
@@ -229,6 +238,18 @@ impl AppState {
         let decision = self.decide(&snapshot, method.as_str(), path, query, label, Detail::Lean).await;
         self.record(&snapshot, method, path, peer, client, label_id, &decision);
         respond(decision)
+    }
+
+    /// Case 12a: the `429` for a client over its per-client rate limit; `None` within it, when
+    /// exempt, or when there is no limit.
+    fn limit<'a>(&self, snapshot: &Snapshot, client: IpAddr, label: Option<&str>) -> Option<Decision<'a>> {
+        let limits = snapshot.limits.as_ref()?;
+        if limits.exempts(client, label) {
+            return None;
+        }
+        let clients = self.clients.get_or_init(ClientTable::default);
+        let retry_after = clients.check(client, limits.rate, std::time::Instant::now()).err()?;
+        Some(Decision::answer(429, Outcome::Limited, Reason::Limited { retry_after }))
     }
 
     /// Service endpoints (case 3) but `/debug/route`.
@@ -303,6 +324,10 @@ impl AppState {
         let client = client_address_from(snapshot, peer, forwarded_for);
         let label_id = snapshot.locator.locate_id(client);
         let label = label_id.map(|l| &*snapshot.locator.labels()[l as usize]);
+        if let Some(limited) = self.limit(snapshot, client, label) {
+            self.record(snapshot, method, path, peer, client, label_id, &limited);
+            return limited;
+        }
         let presence: &dyn Presence = match &self.prober {
             Some(prober) => &**prober,
             None => &*self.presence,

@@ -40,6 +40,31 @@ pub struct Config {
     /// The mirrors, in any order (order gives no priority).
     #[serde(default)]
     pub mirrors: Vec<MirrorConfig>,
+    /// Limits on what one client may ask; none by default.
+    #[serde(default)]
+    pub limits: Option<LimitsConfig>,
+}
+
+/// `limits`: the per-client rate limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Requests one client address (IPv4, or IPv6 /64) may make.
+    pub per_client: PerClientConfig,
+    /// Clients never limited: CIDR ranges or addresses, and location labels or label globs
+    /// (`aws:*`), as `serves` writes them.
+    #[serde(default)]
+    pub exempt: Vec<String>,
+}
+
+/// `limits.per_client`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerClientConfig {
+    /// The sustained rate, ≥ 1.
+    pub requests_per_minute: u64,
+    /// How many requests may come at once before the rate applies, ≥ 1.
+    pub burst: u64,
 }
 
 fn default_listen() -> SocketAddr {

@@ -52,11 +52,13 @@ pub enum Outcome {
     NotFound,
     /// 405: a method other than `GET` or `HEAD`.
     MethodNotAllowed,
+    /// 429: the client is over its per-client rate limit (`limits`).
+    Limited,
 }
 
 impl Outcome {
     /// Every outcome, in [`Outcome::index`] order.
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Ok,
         Outcome::Mirror,
         Outcome::Upstream,
@@ -66,6 +68,7 @@ impl Outcome {
         Outcome::BadRequest,
         Outcome::NotFound,
         Outcome::MethodNotAllowed,
+        Outcome::Limited,
     ];
 
     /// Position of the outcome in [`Outcome::ALL`] (indexes per-outcome metric counters).
@@ -85,6 +88,7 @@ impl Outcome {
             Outcome::BadRequest => "bad_request",
             Outcome::NotFound => "not_found",
             Outcome::MethodNotAllowed => "method_not_allowed",
+            Outcome::Limited => "limited",
         }
     }
 
@@ -155,6 +159,11 @@ pub enum Reason<'a> {
         /// Mirrors with a template for this kind of object; 0 when there is none.
         considered: usize,
     },
+    /// Over the per-client rate limit; within it again after `retry_after` seconds.
+    Limited {
+        /// Seconds until a request would be within the limit (≥ 1).
+        retry_after: u64,
+    },
 }
 
 impl Reason<'_> {
@@ -199,6 +208,11 @@ impl Reason<'_> {
                 emit(decimal(&mut [0; 20], *considered), true);
                 emit(" considered)", true);
             }
+            Reason::Limited { retry_after } => {
+                emit("over the per-client rate limit; retry after ", true);
+                emit(decimal(&mut [0; 20], *retry_after as usize), true);
+                emit(" s", true);
+            }
         }
     }
 }
@@ -239,7 +253,7 @@ impl Serialize for Reason<'_> {
 /// of `/debug/route`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision<'a> {
-    /// The HTTP status of the answer (200, 307, 400, 404 or 405).
+    /// The HTTP status of the answer (200, 307, 400, 404, 405 or 429).
     pub status: u16,
     /// How the request ended (metrics and access-log `outcome`).
     pub outcome: Outcome,

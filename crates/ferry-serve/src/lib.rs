@@ -18,6 +18,7 @@
 //! - `render`: one response head for a decision, written as hyper objects or as bytes.
 //! - [`metrics`], [`access_log`]: what each answered request leaves behind (case 13).
 //! - [`client`]: the client address (case 12: `X-Forwarded-For` from trusted proxies only).
+//! - [`limit`]: the per-client rate limit (case 12a), in fixed memory.
 //! - [`probe`]: presence (HEAD, cached, coalesced, 50 ms budget) and health of mirrors.
 //! - [`route()`]: the routing decision, from the snapshot and what is known (no network I/O).
 //! - [`presence`]: what the router may consult besides inventories ([`Presence`]).
@@ -41,6 +42,7 @@ pub mod drain;
 pub mod glob;
 pub mod inventory;
 mod lean;
+pub mod limit;
 mod listen;
 pub mod local_content;
 pub mod metrics;

@@ -26,6 +26,8 @@ pub(crate) enum Kind {
     Redirect(String),
     /// `content-type: text/plain; charset=utf-8`, and `allow: GET, HEAD` with a `405`.
     Text,
+    /// `Text`, and `retry-after: <seconds>` (a `429`).
+    RetryAfter(u64),
 }
 
 impl ResponseHead {
@@ -35,6 +37,14 @@ impl ResponseHead {
         match decision.outcome {
             Outcome::MethodNotAllowed => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n".into()),
             Outcome::Ok => ResponseHead { status: StatusCode::OK, kind: Kind::ApiVersion, body: String::new() },
+            Outcome::Limited => {
+                let retry_after = match decision.reason {
+                    crate::decision::Reason::Limited { retry_after } => retry_after,
+                    _ => 1,
+                };
+                let body = format!("{}\n", decision.reason);
+                ResponseHead { status: StatusCode::TOO_MANY_REQUESTS, kind: Kind::RetryAfter(retry_after), body }
+            }
             _ if decision.status == 307 => match decision.location {
                 Some(location) if all_bytes(&location, is_header_byte) => ResponseHead {
                     status: StatusCode::TEMPORARY_REDIRECT,
@@ -75,6 +85,11 @@ pub(crate) fn respond(decision: Decision<'_>) -> Response<Body> {
     let mut r = match head.kind {
         Kind::Text if head.status == StatusCode::METHOD_NOT_ALLOWED => return method_not_allowed(),
         Kind::Text => return text(head.status, head.body),
+        Kind::RetryAfter(seconds) => {
+            let mut r = text(head.status, head.body);
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            return r;
+        }
         Kind::ApiVersion => {
             let mut r = Response::new(Body::empty());
             r.headers_mut().insert("docker-distribution-api-version", HeaderValue::from_static("registry/2.0"));
@@ -116,6 +131,12 @@ pub(crate) fn write_response(out: &mut Vec<u8>, decision: Decision<'_>, head: bo
             if status == StatusCode::METHOD_NOT_ALLOWED {
                 out.extend_from_slice(b"allow: GET, HEAD\r\n");
             }
+        }
+        Kind::RetryAfter(seconds) => {
+            out.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\n");
+            out.extend_from_slice(b"retry-after: ");
+            out.extend_from_slice(crate::decision::decimal(&mut [0; 20], *seconds as usize).as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
     }
     if !http11 && keep_alive {

@@ -89,6 +89,8 @@ pub struct Snapshot {
     pub max_connections: usize,
     /// See [`Config::shutdown_grace`]; only the first snapshot's counts.
     pub shutdown_grace: std::time::Duration,
+    /// The per-client rate limit (`limits`), if any.
+    pub limits: Option<Limits>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Where requests no mirror answers go.
@@ -146,6 +148,7 @@ impl Snapshot {
         base_dir: &Path,
         fetched: &HashMap<String, Arc<Inventory>>,
     ) -> Result<Snapshot, SnapshotError> {
+        let limits = config.limits.as_ref().map(Limits::from_config).transpose()?;
         if !(config.shutdown_grace.is_finite() && (0.0..=3600.0).contains(&config.shutdown_grace)) {
             return Err(ConfigError::new("shutdown_grace", "must be a number of seconds from 0 to 3600").into());
         }
@@ -250,6 +253,7 @@ impl Snapshot {
             listen: config.listen,
             max_connections: config.max_connections,
             shutdown_grace: std::time::Duration::from_secs_f64(config.shutdown_grace),
+            limits,
             trusted_proxies,
             upstream,
             mirrors,
@@ -389,5 +393,47 @@ mirrors:
         ))
         .unwrap_err();
         assert!(e.to_string().starts_with("mirrors[0].inventory: nope.txt: cannot read"), "{e}");
+    }
+}
+
+/// `limits`, checked: the rate and who is exempt from it.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Each client's rate.
+    pub rate: crate::limit::Rate,
+    exempt_nets: Vec<IpNet>,
+    exempt_labels: Vec<Pattern>,
+}
+
+impl Limits {
+    fn from_config(config: &crate::config::LimitsConfig) -> Result<Limits, ConfigError> {
+        let per_client = &config.per_client;
+        if per_client.requests_per_minute == 0 {
+            return Err(ConfigError::new("limits.per_client.requests_per_minute", "must be at least 1"));
+        }
+        if per_client.burst == 0 {
+            return Err(ConfigError::new("limits.per_client.burst", "must be at least 1"));
+        }
+        let (mut exempt_nets, mut exempt_labels) = (Vec::new(), Vec::new());
+        for (i, entry) in config.exempt.iter().enumerate() {
+            let field = || format!("limits.exempt[{i}]");
+            if let Ok(net) = entry.parse::<IpNet>() {
+                exempt_nets.push(net);
+            } else if let Ok(ip) = entry.parse::<std::net::IpAddr>() {
+                exempt_nets.push(IpNet::from(ip));
+            } else if entry.contains('/') || entry.parse::<std::net::Ipv6Addr>().is_ok() {
+                return Err(ConfigError::new(field(), format!("{entry:?} is not a valid CIDR range")));
+            } else {
+                exempt_labels.push(Pattern::parse(entry).map_err(|e| ConfigError::new(field(), e))?);
+            }
+        }
+        let rate = crate::limit::Rate::new(per_client.requests_per_minute, per_client.burst);
+        Ok(Limits { rate, exempt_nets, exempt_labels })
+    }
+
+    /// Whether `client` (at location `label`) is never limited.
+    pub fn exempts(&self, client: std::net::IpAddr, label: Option<&str>) -> bool {
+        self.exempt_nets.iter().any(|net| net.contains(&client))
+            || (label.is_some() && self.exempt_labels.iter().any(|p| p.matches(label)))
     }
 }
