@@ -33,11 +33,9 @@ async fn over_the_limit_is_429_with_retry_after_and_nobody_else_is_touched() {
     let config = dir.path().join("ferry.yaml");
     std::fs::write(
         &config,
-        format!(
-            "trusted_proxies: [127.0.0.1/32]\nupstream: {{registry: https://upstream.example}}\n\
-             locations: {{cidrs: {{\"192.0.2.0/24\": \"aws:us-east-2\"}}}}\n\
-             limits:\n  per_client: {{requests_per_minute: 60, burst: 4}}\n  exempt: [10.0.0.0/8, 'aws:*']\n"
-        ),
+        "trusted_proxies: [127.0.0.1/32]\nupstream: {registry: https://upstream.example}\n\
+         locations: {cidrs: {\"192.0.2.0/24\": \"aws:us-east-2\"}}\n\
+         limits:\n  per_client: {requests_per_minute: 60, burst: 4}\n  exempt: [10.0.0.0/8, 'aws:*']\n",
     )
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
