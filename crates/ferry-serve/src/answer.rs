@@ -52,6 +52,8 @@ pub struct AppState {
     /// The clients counted by the per-client rate limit (allocated when first needed; kept
     /// across reloads).
     clients: std::sync::OnceLock<ClientTable>,
+    /// HTTPS: the TLS acceptor every new connection goes through (`None`: plain HTTP).
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl AppState {
@@ -74,6 +76,7 @@ impl AppState {
             remote: RemoteInventories::default(),
             drain: Arc::default(),
             clients: std::sync::OnceLock::new(),
+            tls: None,
         }
     }
 
@@ -101,6 +104,11 @@ impl AppState {
     /// Uses the remote inventories fetched for the first snapshot.
     pub fn with_remote(self, remote: RemoteInventories) -> AppState {
         AppState { remote, ..self }
+    }
+
+    /// Serves HTTPS with `certificates` (see `tls.rs`).
+    pub fn with_tls(self, certificates: &Arc<crate::tls::Certificates>) -> AppState {
+        AppState { tls: Some(tokio_rustls::TlsAcceptor::from(certificates.server_config())), ..self }
     }
 
     /// Logs every request (case 13) to `log`.

@@ -43,6 +43,20 @@ pub struct Config {
     /// Limits on what one client may ask; none by default.
     #[serde(default)]
     pub limits: Option<LimitsConfig>,
+    /// HTTPS instead of plain HTTP: the certificate chain and key (PEM). Read at start; the
+    /// files themselves are reloaded when they change.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `tls`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first (PEM), relative to this file's folder or absolute.
+    pub cert: std::path::PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
 }
 
 /// `limits`: the per-client rate limit.

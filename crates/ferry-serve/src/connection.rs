@@ -15,7 +15,6 @@ use axum::body::Body;
 use axum::http::{Request, Response};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -72,22 +71,58 @@ pub(crate) fn connection_builder() -> hyper::server::conn::http1::Builder {
     http
 }
 
-/// Serves one connection until the client closes it: the lean path while it can (`lean.rs`),
-/// then hyper.
+/// Serves one connection until the client closes it: over TLS when `tls` is given (the
+/// handshake within [`HEADER_READ_TIMEOUT`]; HTTP/2 when the client chose it by ALPN, served by
+/// hyper), else, and for HTTP/1.1, the lean path while it can (`lean.rs`), then hyper.
 pub(crate) fn serve_connection(
     http: &hyper::server::conn::http1::Builder,
     stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
     state: &Arc<AppState>,
     drained: Arc<Notify>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let _ = stream.set_nodelay(true);
     let connection = Connection { state: state.clone(), peer: peer.ip().to_canonical() };
     let (open, http) = (state.drain.opened(), http.clone());
     async move {
-        answer_until_closed(stream, connection, http, drained).await;
+        match tls {
+            None => answer_until_closed(stream, connection, http, drained).await,
+            Some(acceptor) => match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                    serve_http2(stream, connection, drained).await
+                }
+                Ok(Ok(stream)) => answer_until_closed(stream, connection, http, drained).await,
+                // A failed or slow handshake: nothing was asked, nothing to answer.
+                Ok(Err(_)) | Err(_) => {}
+            },
+        }
         drop(open);
     }
+}
+
+/// HTTP/2 (over TLS, by ALPN): hyper serves every stream with the same handler; a stopping
+/// server sends GOAWAY and lets the streams in flight finish.
+async fn serve_http2<S>(stream: S, connection: Connection, drained: Arc<Notify>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let stopping = drained.notified();
+    tokio::pin!(stopping);
+    stopping.as_mut().enable();
+    let draining = connection.state.drain.is_draining();
+    let mut http = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    http.timer(hyper_util::rt::TokioTimer::new()).max_header_list_size(MAX_HEAD as u32);
+    let served = http.serve_connection(hyper_util::rt::TokioIo::new(stream), connection);
+    tokio::pin!(served);
+    if !draining {
+        tokio::select! {
+            _ = served.as_mut() => return,
+            () = stopping => {}
+        }
+    }
+    served.as_mut().graceful_shutdown();
+    let _ = served.await;
 }
 
 /// A worker gives up its core after this many answers (`sched_yield`; see [`yield_sometimes`]).
@@ -96,12 +131,14 @@ const ANSWERS_PER_YIELD: u32 = 32;
 /// Serves `stream` until the client closes it, or until the server stops (`drained` wakes it:
 /// then an idle connection closes, and one with a request in flight closes after its answer):
 /// lean while requests allow, then hyper.
-async fn answer_until_closed(
-    mut stream: TcpStream,
+async fn answer_until_closed<S>(
+    mut stream: S,
     connection: Connection,
     http: hyper::server::conn::http1::Builder,
     drained: Arc<Notify>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut buffer = BytesMut::with_capacity(4 << 10);
     let mut out = Vec::with_capacity(1 << 10);
     // The next request's head must be complete by `deadline`. The timer is not moved with it
@@ -209,12 +246,12 @@ fn yield_sometimes() {
 }
 
 /// A connection with bytes already read from it put back in front, for hyper.
-struct Rewind {
+struct Rewind<S> {
     prefix: Bytes,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl AsyncRead for Rewind {
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if !self.prefix.is_empty() {
             let n = self.prefix.len().min(buf.remaining());
@@ -226,7 +263,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }

@@ -8,6 +8,7 @@
 //!
 //! - [`server`]: [`start()`] wires everything `ferry serve` runs; [`serve()`] runs it to a signal.
 //! - `workers`: one serving thread per core; each connection goes to the least loaded.
+//! - [`tls`]: HTTPS (rustls, HTTP/1.1 and HTTP/2 by ALPN), certificates reloaded when renewed.
 //! - `listen`: accepting, at most `max_connections` at once; [`run()`] serves on one runtime.
 //! - `connection`: one connection: the lean path while it can, then hyper.
 //! - [`drain`]: stopping without dropping a request (`/readyz` 503, connections closed after
@@ -55,6 +56,7 @@ pub mod request;
 pub mod route;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 mod workers;
 
 pub use access_log::AccessLog;

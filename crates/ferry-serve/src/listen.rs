@@ -15,7 +15,7 @@ pub async fn run(listener: tokio::net::TcpListener, state: Arc<AppState>) {
     let drained = state.drain.waker();
     loop {
         let (stream, peer, permit) = acceptor.accept().await;
-        let connection = serve_connection(&http, stream, peer, &state, drained.clone());
+        let connection = serve_connection(&http, stream, peer, &state, drained.clone(), state.tls.clone());
         tokio::spawn(async move {
             connection.await;
             drop(permit);

@@ -67,7 +67,8 @@ pub struct Server {
 }
 
 /// Starts everything `ferry serve` runs: loads the configuration (failing if it is invalid),
-/// reloads it when it or an inventory changes (checked every 5 s), probes mirror presence and
+/// reloads it when it or an inventory changes (checked every 5 s, and so are the TLS
+/// certificate files when `tls` is set), probes mirror presence and
 /// health, logs each request to stdout (unless `FERRY_LOG` filters `ferry_serve::access` out),
 /// and accepts on `listener` (else on the configuration's `listen` address).
 ///
@@ -84,7 +85,19 @@ pub async fn start(config_path: PathBuf, listener: Option<tokio::net::TcpListene
     } else {
         AccessLog::off()
     };
-    let state = Arc::new(AppState::with_prober(snapshot, prober.clone()).with_access_log(log).with_remote(remote));
+    let certificates = snapshot.tls.clone().map(crate::tls::Certificates::load).transpose()?;
+    let mut state = AppState::with_prober(snapshot, prober.clone()).with_access_log(log).with_remote(remote);
+    if let Some(certificates) = &certificates {
+        state = state.with_tls(certificates);
+        let certificates = certificates.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RELOAD_INTERVAL).await;
+                certificates.reload_if_changed();
+            }
+        });
+    }
+    let state = Arc::new(state);
     state.start_health().await;
     spawn_reloader(state.clone(), config_path, RELOAD_INTERVAL, REMOTE_INVENTORY_INTERVAL);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -91,6 +91,8 @@ pub struct Snapshot {
     pub shutdown_grace: std::time::Duration,
     /// The per-client rate limit (`limits`), if any.
     pub limits: Option<Limits>,
+    /// `tls`: the certificate and key files; only the first snapshot's decides HTTPS or not.
+    pub tls: Option<crate::tls::TlsFiles>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Where requests no mirror answers go.
@@ -149,6 +151,11 @@ impl Snapshot {
         fetched: &HashMap<String, Arc<Inventory>>,
     ) -> Result<Snapshot, SnapshotError> {
         let limits = config.limits.as_ref().map(Limits::from_config).transpose()?;
+        warn_plain_http_behind_https(&config);
+        let tls = config.tls.as_ref().map(|t| crate::tls::TlsFiles {
+            cert: crate::tls::resolve(base_dir, &t.cert),
+            key: crate::tls::resolve(base_dir, &t.key),
+        });
         if !(config.shutdown_grace.is_finite() && (0.0..=3600.0).contains(&config.shutdown_grace)) {
             return Err(ConfigError::new("shutdown_grace", "must be a number of seconds from 0 to 3600").into());
         }
@@ -254,6 +261,7 @@ impl Snapshot {
             max_connections: config.max_connections,
             shutdown_grace: std::time::Duration::from_secs_f64(config.shutdown_grace),
             limits,
+            tls,
             trusted_proxies,
             upstream,
             mirrors,
@@ -435,5 +443,36 @@ impl Limits {
     pub fn exempts(&self, client: std::net::IpAddr, label: Option<&str>) -> bool {
         self.exempt_nets.iter().any(|net| net.contains(&client))
             || (label.is_some() && self.exempt_labels.iter().any(|p| p.matches(label)))
+    }
+}
+
+/// With an `https` `public_url`, clients sent on to a plain `http` upstream or mirror leave
+/// HTTPS behind (and some refuse to follow): said once, at load.
+fn warn_plain_http_behind_https(config: &Config) {
+    if !config.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) {
+        return;
+    }
+    let upstream = &config.upstream;
+    let mut plain: Vec<String> = [
+        ("upstream.registry", Some(&upstream.registry)),
+        ("upstream.files", upstream.files.as_ref()),
+        ("upstream.signatures", upstream.signatures.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(field, url)| url.filter(|u| u.starts_with("http://")).map(|_| field.to_string()))
+    .collect();
+    for (i, mirror) in config.mirrors.iter().enumerate() {
+        for (kind, template) in [("blobs", &mirror.blobs), ("files", &mirror.files)] {
+            if template.as_deref().is_some_and(|t| t.starts_with("http://")) {
+                plain.push(format!("mirrors[{i}].{kind}"));
+            }
+        }
+    }
+    if !plain.is_empty() {
+        tracing::warn!(
+            target: "ferry_serve",
+            fields = %plain.join(", "),
+            "public_url is https but these send clients to plain http"
+        );
     }
 }

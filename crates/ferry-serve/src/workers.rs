@@ -72,7 +72,7 @@ async fn work(
         let open = open.clone();
         match tokio::net::TcpStream::from_std(stream) {
             Ok(stream) => {
-                let connection = serve_connection(&http, stream, peer, &state, drained.clone());
+                let connection = serve_connection(&http, stream, peer, &state, drained.clone(), state.tls.clone());
                 connections.spawn(async move {
                     connection.await;
                     open.fetch_sub(1, Ordering::Relaxed);
