@@ -19,7 +19,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +113,15 @@ impl Locator {
     /// Reads every configured file and builds the index. Sources are added in the order cidrs,
     /// aws, gcp, azure (each list in order), country; for two equal prefixes the first added wins.
     pub fn load(config: &LocationsConfig) -> Result<Locator, LocateError> {
+        Locator::load_with(config, &sources::from_disk)
+    }
+
+    /// [`Locator::load`], with each source file's bytes from `read` (a caller that fetched some
+    /// of them over the network hands those over; `read` errors are reported as unreadable files).
+    pub fn load_with(
+        config: &LocationsConfig,
+        read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>,
+    ) -> Result<Locator, LocateError> {
         let mut b = Builder::default();
         for (cidr, label) in &config.cidrs {
             let bad = |message: String| LocateError::Cidr { cidr: cidr.clone(), message };
@@ -126,16 +135,16 @@ impl Locator {
             b.add(prefix, label, Source::Cidrs);
         }
         for path in &config.aws {
-            sources::aws(path, &mut b)?;
+            sources::aws(path, read, &mut b)?;
         }
         for path in &config.gcp {
-            sources::gcp(path, &mut b)?;
+            sources::gcp(path, read, &mut b)?;
         }
         for path in &config.azure {
-            sources::azure(path, &mut b)?;
+            sources::azure(path, read, &mut b)?;
         }
         if let Some(path) = &config.countries {
-            sources::country(path, &mut b)?;
+            sources::country(path, read, &mut b)?;
         }
         Ok(b.finish())
     }

@@ -88,8 +88,8 @@ impl CountryRecord<'_> {
     }
 }
 
-pub(crate) fn aws(path: &Path, b: &mut Builder) -> Result<(), LocateError> {
-    let file: AwsFile = read_json(path)?;
+pub(crate) fn aws(path: &Path, read: Read<'_>, b: &mut Builder) -> Result<(), LocateError> {
+    let file: AwsFile = read_json(path, read)?;
     let v4 = file.prefixes.iter().map(|p| (&p.ip_prefix, &p.region));
     let v6 = file.ipv6_prefixes.iter().map(|p| (&p.ipv6_prefix, &p.region));
     for (prefix, region) in v4.chain(v6) {
@@ -100,8 +100,8 @@ pub(crate) fn aws(path: &Path, b: &mut Builder) -> Result<(), LocateError> {
     Ok(())
 }
 
-pub(crate) fn gcp(path: &Path, b: &mut Builder) -> Result<(), LocateError> {
-    let file: GcpFile = read_json(path)?;
+pub(crate) fn gcp(path: &Path, read: Read<'_>, b: &mut Builder) -> Result<(), LocateError> {
+    let file: GcpFile = read_json(path, read)?;
     for entry in &file.prefixes {
         let label = b.label(&format!("gcp:{}", entry.scope));
         let prefixes: Vec<&String> = entry.ipv4_prefix.iter().chain(&entry.ipv6_prefix).collect();
@@ -116,8 +116,8 @@ pub(crate) fn gcp(path: &Path, b: &mut Builder) -> Result<(), LocateError> {
     Ok(())
 }
 
-pub(crate) fn azure(path: &Path, b: &mut Builder) -> Result<(), LocateError> {
-    let file: AzureFile = read_json(path)?;
+pub(crate) fn azure(path: &Path, read: Read<'_>, b: &mut Builder) -> Result<(), LocateError> {
+    let file: AzureFile = read_json(path, read)?;
     // A tag with an empty region (AzureCloud, Storage, ...) is global: it spans every region, and
     // its prefixes reappear in the regional tags, so it says nothing about where a client is.
     for tag in file.values.iter().filter(|tag| !tag.properties.region.is_empty()) {
@@ -131,9 +131,9 @@ pub(crate) fn azure(path: &Path, b: &mut Builder) -> Result<(), LocateError> {
 
 /// Reads every network of a MaxMind DB into the builder as a country span. The database is read
 /// once here and not kept: the flattened table answers country lookups as fast as cloud ones.
-pub(crate) fn country(path: &Path, b: &mut Builder) -> Result<(), LocateError> {
+pub(crate) fn country(path: &Path, read: Read<'_>, b: &mut Builder) -> Result<(), LocateError> {
     let err = |source| LocateError::Country { path: path.into(), source };
-    let reader = Reader::from_source(read(path)?).map_err(err)?;
+    let reader = Reader::from_source(read_bytes(path, read)?).map_err(err)?;
     // Networks share records (one per country), so each record is decoded once.
     let mut labels: HashMap<usize, Option<u32>> = HashMap::new();
     for network in reader.networks(WithinOptions::default()).map_err(err)? {
@@ -159,12 +159,20 @@ pub(crate) fn country(path: &Path, b: &mut Builder) -> Result<(), LocateError> {
     Ok(())
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, LocateError> {
-    fs::read(path).map_err(|source| LocateError::Read { path: path.into(), source })
+/// How a source's bytes are read: the file at the path, or what the caller fetched for it.
+pub(crate) type Read<'a> = &'a dyn Fn(&Path) -> std::io::Result<Vec<u8>>;
+
+/// The file system, for [`Read`].
+pub(crate) fn from_disk(path: &Path) -> std::io::Result<Vec<u8>> {
+    fs::read(path)
 }
 
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, LocateError> {
-    serde_json::from_slice(&read(path)?).map_err(|source| LocateError::Json { path: path.into(), source })
+fn read_bytes(path: &Path, read: Read<'_>) -> Result<Vec<u8>, LocateError> {
+    read(path).map_err(|source| LocateError::Read { path: path.into(), source })
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path, read: Read<'_>) -> Result<T, LocateError> {
+    serde_json::from_slice(&read_bytes(path, read)?).map_err(|source| LocateError::Json { path: path.into(), source })
 }
 
 fn parse(path: &Path, prefix: &str) -> Result<Prefix, LocateError> {

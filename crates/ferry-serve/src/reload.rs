@@ -44,17 +44,23 @@ impl AppState {
         }
     }
 
-    /// Fetches every remote inventory of the snapshot in force again; `true` if one changed. A
-    /// failed fetch or a malformed inventory is logged and the previous version kept.
+    /// Fetches every remote inventory and `locations` file of the snapshot in force again;
+    /// `true` if one changed. A failed fetch or a malformed inventory is logged and the previous
+    /// version kept.
     pub async fn refresh_remote(&self) -> bool {
         let mut changed = false;
-        for source in &self.snapshot().remote_sources {
-            match self.remote.refresh(source).await {
+        let snapshot = self.snapshot();
+        let refreshes =
+            snapshot.remote_sources.iter().map(|s| (s, false)).chain(snapshot.remote_files.iter().map(|s| (s, true)));
+        for (source, file) in refreshes {
+            let refreshed =
+                if file { self.remote.refresh_file(source).await } else { self.remote.refresh(source).await };
+            match refreshed {
                 Ok(c) => changed |= c,
                 Err(e) => tracing::warn!(
                     target: "ferry_serve::reload",
                     error = %e,
-                    "inventory refresh failed; the previous version stays in force"
+                    "remote refresh failed; the previous version stays in force"
                 ),
             }
         }

@@ -1,5 +1,6 @@
-//! Inventories that live elsewhere: `http(s)://` URLs and object-store URLs (`s3://`, `gs://`,
-//! `az://`, read through `ferry-store`). Each is fetched when a snapshot first needs it and then
+//! Inventories — and the `locations` range files and country database — that live elsewhere:
+//! `http(s)://` URLs and object-store URLs (`s3://`, `gs://`, `az://`, read through
+//! `ferry-store`), so that an instance needs no volume of its own. Each is fetched when a snapshot first needs it and then
 //! kept, so building a snapshot never waits on the network for an inventory it already has; the
 //! reloader calls [`RemoteInventories::refresh`] periodically, and rebuilds the snapshot only when
 //! one changed.
@@ -36,10 +37,21 @@ struct Fetched {
     text: Option<String>,
 }
 
-/// The remote inventories fetched so far, by source URL.
+/// A remote file kept as bytes (a `locations` source).
+struct FetchedFile {
+    bytes: Arc<Vec<u8>>,
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+/// Largest `locations` file fetched, in bytes (a MaxMind city database is under 100 MB).
+pub const FILE_LIMIT: usize = 256 << 20;
+
+/// The remote inventories and `locations` files fetched so far, by source URL.
 pub struct RemoteInventories {
     client: reqwest::Client,
     fetched: Mutex<HashMap<String, Fetched>>,
+    files: Mutex<HashMap<String, FetchedFile>>,
     /// Largest inventory fetched, in bytes: a larger one is refused as it arrives.
     limit: usize,
 }
@@ -47,7 +59,12 @@ pub struct RemoteInventories {
 impl Default for RemoteInventories {
     fn default() -> Self {
         let client = reqwest::Client::builder().timeout(FETCH_TIMEOUT).build().expect("HTTP client");
-        RemoteInventories { client, fetched: Mutex::new(HashMap::new()), limit: ferry_store::Inventory::MAX_BYTES }
+        RemoteInventories {
+            client,
+            fetched: Mutex::new(HashMap::new()),
+            files: Mutex::new(HashMap::new()),
+            limit: ferry_store::Inventory::MAX_BYTES,
+        }
     }
 }
 
@@ -82,7 +99,8 @@ impl RemoteInventories {
                 Some(f) => f,
             }
         } else {
-            let text = fetch_store(source, self.limit).await?;
+            let text = String::from_utf8(fetch_store(source, self.limit).await?)
+                .map_err(|_| InventoryError::Source { file: source.to_string(), message: "not UTF-8 text".into() })?;
             let same = self.fetched.lock().expect("remote inventories").get(source).and_then(|f| f.text.as_ref())
                 == Some(&text);
             if same {
@@ -103,6 +121,26 @@ impl RemoteInventories {
         last_modified: Option<String>,
     ) -> Result<Option<Fetched>, InventoryError> {
         let fail = |message: String| InventoryError::Source { file: source.to_string(), message };
+        let Some((body, etag, last_modified)) = self.fetch_http_bytes(source, etag, last_modified, self.limit).await?
+        else {
+            return Ok(None);
+        };
+        let text = String::from_utf8(body).map_err(|_| fail("cannot fetch: not UTF-8 text".into()))?;
+        let (inventory, _) = parse(text, source).await?;
+        Ok(Some(Fetched { inventory, etag, last_modified, text: None }))
+    }
+
+    /// The body at `source` with its `ETag` and `Last-Modified`; `None` on `304 Not Modified`.
+    /// Never more than `limit` bytes plus one chunk is held: a larger body is refused as it
+    /// arrives.
+    async fn fetch_http_bytes(
+        &self,
+        source: &str,
+        etag: Option<String>,
+        last_modified: Option<String>,
+        limit: usize,
+    ) -> Result<Option<(Vec<u8>, Option<String>, Option<String>)>, InventoryError> {
+        let fail = |message: String| InventoryError::Source { file: source.to_string(), message };
         let mut request = self.client.get(source);
         if let Some(etag) = &etag {
             request = request.header(reqwest::header::IF_NONE_MATCH, etag);
@@ -118,19 +156,48 @@ impl RemoteInventories {
         }
         let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let (etag, last_modified) = (header(reqwest::header::ETAG), header(reqwest::header::LAST_MODIFIED));
-        // Never more than the limit plus one chunk is held: a larger inventory is refused as it
-        // arrives, before it is parsed.
         let mut body = Vec::new();
         let mut response = response;
         while let Some(chunk) = response.chunk().await.map_err(|e| fail(format!("cannot fetch: {e}")))? {
             body.extend_from_slice(&chunk);
-            if body.len() > self.limit {
-                return Err(fail(format!("larger than the limit of {} bytes for an inventory", self.limit)));
+            if body.len() > limit {
+                return Err(fail(format!("larger than the limit of {limit} bytes")));
             }
         }
-        let text = String::from_utf8(body).map_err(|_| fail("cannot fetch: not UTF-8 text".into()))?;
-        let (inventory, _) = parse(text, source).await?;
-        Ok(Some(Fetched { inventory, etag, last_modified, text: None }))
+        Ok(Some((body, etag, last_modified)))
+    }
+
+    /// The `locations` file at `source`: the one fetched before, else fetched now.
+    pub async fn get_file(&self, source: &str) -> Result<Arc<Vec<u8>>, InventoryError> {
+        if let Some(f) = self.files.lock().expect("remote files").get(source) {
+            return Ok(f.bytes.clone());
+        }
+        self.refresh_file(source).await?;
+        Ok(self.files.lock().expect("remote files").get(source).expect("just fetched").bytes.clone())
+    }
+
+    /// Fetches the `locations` file at `source` again: `Ok(true)` when it changed (or was
+    /// fetched for the first time); on error the previous version is kept.
+    pub async fn refresh_file(&self, source: &str) -> Result<bool, InventoryError> {
+        let previous = {
+            let files = self.files.lock().expect("remote files");
+            files.get(source).map(|f| (f.etag.clone(), f.last_modified.clone(), f.bytes.clone()))
+        };
+        let new = if source.starts_with("http://") || source.starts_with("https://") {
+            let (etag, modified) = previous.as_ref().map(|(e, m, _)| (e.clone(), m.clone())).unwrap_or_default();
+            match self.fetch_http_bytes(source, etag, modified, FILE_LIMIT).await? {
+                None => return Ok(false),
+                Some((bytes, etag, last_modified)) => FetchedFile { bytes: Arc::new(bytes), etag, last_modified },
+            }
+        } else {
+            let bytes = fetch_store(source, FILE_LIMIT).await?;
+            FetchedFile { bytes: Arc::new(bytes), etag: None, last_modified: None }
+        };
+        if previous.is_some_and(|(_, _, bytes)| *bytes == *new.bytes) {
+            return Ok(false);
+        }
+        self.files.lock().expect("remote files").insert(source.to_string(), new);
+        Ok(true)
     }
 }
 
@@ -141,14 +208,14 @@ async fn parse(text: String, source: &str) -> Result<(Arc<Inventory>, String), I
 }
 
 /// Reads `<store URL>/<object>` (the last path segment is the object) through `ferry-store`.
-async fn fetch_store(source: &str, limit: usize) -> Result<String, InventoryError> {
+async fn fetch_store(source: &str, limit: usize) -> Result<Vec<u8>, InventoryError> {
     let fail = |message: String| InventoryError::Source { file: source.to_string(), message };
     let (store_url, object) = source
         .rsplit_once('/')
         .filter(|(dir, object)| {
             !object.is_empty() && dir.split_once("://").is_some_and(|(_, bucket)| !bucket.is_empty())
         })
-        .ok_or_else(|| fail("an object-store inventory must name an object: <scheme>://<bucket>/<path>".into()))?;
+        .ok_or_else(|| fail("an object-store source must name an object: <scheme>://<bucket>/<path>".into()))?;
     let store = ferry_store::Store::open(&format!("{store_url}/")).map_err(|e| fail(e.to_string()))?;
     let name = ferry_store::ObjectName::parse(object).map_err(|e| fail(e.to_string()))?;
     let bytes = store
@@ -156,7 +223,7 @@ async fn fetch_store(source: &str, limit: usize) -> Result<String, InventoryErro
         .await
         .map_err(|e| fail(e.to_string()))?
         .ok_or_else(|| fail("not found".into()))?;
-    String::from_utf8(bytes.to_vec()).map_err(|_| fail("not UTF-8 text".into()))
+    Ok(bytes.to_vec())
 }
 
 #[cfg(test)]

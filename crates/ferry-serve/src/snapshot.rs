@@ -105,6 +105,8 @@ pub struct Snapshot {
     pub watched: Vec<PathBuf>,
     /// Remote inventory sources, refreshed periodically (see [`crate::remote_inventory`]).
     pub remote_sources: Vec<String>,
+    /// Remote `locations` files (range files, the country database), refreshed the same way.
+    pub remote_files: Vec<String>,
     /// Whether any mirror without an inventory is remote (so presence probes may be needed);
     /// when none is, the prober is never consulted on the request path.
     pub probes_presence: bool,
@@ -149,6 +151,7 @@ impl Snapshot {
         config: Config,
         base_dir: &Path,
         fetched: &HashMap<String, Arc<Inventory>>,
+        files: &HashMap<String, Arc<Vec<u8>>>,
     ) -> Result<Snapshot, SnapshotError> {
         let limits = config.limits.as_ref().map(Limits::from_config).transpose()?;
         warn_plain_http_behind_https(&config);
@@ -244,6 +247,7 @@ impl Snapshot {
             });
         }
         let mut locations = config.locations;
+        let mut remote_files = Vec::new();
         for path in locations
             .aws
             .iter_mut()
@@ -251,10 +255,24 @@ impl Snapshot {
             .chain(&mut locations.azure)
             .chain(&mut locations.countries)
         {
+            let text = path.to_string_lossy();
+            if remote_inventory::is_remote(&text) {
+                remote_files.push(text.into_owned());
+                continue;
+            }
             *path = base_dir.join(&*path);
             watched.push(path.clone());
         }
-        let locator = ferry_locate::Locator::load(&locations)?;
+        // Remote range files were fetched by the caller; the others are read here.
+        let read = |path: &Path| -> std::io::Result<Vec<u8>> {
+            let key = path.to_string_lossy();
+            match files.get(key.as_ref()) {
+                Some(bytes) => Ok(bytes.to_vec()),
+                None if remote_inventory::is_remote(&key) => Err(std::io::Error::other("not fetched")),
+                None => std::fs::read(path),
+            }
+        };
+        let locator = ferry_locate::Locator::load_with(&locations, &read)?;
         let probes_presence = mirrors.iter().any(|m| m.inventory.is_none() && m.is_remote());
         Ok(Snapshot {
             listen: config.listen,
@@ -268,19 +286,20 @@ impl Snapshot {
             locator,
             watched,
             remote_sources,
+            remote_files,
             probes_presence,
         })
     }
 
     /// [`Snapshot::from_config_with`] for a configuration without remote inventories.
     pub fn from_config(config: Config, base_dir: &Path) -> Result<Snapshot, SnapshotError> {
-        Snapshot::from_config_with(config, base_dir, &HashMap::new())
+        Snapshot::from_config_with(config, base_dir, &HashMap::new(), &HashMap::new())
     }
 
     /// Reads, validates and loads `path` and the local inventories it names (a remote one is an
     /// error: see [`Snapshot::load_fetching`]).
     pub fn load(path: &Path) -> Result<Snapshot, SnapshotError> {
-        Snapshot::build(path, Config::from_file(path)?, &HashMap::new())
+        Snapshot::build(path, Config::from_file(path)?, &HashMap::new(), &HashMap::new())
     }
 
     /// [`Snapshot::load`], with remote inventories taken from `remote` (fetched there first if
@@ -300,17 +319,28 @@ impl Snapshot {
                 fetched.insert(source.to_string(), inventory);
             }
         }
+        let mut files = HashMap::new();
+        let locations = &config.locations;
+        let sources = locations.aws.iter().chain(&locations.gcp).chain(&locations.azure).chain(&locations.countries);
+        for source in sources.map(|p| p.to_string_lossy().into_owned()).filter(|s| remote_inventory::is_remote(s)) {
+            let bytes = remote
+                .get_file(&source)
+                .await
+                .map_err(|e| SnapshotError::Inventory { field: "locations".into(), source: e })?;
+            files.insert(source, bytes);
+        }
         let path = path.to_path_buf();
-        off_runtime(move || Snapshot::build(&path, config, &fetched)).await
+        off_runtime(move || Snapshot::build(&path, config, &fetched, &files)).await
     }
 
     fn build(
         path: &Path,
         config: Config,
         fetched: &HashMap<String, Arc<Inventory>>,
+        files: &HashMap<String, Arc<Vec<u8>>>,
     ) -> Result<Snapshot, SnapshotError> {
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut snapshot = Snapshot::from_config_with(config, &base_dir, fetched)?;
+        let mut snapshot = Snapshot::from_config_with(config, &base_dir, fetched, files)?;
         snapshot.watched.insert(0, path.to_path_buf());
         Ok(snapshot)
     }

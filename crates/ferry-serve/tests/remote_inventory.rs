@@ -135,3 +135,53 @@ async fn an_http_inventory_over_the_limit_is_refused() {
     assert!(e.to_string().contains("larger than the limit of 100 bytes"), "{e}");
     Snapshot::load_fetching(&path, &RemoteInventories::with_limit(1000)).await.unwrap();
 }
+
+/// A `locations` range file fetched over HTTP (so an instance needs no volume): the locator is
+/// built from it, a new version is picked up by the reloader, and one that cannot be fetched at
+/// start refuses the configuration.
+#[tokio::test]
+async fn a_range_file_by_url_is_fetched_and_refreshed() {
+    let ranges = |prefix: &str| {
+        format!(
+            r#"{{"prefixes":[{{"ip_prefix":"{prefix}","region":"us-east-2","service":"AMAZON"}}],"ipv6_prefixes":[]}}"#
+        )
+    };
+    let origin = Arc::new(Origin::default());
+    origin.set(ranges("3.128.0.0/9"));
+    let url = start_origin(origin.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inv.txt"), format!("{D1}\n")).unwrap();
+    let path = dir.path().join("ferry.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "upstream: {{registry: 'https://up.example/images'}}\nlocations: {{aws: ['{url}']}}\nmirrors:\n  - name: east\n    \
+             blobs: 'https://east.example/{{digest}}'\n    serves: ['aws:us-east-2']\n    inventory: inv.txt\n"
+        ),
+    )
+    .unwrap();
+    let remote = RemoteInventories::default();
+    let snapshot = Snapshot::load_fetching(&path, &remote).await.unwrap();
+    assert_eq!(snapshot.remote_files, vec![url.clone()]);
+    assert!(!snapshot.watched.iter().any(|p| p.to_string_lossy().contains("http")), "a URL is not a watched file");
+    let state = Arc::new(AppState::new(snapshot).with_remote(remote));
+    let label = |state: &AppState, ip: &str| state.snapshot().locator.locate(ip.parse().unwrap()).map(str::to_string);
+    assert_eq!(label(&state, "3.128.0.5").as_deref(), Some("aws:us-east-2"));
+    assert_eq!(label(&state, "52.0.0.1"), None);
+
+    let reloader = spawn_reloader(state.clone(), path.clone(), Duration::from_millis(20), Duration::from_millis(20));
+    origin.set(ranges("52.0.0.0/8"));
+    for _ in 0..250 {
+        if label(&state, "52.0.0.1").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    reloader.abort();
+    assert_eq!(label(&state, "52.0.0.1").as_deref(), Some("aws:us-east-2"), "the new ranges are in force");
+    assert_eq!(label(&state, "3.128.0.5"), None);
+
+    *origin.force.lock().unwrap() = Some(StatusCode::NOT_FOUND);
+    let e = Snapshot::load_fetching(&path, &RemoteInventories::default()).await.unwrap_err();
+    assert!(e.to_string().contains("cannot fetch") && e.to_string().contains("locations"), "{e}");
+}

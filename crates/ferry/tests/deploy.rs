@@ -319,9 +319,20 @@ fn the_kubernetes_manifests_are_valid_and_agree_with_ferry() {
         assert!(ferry_serve::remote_inventory::is_remote(&source), "{source}: the pods have no other volume");
         fetched.insert(source.clone(), std::sync::Arc::new(ferry_serve::Inventory::parse("", &source).unwrap()));
     }
+    // The range files too are fetched by URL; the machine's copies of the real files stand in.
+    let ranges = repo_root().join("../shared/data/cloud-ranges");
+    let mut files = std::collections::HashMap::new();
+    for (sources, local) in [(&config.locations.aws, "aws-ip-ranges.json"), (&config.locations.gcp, "gcp-cloud.json")] {
+        for source in sources {
+            let source = source.to_string_lossy().into_owned();
+            assert!(ferry_serve::remote_inventory::is_remote(&source), "{source}: the pods have no other volume");
+            files.insert(source, std::sync::Arc::new(std::fs::read(ranges.join(local)).unwrap()));
+        }
+    }
     let shutdown_grace = config.shutdown_grace;
     let listen_port = config.listen.port();
-    ferry_serve::Snapshot::from_config_with(config, Path::new("/etc/ferry"), &fetched).unwrap();
+    let snapshot = ferry_serve::Snapshot::from_config_with(config, Path::new("/etc/ferry"), &fetched, &files).unwrap();
+    assert_eq!(snapshot.locator.locate("3.128.0.5".parse().unwrap()), Some("aws:us-east-2"));
 
     // The Deployment runs that file, as the image's user, with the probes and grace Ferry needs.
     let deployment = document("deployment.yaml");
