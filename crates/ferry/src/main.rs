@@ -102,10 +102,15 @@ A small configuration:
       serves: [\"aws:us-east-2\"]
       inventory: s3://bucket/images/inventory.txt
 
-Besides the redirects it answers GET /healthz, GET /metrics (Prometheus) and
-GET /debug/route?ip=ADDR&digest=sha256:... (or &path=/file), which explains one decision as JSON.
-Logs are JSON lines on standard output, one per request; FERRY_LOG sets the level (default info;
-FERRY_LOG=warn turns the access log off). It stops on SIGTERM or SIGINT.";
+Optional: tls: {cert: FILE, key: FILE} (HTTPS, HTTP/2; renewed files are picked up),
+limits: {per_client: {requests_per_minute: N, burst: M}, exempt: [CIDR or label]} (429 past it),
+shutdown_grace: SECONDS (default 10). Range files and inventories may be URLs.
+
+Besides the redirects it answers GET /healthz (liveness), GET /readyz (readiness: 503 once
+stopping), GET /metrics (Prometheus) and GET /debug/route?ip=ADDR&digest=sha256:... (or
+&path=/file), which explains one decision as JSON. Logs are JSON lines on standard output, one per
+request; FERRY_LOG sets the level (default info; FERRY_LOG=warn turns the access log off). On
+SIGTERM or SIGINT it stops accepting, answers what is in flight (up to shutdown_grace), and exits 0.";
 
 #[derive(Subcommand)]
 enum Promote {

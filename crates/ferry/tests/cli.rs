@@ -254,7 +254,9 @@ fn serve_help_shows_a_configuration_that_is_valid() {
     let fetched = [("s3://bucket/images/inventory.txt".to_string(), std::sync::Arc::new(inventory))].into();
     let snapshot = ferry_serve::Snapshot::from_config_with(config, Path::new("/"), &fetched, &Default::default());
     assert_eq!(snapshot.expect("the help's example is valid").mirrors.len(), 1);
-    for endpoint in ["/healthz", "/metrics", "/debug/route", "FERRY_LOG"] {
+    for endpoint in
+        ["/healthz", "/readyz", "/metrics", "/debug/route", "FERRY_LOG", "tls:", "limits:", "shutdown_grace"]
+    {
         assert!(help.contains(endpoint), "{endpoint} missing from:\n{help}");
     }
 }
