@@ -64,29 +64,40 @@ const RESPONSE_HEADERS: [&str; 11] = [
     "docker-distribution-api-version",
 ];
 
-/// The proxy's HTTP client (built when first needed) and its stream permits.
+/// Proxy mode's stream permits.
 pub(crate) struct Proxy {
-    client: std::sync::OnceLock<reqwest::Client>,
     streams: Arc<Semaphore>,
 }
 
 impl Proxy {
     /// At most `max_streams` streams at once.
     pub(crate) fn new(max_streams: usize) -> Proxy {
-        Proxy { client: std::sync::OnceLock::new(), streams: Arc::new(Semaphore::new(max_streams)) }
+        Proxy { streams: Arc::new(Semaphore::new(max_streams)) }
     }
+}
 
-    fn client(&self) -> &reqwest::Client {
-        self.client.get_or_init(|| {
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
-                .connect_timeout(CONNECT_TIMEOUT)
-                .read_timeout(READ_TIMEOUT)
-                .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .expect("HTTP client")
-        })
-    }
+thread_local! {
+    /// The HTTP client of this serving thread, built when first needed. One per thread, not one
+    /// shared: each serving thread runs its own runtime, and a pooled connection is driven by a
+    /// task of the runtime that opened it, so a shared pool would hand every chunk from one
+    /// thread to another.
+    static CLIENT: std::cell::OnceCell<reqwest::Client> = const { std::cell::OnceCell::new() };
+}
+
+fn client() -> reqwest::Client {
+    CLIENT.with(|client| {
+        client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .read_timeout(READ_TIMEOUT)
+                    .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .expect("HTTP client")
+            })
+            .clone()
+    })
 }
 
 /// Whether `decision` is answered by streaming its target rather than with the `307`: a redirect
@@ -131,7 +142,7 @@ pub(crate) async fn stream(
     };
     let location = decision.location.as_deref().expect("proxied decisions are redirects");
     let head = *method == Method::HEAD;
-    let mut request = proxy.client().request(if head { reqwest::Method::HEAD } else { reqwest::Method::GET }, location);
+    let mut request = client().request(if head { reqwest::Method::HEAD } else { reqwest::Method::GET }, location);
     for name in &REQUEST_HEADERS {
         for value in headers.get_all(name) {
             request = request.header(name.as_str(), value.as_bytes());
