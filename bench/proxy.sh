@@ -185,7 +185,7 @@ echo "both fronts serve the blob byte for byte (sha256 checked), without a redir
 
 # --- load ----------------------------------------------------------------------------------------
 run_wrk() { # PORT SECONDS SCRIPT -> prints "requests seconds"
-  timeout $(($2 + 60)) wrk -t2 -c"$conns" -d"$2"s -s "$work/$3" "http://127.0.0.1:$1/" |
+  timeout $(($2 + 60)) wrk -t2 -c"$conns" -d"$2"s --timeout 30s -s "$work/$3" "http://127.0.0.1:$1/" |
     python3 -c '
 import re, sys
 t = sys.stdin.read()
