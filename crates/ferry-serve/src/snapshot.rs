@@ -492,20 +492,24 @@ impl ClientMatch {
 #[derive(Debug, Default)]
 pub struct Withdrawn {
     any: std::sync::atomic::AtomicBool,
-    set: std::sync::Mutex<HashSet<(String, String)>>,
+    /// Digest -> the mirrors whose copy is withdrawn (looked up by `&str`, without allocating).
+    set: std::sync::RwLock<HashMap<String, Vec<String>>>,
 }
 
 impl Withdrawn {
-    /// The most (mirror, digest) pairs remembered.
+    /// The most digests remembered.
     pub const MAX: usize = 100_000;
 
     /// Takes `mirror`'s copy of `digest` out of use; `false` when the set is full.
     pub fn withdraw(&self, mirror: &str, digest: &str) -> bool {
-        let mut set = self.set.lock().expect("withdrawn lock");
+        let mut set = self.set.write().expect("withdrawn lock");
         if set.len() >= Self::MAX {
             return false;
         }
-        set.insert((mirror.to_string(), digest.to_string()));
+        let mirrors = set.entry(digest.to_string()).or_default();
+        if !mirrors.iter().any(|m| m == mirror) {
+            mirrors.push(mirror.to_string());
+        }
         self.any.store(true, std::sync::atomic::Ordering::Relaxed);
         true
     }
@@ -514,6 +518,6 @@ impl Withdrawn {
     #[inline]
     pub fn contains(&self, mirror: &str, digest: &str) -> bool {
         self.any.load(std::sync::atomic::Ordering::Relaxed)
-            && self.set.lock().expect("withdrawn lock").contains(&(mirror.to_string(), digest.to_string()))
+            && self.set.read().expect("withdrawn lock").get(digest).is_some_and(|m| m.iter().any(|m| m == mirror))
     }
 }
