@@ -289,3 +289,39 @@ async fn proxy_max_streams_answers_503_past_it_and_bad_proxy_entries_name_their_
     let third = raw.get(format!("http://{address}/bin/tool")).send().await.unwrap();
     assert_eq!(third.status(), 200, "the permit is back once the stream ended");
 }
+
+#[tokio::test]
+async fn the_origins_own_redirect_is_followed_by_ferry_never_shown_to_the_client() {
+    // A "bucket" holding a blob, and a registry that redirects every blob request to it.
+    let bytes = ferry_testkit::images::random_bytes(7, 300_000);
+    let digest = ferry_oci::Digest::of(&bytes);
+    let bucket_hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let bucket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bucket_address = bucket.local_addr().unwrap();
+    let (served, hits) = (bytes.clone(), bucket_hits.clone());
+    let app = axum::Router::new().fallback(move || {
+        hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let served = served.clone();
+        async move { served }
+    });
+    tokio::spawn(async move { axum::serve(bucket, app).await.unwrap() });
+    let registry = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let registry_address = registry.local_addr().unwrap();
+    let app = axum::Router::new().fallback(move || async move {
+        axum::response::Redirect::temporary(&format!("http://{bucket_address}/bucket/object"))
+    });
+    tokio::spawn(async move { axum::serve(registry, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ferry.yaml"),
+        format!("proxy: ['*']\nupstream: {{registry: 'http://{registry_address}/images'}}\n"),
+    )
+    .unwrap();
+    let (address, _state) = start(dir.path(), AccessLog::off()).await;
+    let r = raw_client().get(format!("http://{address}/v2/app/blobs/{digest}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("location").is_none());
+    assert_eq!(&r.bytes().await.unwrap()[..], &bytes[..], "whole, and checked against the digest");
+    assert_eq!(bucket_hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
