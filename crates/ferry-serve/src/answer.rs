@@ -23,9 +23,10 @@ use crate::local_content;
 use crate::metrics::{Metrics, RedirectCounters};
 use crate::presence::{NoProbes, Presence};
 use crate::probe::Prober;
+use crate::proxy::{self, is_proxied, Proxy};
 use crate::remote_inventory::RemoteInventories;
 use crate::render::{method_not_allowed, respond, text};
-use crate::request::{is_reserved, parse_request};
+use crate::request::{is_reserved, parse_request, Resource, RouteRequest};
 use crate::route::{decide, reject_decision, route};
 use crate::snapshot::Snapshot;
 
@@ -54,6 +55,8 @@ pub struct AppState {
     clients: std::sync::OnceLock<ClientTable>,
     /// HTTPS: the TLS acceptor every new connection goes through (`None`: plain HTTP).
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Proxy mode's HTTP client and stream permits (`proxy_max_streams` of the first snapshot).
+    proxy: Proxy,
 }
 
 impl AppState {
@@ -66,6 +69,7 @@ impl AppState {
     /// Routes with a fixed [`Presence`] (tests, or no probing at all).
     pub fn with_presence(snapshot: Snapshot, presence: Arc<dyn Presence>) -> AppState {
         let metrics = Metrics::default();
+        let proxy = Proxy::new(snapshot.proxy_max_streams);
         let snapshot = ArcSwap::from_pointee(InForce::new(snapshot));
         AppState {
             snapshot,
@@ -77,6 +81,7 @@ impl AppState {
             drain: Arc::default(),
             clients: std::sync::OnceLock::new(),
             tls: None,
+            proxy,
         }
     }
 
@@ -163,7 +168,9 @@ impl AppState {
     }
 
     /// [`AppState::store`], returning the snapshot it replaced.
-    pub(crate) fn swap(&self, snapshot: Snapshot) -> Arc<InForce> {
+    pub(crate) fn swap(&self, mut snapshot: Snapshot) -> Arc<InForce> {
+        // Mirror copies withdrawn for bad bytes stay withdrawn.
+        snapshot.withdrawn = self.snapshot.load().withdrawn.clone();
         if let Some(prober) = &self.prober {
             prober.track(&snapshot);
         }
@@ -187,7 +194,11 @@ impl AppState {
         if let Some(response) = self.service_endpoint(snapshot, method, path) {
             return response;
         }
-        respond(self.decide_now(snapshot, peer, method, (path, query), &forwarded_for(request.headers())))
+        match self.decide_now(snapshot, peer, method, (path, query), &forwarded_for(request.headers())) {
+            Some(decision) => respond(decision),
+            // Not reached: a snapshot that proxies is answered by `answer_later` on this path.
+            None => text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+        }
     }
 
     /// The same as [`AppState::answer_now`], for requests that may wait.
@@ -244,6 +255,18 @@ impl AppState {
             return response;
         }
         let decision = self.decide(&snapshot, method.as_str(), path, query, label, Detail::Lean).await;
+        if snapshot.proxies && is_proxied(&snapshot, client, label, &decision) {
+            let blob = match parse_request(path, query) {
+                Ok(RouteRequest { resource: Resource::Blob { digest, .. }, .. }) => Some(digest),
+                _ => None,
+            };
+            let counters = self.metrics.proxy.clone();
+            let (status, outcome, response) =
+                proxy::stream(&self.proxy, &snapshot, &decision, method, request.headers(), blob, counters).await;
+            let answered = Decision { status, outcome, ..decision };
+            self.record(&snapshot, method, path, peer, client, label_id, &answered);
+            return response;
+        }
         self.record(&snapshot, method, path, peer, client, label_id, &decision);
         respond(decision)
     }
@@ -319,7 +342,8 @@ impl AppState {
 
     /// The decision of [`AppState::answer_now`] from a request's parts (also the lean path's,
     /// `lean.rs`), already logged and counted. Only for a `path` that
-    /// [`AppState::answers_at_once`] and that is not a service endpoint.
+    /// [`AppState::answers_at_once`] and that is not a service endpoint. `None` (nothing logged
+    /// or counted) when the answer is to be proxied, which takes the asynchronous path.
     pub(crate) fn decide_now<'s>(
         &self,
         snapshot: &'s InForce,
@@ -327,22 +351,35 @@ impl AppState {
         method: &Method,
         target: (&str, Option<&str>),
         forwarded_for: &[&[u8]],
-    ) -> Decision<'s> {
+    ) -> Option<Decision<'s>> {
         let (path, query) = target;
         let client = client_address_from(snapshot, peer, forwarded_for);
         let label_id = snapshot.locator.locate_id(client);
         let label = label_id.map(|l| &*snapshot.locator.labels()[l as usize]);
-        if let Some(limited) = self.limit(snapshot, client, label) {
-            self.record(snapshot, method, path, peer, client, label_id, &limited);
-            return limited;
-        }
         let presence: &dyn Presence = match &self.prober {
             Some(prober) => &**prober,
             None => &*self.presence,
         };
+        if snapshot.proxies {
+            // Decided first (the rate limit is then counted once, on the path that answers).
+            let decision = decide(snapshot, method.as_str(), path, query, label, presence, Detail::Lean);
+            if is_proxied(snapshot, client, label, &decision) {
+                return None;
+            }
+            if let Some(limited) = self.limit(snapshot, client, label) {
+                self.record(snapshot, method, path, peer, client, label_id, &limited);
+                return Some(limited);
+            }
+            self.record(snapshot, method, path, peer, client, label_id, &decision);
+            return Some(decision);
+        }
+        if let Some(limited) = self.limit(snapshot, client, label) {
+            self.record(snapshot, method, path, peer, client, label_id, &limited);
+            return Some(limited);
+        }
         let decision = decide(snapshot, method.as_str(), path, query, label, presence, Detail::Lean);
         self.record(snapshot, method, path, peer, client, label_id, &decision);
-        decision
+        Some(decision)
     }
 }
 

@@ -47,6 +47,19 @@ pub struct Config {
     /// files themselves are reloaded when they change.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Clients whose redirects Ferry streams itself instead (proxy mode, for networks that can
+    /// reach only Ferry's hostname): CIDR ranges or addresses, and location labels or label globs
+    /// (`aws:*`), as `serves` writes them. Empty (the default): no client is proxied for this.
+    #[serde(default)]
+    pub proxy: Vec<String>,
+    /// Streams Ferry proxies at once; past it, `503` with `Retry-After` (default 256). Read at
+    /// start only.
+    #[serde(default = "default_proxy_max_streams")]
+    pub proxy_max_streams: usize,
+}
+
+fn default_proxy_max_streams() -> usize {
+    256
 }
 
 /// `tls`.
@@ -128,6 +141,9 @@ pub struct MirrorConfig {
     /// Share of objects among equally specific mirrors (at least 1; default 1).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Every redirect to this mirror is proxied: Ferry streams its bytes to the client.
+    #[serde(default)]
+    pub proxy: bool,
 }
 
 fn default_weight() -> u32 {

@@ -55,7 +55,8 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for Connection {
 
     fn call(&self, request: Request<hyper::body::Incoming>) -> Answer {
         let snapshot = self.state.snapshot_guard();
-        if self.state.answers_at_once(&snapshot, request.uri().path()) {
+        // A snapshot that proxies answers on the asynchronous path: any answer may be a stream.
+        if !snapshot.proxies && self.state.answers_at_once(&snapshot, request.uri().path()) {
             Answer::Ready(Some(self.state.answer_now(&snapshot, self.peer, &request)))
         } else {
             Answer::Later(Box::pin(self.state.clone().answer_later(self.peer, request)))

@@ -54,11 +54,16 @@ pub enum Outcome {
     MethodNotAllowed,
     /// 429: the client is over its per-client rate limit (`limits`).
     Limited,
+    /// Bytes Ferry streamed itself from the redirect's target (proxy mode); the status is the
+    /// origin's.
+    Proxied,
+    /// 503: a request to be proxied while `proxy_max_streams` streams are running.
+    Busy,
 }
 
 impl Outcome {
     /// Every outcome, in [`Outcome::index`] order.
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Ok,
         Outcome::Mirror,
         Outcome::Upstream,
@@ -69,6 +74,8 @@ impl Outcome {
         Outcome::NotFound,
         Outcome::MethodNotAllowed,
         Outcome::Limited,
+        Outcome::Proxied,
+        Outcome::Busy,
     ];
 
     /// Position of the outcome in [`Outcome::ALL`] (indexes per-outcome metric counters).
@@ -89,6 +96,8 @@ impl Outcome {
             Outcome::NotFound => "not_found",
             Outcome::MethodNotAllowed => "method_not_allowed",
             Outcome::Limited => "limited",
+            Outcome::Proxied => "proxied",
+            Outcome::Busy => "busy",
         }
     }
 

@@ -6,8 +6,8 @@
 //!
 //! Anything else — another method, a body, `Expect`/`Upgrade`, a request target with bytes
 //! outside RFC 3986's path and query characters, a head that does not parse or is over 32 KiB,
-//! a service endpoint, the debug route, local-folder content, a snapshot that probes presence
-//! — hands the connection over to hyper with the bytes already read, and hyper serves it from
+//! a service endpoint, the debug route, local-folder content, a snapshot that probes presence,
+//! an answer to be proxied (proxy mode) — hands the connection over to hyper with the bytes already read, and hyper serves it from
 //! then on, so every such case keeps hyper's exact behaviour.
 
 use std::net::IpAddr;
@@ -96,7 +96,10 @@ pub(crate) fn answer(buffer: &[u8], state: &AppState, peer: IpAddr, out: &mut Ve
     }
     // A stopping server closes each connection after its answer.
     let keep_alive = keep_alive && !state.drain.is_draining();
-    let decision = state.decide_now(&snapshot, peer, &method, (path, query), &forwarded_for[..forwarded]);
+    let Some(decision) = state.decide_now(&snapshot, peer, &method, (path, query), &forwarded_for[..forwarded]) else {
+        // Proxied: streamed by the asynchronous path.
+        return Step::Hyper;
+    };
     out.clear();
     write_response(out, decision, method == Method::HEAD, request.version == Some(1), keep_alive);
     Step::Answered { consumed, keep_alive }

@@ -16,6 +16,8 @@
 //! - `lean`: GET/HEAD answered at once, parsed straight from the connection's buffer.
 //! - [`reload`]: watching files, fetching remote inventories again, swapping snapshots.
 //! - [`answer`]: the request handler ([`AppState`]), top to bottom, and `/debug/route`.
+//! - `proxy`: proxy mode (case 12b): the redirect's target streamed by Ferry itself, blobs
+//!   checked against their digest, at most `proxy_max_streams` at once.
 //! - `render`: one response head for a decision, written as hyper objects or as bytes.
 //! - [`metrics`], [`access_log`]: what each answered request leaves behind (case 13).
 //! - [`client`]: the client address (case 12: `X-Forwarded-For` from trusted proxies only).
@@ -49,6 +51,7 @@ pub mod local_content;
 pub mod metrics;
 pub mod presence;
 pub mod probe;
+mod proxy;
 pub mod reload;
 pub mod remote_inventory;
 mod render;

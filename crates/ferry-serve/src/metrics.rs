@@ -41,6 +41,8 @@ pub struct Metrics {
     mirror_healthy: Family<MirrorLabels, Gauge>,
     presence_cache_entries: Gauge,
     access_log_dropped: Counter,
+    /// Proxy mode: body bytes streamed from origins, and blobs whose bytes did not match.
+    pub(crate) proxy: crate::proxy::ProxyCounters,
 }
 
 impl Default for Metrics {
@@ -72,11 +74,22 @@ impl Default for Metrics {
             "Access-log lines dropped because the log output did not keep up",
             access_log_dropped.clone(),
         );
+        let proxy = crate::proxy::ProxyCounters { bytes: Counter::default(), mismatches: Counter::default() };
+        registry.register(
+            "ferry_serve_proxied_bytes",
+            "Body bytes Ferry streamed from origins in proxy mode (requests: outcome proxied)",
+            proxy.bytes.clone(),
+        );
+        registry.register(
+            "ferry_serve_proxy_digest_mismatches",
+            "Proxied blobs whose bytes did not match their digest (connection aborted, mirror copy withdrawn)",
+            proxy.mismatches.clone(),
+        );
         let requests = Outcome::ALL
             .iter()
             .map(|o| request_family.get_or_create(&RequestLabels { outcome: o.as_str().into() }).clone())
             .collect();
-        Metrics { registry, requests, redirects, mirror_healthy, presence_cache_entries, access_log_dropped }
+        Metrics { registry, requests, redirects, mirror_healthy, presence_cache_entries, access_log_dropped, proxy }
     }
 }
 

@@ -37,13 +37,14 @@ impl ResponseHead {
         match decision.outcome {
             Outcome::MethodNotAllowed => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n".into()),
             Outcome::Ok => ResponseHead { status: StatusCode::OK, kind: Kind::ApiVersion, body: String::new() },
-            Outcome::Limited => {
+            Outcome::Limited | Outcome::Busy => {
                 let retry_after = match decision.reason {
                     crate::decision::Reason::Limited { retry_after } => retry_after,
                     _ => 1,
                 };
                 let body = format!("{}\n", decision.reason);
-                ResponseHead { status: StatusCode::TOO_MANY_REQUESTS, kind: Kind::RetryAfter(retry_after), body }
+                let status = StatusCode::from_u16(decision.status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+                ResponseHead { status, kind: Kind::RetryAfter(retry_after), body }
             }
             _ if decision.status == 307 => match decision.location {
                 Some(location) if all_bytes(&location, is_header_byte) => ResponseHead {

@@ -265,6 +265,9 @@ fn choose<'a>(
         let skipped = match pattern {
             None => Some(Skip::NoMatch),
             Some(_) if !presence.healthy(m) => Some(Skip::Unhealthy),
+            Some(_) if matches!(object, Object::Blob(d) if snapshot.withdrawn.contains(&m.name, d.as_str())) => {
+                Some(Skip::Withdrawn)
+            }
             Some(_) => {
                 let holding = match (&m.inventory, object) {
                     (Some(inv), Object::Blob(d)) => bool_holding(inv.has_blob(d)),
@@ -338,6 +341,7 @@ enum Skip {
     Absent,
     NotInFolder,
     Unknown,
+    Withdrawn,
 }
 
 fn evidence(m: &Mirror, object: Object<'_>) -> Evidence {
@@ -358,6 +362,7 @@ impl Skip {
             (Skip::Absent, _) => "absent (probe)".into(),
             (Skip::NotInFolder, _) => "not in its folder".into(),
             (Skip::Unknown, _) => "presence unknown (no inventory and no probe result)".into(),
+            (Skip::Withdrawn, _) => "absent: its copy streamed bytes that did not match the digest".into(),
         }
     }
 }

@@ -52,6 +52,8 @@ pub struct Mirror {
     pub local_blobs: Option<PathBuf>,
     /// The same for `files`.
     pub local_files: Option<PathBuf>,
+    /// Whether every redirect to this mirror is proxied (`mirrors[].proxy`).
+    pub proxy: bool,
 }
 
 impl Mirror {
@@ -110,6 +112,16 @@ pub struct Snapshot {
     /// Whether any mirror without an inventory is remote (so presence probes may be needed);
     /// when none is, the prober is never consulted on the request path.
     pub probes_presence: bool,
+    /// The clients whose redirects are proxied (`proxy`); `None` when there are none.
+    pub proxy: Option<ClientMatch>,
+    /// Whether any request may be proxied (`proxy` or a mirror's `proxy: true`): when not, the
+    /// redirect path never looks further (one `bool`).
+    pub proxies: bool,
+    /// See [`Config::proxy_max_streams`]; only the first snapshot's counts.
+    pub proxy_max_streams: usize,
+    /// Mirror copies of blobs taken out of use after they streamed wrong bytes (kept across
+    /// reloads: [`crate::AppState`] hands the set on to the next snapshot).
+    pub withdrawn: Arc<Withdrawn>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -159,6 +171,13 @@ impl Snapshot {
             cert: crate::tls::resolve(base_dir, &t.cert),
             key: crate::tls::resolve(base_dir, &t.key),
         });
+        let proxy = match config.proxy.is_empty() {
+            true => None,
+            false => Some(ClientMatch::parse("proxy", &config.proxy)?),
+        };
+        if config.proxy_max_streams == 0 {
+            return Err(ConfigError::new("proxy_max_streams", "must be at least 1").into());
+        }
         if !(config.shutdown_grace.is_finite() && (0.0..=3600.0).contains(&config.shutdown_grace)) {
             return Err(ConfigError::new("shutdown_grace", "must be a number of seconds from 0 to 3600").into());
         }
@@ -244,6 +263,7 @@ impl Snapshot {
                 inventory,
                 local_blobs,
                 local_files,
+                proxy: m.proxy,
             });
         }
         let mut locations = config.locations;
@@ -274,6 +294,7 @@ impl Snapshot {
         };
         let locator = ferry_locate::Locator::load_with(&locations, &read)?;
         let probes_presence = mirrors.iter().any(|m| m.inventory.is_none() && m.is_remote());
+        let proxies = proxy.is_some() || mirrors.iter().any(|m| m.proxy);
         Ok(Snapshot {
             listen: config.listen,
             max_connections: config.max_connections,
@@ -288,6 +309,10 @@ impl Snapshot {
             remote_sources,
             remote_files,
             probes_presence,
+            proxy,
+            proxies,
+            proxy_max_streams: config.proxy_max_streams,
+            withdrawn: Arc::default(),
         })
     }
 
@@ -439,8 +464,7 @@ mirrors:
 pub struct Limits {
     /// Each client's rate.
     pub rate: crate::limit::Rate,
-    exempt_nets: Vec<IpNet>,
-    exempt_labels: Vec<Pattern>,
+    exempt: ClientMatch,
 }
 
 impl Limits {
@@ -452,27 +476,87 @@ impl Limits {
         if per_client.burst == 0 {
             return Err(ConfigError::new("limits.per_client.burst", "must be at least 1"));
         }
-        let (mut exempt_nets, mut exempt_labels) = (Vec::new(), Vec::new());
-        for (i, entry) in config.exempt.iter().enumerate() {
-            let field = || format!("limits.exempt[{i}]");
-            if let Ok(net) = entry.parse::<IpNet>() {
-                exempt_nets.push(net);
-            } else if let Ok(ip) = entry.parse::<std::net::IpAddr>() {
-                exempt_nets.push(IpNet::from(ip));
-            } else if entry.contains('/') || entry.parse::<std::net::Ipv6Addr>().is_ok() {
-                return Err(ConfigError::new(field(), format!("{entry:?} is not a valid CIDR range")));
-            } else {
-                exempt_labels.push(Pattern::parse(entry).map_err(|e| ConfigError::new(field(), e))?);
-            }
-        }
+        let exempt = ClientMatch::parse("limits.exempt", &config.exempt)?;
         let rate = crate::limit::Rate::new(per_client.requests_per_minute, per_client.burst);
-        Ok(Limits { rate, exempt_nets, exempt_labels })
+        Ok(Limits { rate, exempt })
     }
 
     /// Whether `client` (at location `label`) is never limited.
     pub fn exempts(&self, client: std::net::IpAddr, label: Option<&str>) -> bool {
-        self.exempt_nets.iter().any(|net| net.contains(&client))
-            || (label.is_some() && self.exempt_labels.iter().any(|p| p.matches(label)))
+        // A client without a label is exempt by address only.
+        self.exempt.nets.iter().any(|net| net.contains(&client))
+            || (label.is_some() && self.exempt.matches(client, label))
+    }
+}
+
+/// A list of clients as `limits.exempt` and `proxy` write it: CIDR ranges or addresses, and
+/// location labels or label globs.
+#[derive(Debug, Clone, Default)]
+pub struct ClientMatch {
+    nets: Vec<IpNet>,
+    labels: Vec<Pattern>,
+}
+
+impl ClientMatch {
+    /// Parses `entries`; an error names `field[i]`.
+    fn parse(field: &str, entries: &[String]) -> Result<ClientMatch, ConfigError> {
+        let (mut nets, mut labels) = (Vec::new(), Vec::new());
+        for (i, entry) in entries.iter().enumerate() {
+            let field = || format!("{field}[{i}]");
+            if let Ok(net) = entry.parse::<IpNet>() {
+                nets.push(net);
+            } else if let Ok(ip) = entry.parse::<std::net::IpAddr>() {
+                nets.push(IpNet::from(ip));
+            } else if entry.contains('/') || entry.parse::<std::net::Ipv6Addr>().is_ok() {
+                return Err(ConfigError::new(field(), format!("{entry:?} is not a valid CIDR range")));
+            } else {
+                labels.push(Pattern::parse(entry).map_err(|e| ConfigError::new(field(), e))?);
+            }
+        }
+        Ok(ClientMatch { nets, labels })
+    }
+
+    /// Whether `client` (at location `label`) is on the list (`*` matches every client, with a
+    /// label or without, as in `serves`).
+    pub fn matches(&self, client: std::net::IpAddr, label: Option<&str>) -> bool {
+        self.nets.iter().any(|net| net.contains(&client)) || self.labels.iter().any(|p| p.matches(label))
+    }
+}
+
+/// Mirror copies of blobs that streamed bytes not matching their digest (proxy mode), taken out
+/// of the routing: the router skips such a mirror for that digest. At most [`Withdrawn::MAX`]
+/// are kept (more are logged but not remembered). While the set is empty (the usual case), the
+/// router learns that from one relaxed load.
+#[derive(Debug, Default)]
+pub struct Withdrawn {
+    any: std::sync::atomic::AtomicBool,
+    /// Digest -> the mirrors whose copy is withdrawn (looked up by `&str`, without allocating).
+    set: std::sync::RwLock<HashMap<String, Vec<String>>>,
+}
+
+impl Withdrawn {
+    /// The most digests remembered.
+    pub const MAX: usize = 100_000;
+
+    /// Takes `mirror`'s copy of `digest` out of use; `false` when the set is full.
+    pub fn withdraw(&self, mirror: &str, digest: &str) -> bool {
+        let mut set = self.set.write().expect("withdrawn lock");
+        if set.len() >= Self::MAX {
+            return false;
+        }
+        let mirrors = set.entry(digest.to_string()).or_default();
+        if !mirrors.iter().any(|m| m == mirror) {
+            mirrors.push(mirror.to_string());
+        }
+        self.any.store(true, std::sync::atomic::Ordering::Relaxed);
+        true
+    }
+
+    /// Whether `mirror`'s copy of `digest` is out of use.
+    #[inline]
+    pub fn contains(&self, mirror: &str, digest: &str) -> bool {
+        self.any.load(std::sync::atomic::Ordering::Relaxed)
+            && self.set.read().expect("withdrawn lock").get(digest).is_some_and(|m| m.iter().any(|m| m == mirror))
     }
 }
 
