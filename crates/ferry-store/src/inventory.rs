@@ -2,12 +2,13 @@
 //! probes a mirror per request (docs/serve.md, "Inventory format").
 //!
 //! Plain text, one entry a line: `sha256:<64 lowercase hex>` for a blob, `/path` for a release
-//! file. Whole-line `#` comments and blank lines are ignored, surrounding whitespace too; anything
+//! file, either followed by its size in bytes when known (`sha256:<hex> 31457280`; lines
+//! without one, as older inventories have, still read). Whole-line `#` comments and blank lines are ignored, surrounding whitespace too; anything
 //! else is an error naming the source and the line, and so is a line longer than
 //! [`Inventory::MAX_LINE`] or a text larger than [`Inventory::MAX_BYTES`]. Rendering is sorted (blobs, then paths), so the
 //! same contents always give the same bytes and two inventories diff cleanly.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use ferry_oci::{Digest, FilePath};
@@ -42,11 +43,11 @@ pub enum InventoryError {
     Store(#[from] StoreError),
 }
 
-/// A set of blob digests and release-file paths.
+/// A set of blob digests and release-file paths, each with its size in bytes when known.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inventory {
-    blobs: BTreeSet<Digest>,
-    files: BTreeSet<String>,
+    blobs: BTreeMap<Digest, Option<u64>>,
+    files: BTreeMap<String, Option<u64>>,
 }
 
 impl Inventory {
@@ -89,23 +90,26 @@ impl Inventory {
     /// Parses inventory text; `origin` names the source in errors (`<origin>:<line>: <problem>`).
     pub fn parse(text: &str, origin: &str) -> Result<Inventory, InventoryError> {
         let mut inventory = Inventory::new();
-        parse_entries(text, origin, |entry| match entry {
-            Entry::Blob(digest) => drop(inventory.blobs.insert(digest)),
-            Entry::File(path) => drop(inventory.files.insert(path.into())),
+        parse_sized_entries(text, origin, |entry, size| match entry {
+            Entry::Blob(digest) => merge(&mut inventory.blobs, digest, size),
+            Entry::File(path) => merge(&mut inventory.files, path.into(), size),
         })?;
         Ok(inventory)
     }
 
-    /// The text form: blobs then paths, each sorted, one a line, newline-terminated.
+    /// The text form: blobs then paths, each sorted, one a line with its size after a space
+    /// when known, newline-terminated.
     pub fn render(&self) -> String {
         let mut text =
-            String::with_capacity(self.blobs.len() * 72 + self.files.iter().map(|f| f.len() + 1).sum::<usize>());
-        for digest in &self.blobs {
-            text.push_str(digest.as_str());
-            text.push('\n');
-        }
-        for path in &self.files {
-            text.push_str(path);
+            String::with_capacity(self.blobs.len() * 84 + self.files.keys().map(|f| f.len() + 13).sum::<usize>());
+        let entries =
+            self.blobs.iter().map(|(d, s)| (d.as_str(), s)).chain(self.files.iter().map(|(p, s)| (p.as_str(), s)));
+        for (entry, size) in entries {
+            text.push_str(entry);
+            if let Some(size) = size {
+                text.push(' ');
+                text.push_str(&size.to_string());
+            }
             text.push('\n');
         }
         text
@@ -128,47 +132,74 @@ impl Inventory {
         store.put_small(name, Bytes::from(self.render())).await
     }
 
-    /// Adds a blob digest; `false` when it was already there.
+    /// Adds a blob digest (keeping its size if it was listed with one); `false` when it was
+    /// already there.
     pub fn insert_blob(&mut self, digest: Digest) -> bool {
-        self.blobs.insert(digest)
+        self.insert_blob_sized(digest, None)
+    }
+
+    /// Adds a blob digest with its size when known (a known size replaces the listed one, an
+    /// unknown one keeps it); `false` when the digest was already there.
+    pub fn insert_blob_sized(&mut self, digest: Digest, size: Option<u64>) -> bool {
+        let new = !self.blobs.contains_key(&digest);
+        merge(&mut self.blobs, digest, size);
+        new
     }
 
     /// Removes a blob digest; `false` when it was not there.
     pub fn remove_blob(&mut self, digest: &Digest) -> bool {
-        self.blobs.remove(digest)
+        self.blobs.remove(digest).is_some()
     }
 
     /// Whether the blob `digest` is listed.
     pub fn contains_blob(&self, digest: &Digest) -> bool {
-        self.blobs.contains(digest)
+        self.blobs.contains_key(digest)
+    }
+
+    /// The listed size of blob `digest`: `None` when it is not listed or listed without one.
+    pub fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        self.blobs.get(digest).copied().flatten()
     }
 
     /// Adds a release-file path (`/release/v1.30.0/bin/linux/amd64/kubectl`). Refused unless
     /// `ferry serve` would accept it as a request path: otherwise the whole inventory, and with it
     /// serve's configuration, would fail to load. `Ok(false)` when it was already there.
     pub fn insert_file(&mut self, path: &str) -> Result<bool, String> {
-        let path = FilePath::parse(path)?;
-        Ok(self.files.insert(path.into()))
+        self.insert_file_sized(path, None)
+    }
+
+    /// [`Inventory::insert_file`] with the file's size when known (as for
+    /// [`Inventory::insert_blob_sized`]).
+    pub fn insert_file_sized(&mut self, path: &str, size: Option<u64>) -> Result<bool, String> {
+        let path: String = FilePath::parse(path)?.into();
+        let new = !self.files.contains_key(&path);
+        merge(&mut self.files, path, size);
+        Ok(new)
     }
 
     /// Removes a release-file path; `false` when it was not there.
     pub fn remove_file(&mut self, path: &str) -> bool {
-        self.files.remove(path)
+        self.files.remove(path).is_some()
     }
 
     /// Whether the release-file path (`/release/...`, exactly as listed) is listed.
     pub fn contains_file(&self, path: &str) -> bool {
-        self.files.contains(path)
+        self.files.contains_key(path)
+    }
+
+    /// The listed size of a release file: `None` when it is not listed or listed without one.
+    pub fn file_size(&self, path: &str) -> Option<u64> {
+        self.files.get(path).copied().flatten()
     }
 
     /// The blob digests, sorted.
     pub fn blobs(&self) -> impl Iterator<Item = &Digest> {
-        self.blobs.iter()
+        self.blobs.keys()
     }
 
     /// The release-file paths, sorted.
     pub fn files(&self) -> impl Iterator<Item = &str> {
-        self.files.iter().map(String::as_str)
+        self.files.keys().map(String::as_str)
     }
 
     /// Entries listed: blobs and paths together.
@@ -179,6 +210,14 @@ impl Inventory {
     /// Whether nothing is listed.
     pub fn is_empty(&self) -> bool {
         self.blobs.is_empty() && self.files.is_empty()
+    }
+}
+
+/// Adds `key`; a known `size` replaces the listed one, an unknown one keeps it.
+fn merge<K: Ord>(map: &mut BTreeMap<K, Option<u64>>, key: K, size: Option<u64>) {
+    let listed = map.entry(key).or_insert(None);
+    if size.is_some() {
+        *listed = size;
     }
 }
 
@@ -196,6 +235,17 @@ pub enum Entry {
 /// comments and blank lines are skipped and surrounding whitespace ignored; any other line is an
 /// error naming `origin` and the line.
 pub fn parse_entries(text: &str, origin: &str, mut each: impl FnMut(Entry)) -> Result<(), InventoryError> {
+    parse_sized_entries(text, origin, |entry, _| each(entry))
+}
+
+/// [`parse_entries`] with each entry's size: an entry may be followed, after blanks, by its size
+/// in bytes (`sha256:<hex> 31457280`, `/path 1024`), which inventories written since sizes were
+/// added carry; older lines have none (`None`). Anything else after an entry is an error.
+pub fn parse_sized_entries(
+    text: &str,
+    origin: &str,
+    mut each: impl FnMut(Entry, Option<u64>),
+) -> Result<(), InventoryError> {
     Inventory::check_bounds(text, origin)?;
     for (index, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -203,10 +253,23 @@ pub fn parse_entries(text: &str, origin: &str, mut each: impl FnMut(Entry)) -> R
             continue;
         }
         let fail = |message: String| InventoryError::Line { origin: origin.to_string(), line: index + 1, message };
+        let (line, size) = match line.split_once([' ', '\t']) {
+            None => (line, None),
+            Some((entry, size)) => {
+                let size = size.trim_start();
+                match size.parse::<u64>() {
+                    Ok(n) if size.bytes().all(|b| b.is_ascii_digit()) => (entry, Some(n)),
+                    _ => {
+                        let shown: String = size.chars().take(80).collect();
+                        return Err(fail(format!("expected a size in bytes after the entry, got {shown:?}")));
+                    }
+                }
+            }
+        };
         if line.starts_with("sha256:") {
-            each(Entry::Blob(line.parse().map_err(|e: ferry_oci::DigestError| fail(e.to_string()))?));
+            each(Entry::Blob(line.parse().map_err(|e: ferry_oci::DigestError| fail(e.to_string()))?), size);
         } else if line.starts_with('/') {
-            each(Entry::File(FilePath::parse(line).map_err(fail)?));
+            each(Entry::File(FilePath::parse(line).map_err(fail)?), size);
         } else {
             let shown: String = line.chars().take(80).collect();
             return Err(fail(format!("expected \"sha256:<hex>\" or \"/path\", got {shown:?}")));
@@ -262,6 +325,23 @@ mod tests {
     }
 
     #[test]
+    fn sizes_are_read_after_an_entry_and_old_lines_have_none() {
+        let text = format!("{} 31457280\n{}\n/bin/kubectl\t 1024\n/bin/old\n", d('a'), d('b'));
+        let mut seen = Vec::new();
+        parse_sized_entries(&text, "inv.txt", |entry, size| seen.push((entry, size))).unwrap();
+        assert_eq!(seen[0], (Entry::Blob(d('a')), Some(31_457_280)));
+        assert_eq!(seen[1], (Entry::Blob(d('b')), None));
+        assert_eq!(seen[2], (Entry::File(FilePath::parse("/bin/kubectl").unwrap()), Some(1024)));
+        assert_eq!(seen[3], (Entry::File(FilePath::parse("/bin/old").unwrap()), None));
+        // The unsized reader (and so `ferry serve`) accepts sized lines alike.
+        assert_eq!(Inventory::parse(&text, "inv.txt").unwrap().len(), 4);
+        for bad in [format!("{} -1", d('a')), format!("{} 12 13", d('a')), format!("{} +5", d('a')), "/a 1e3".into()] {
+            let e = Inventory::parse(&bad, "inv.txt").unwrap_err();
+            assert!(e.to_string().starts_with("inv.txt:1: expected a size in bytes"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn bounds_are_checked_before_parsing() {
         // A line longer than any entry can be is refused by its number, whatever it holds.
         let long = format!("{}\n# {}\n", d('a'), "x".repeat(4096));
@@ -291,6 +371,22 @@ mod tests {
         assert_eq!(inventory.blobs().collect::<Vec<_>>(), [&d('a')]);
         assert_eq!(inventory.files().collect::<Vec<_>>(), ["/a/file-1.0+x~y@z=w,v"]);
         assert_eq!(Inventory::new().render(), "");
+    }
+
+    #[test]
+    fn sizes_render_after_their_entries_and_round_trip() {
+        let mut inventory = Inventory::parse(&format!("{}\n{} 10\n/old\n", d('a'), d('b')), "x").unwrap();
+        assert_eq!((inventory.blob_size(&d('a')), inventory.blob_size(&d('b'))), (None, Some(10)));
+        assert!(!inventory.insert_blob(d('b')), "an unknown size keeps the listed one");
+        assert_eq!(inventory.blob_size(&d('b')), Some(10));
+        assert!(!inventory.insert_blob_sized(d('a'), Some(7)));
+        assert!(inventory.insert_blob_sized(d('c'), Some(0)));
+        assert_eq!(inventory.insert_file_sized("/new", Some(3)), Ok(true));
+        assert_eq!(inventory.file_size("/new"), Some(3));
+        assert_eq!(inventory.file_size("/old"), None);
+        let text = inventory.render();
+        assert_eq!(text, format!("{} 7\n{} 10\n{} 0\n/new 3\n/old\n", d('a'), d('b'), d('c')));
+        assert_eq!(Inventory::parse(&text, "x").unwrap(), inventory);
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@ mod manifest_files;
 mod mirror;
 mod promote_files;
 mod promote_images;
+mod report;
 mod shared_args;
 mod snapshot;
 mod trust;
@@ -76,6 +77,20 @@ enum Command {
     ///
     /// Exit status: 0 when production matches, 1 on any finding, 2 for bad input.
     Audit(audit::Args),
+    /// How much the mirrors save, from data already at hand: `ferry serve`'s access logs (JSON
+    /// Lines, plain or gzip, files or `-`), the mirrors' inventories (object sizes; a `ferry
+    /// serve` configuration names them and says which mirror serves which location) and a price
+    /// table (a default ships with Ferry; --prices overrides it). Reports requests and bytes by
+    /// outcome, mirror, location, provider and repository; cost as served against every byte
+    /// from the upstream, and the savings; and what to fix next: objects that went to the
+    /// upstream because the mirror that should have served them lacks them, mirrors that were
+    /// down, busy locations without a mirror of their own. Text, JSON, CSV, or one
+    /// self-contained HTML page with charts. Reads the logs once, in bounded memory. See
+    /// docs/report.md.
+    ///
+    /// Exit status: 0 when the report is written, 2 for bad input (a flag, a configuration, an
+    /// inventory, a price table, an unreadable log).
+    Report(report::Args),
     /// Run the redirector: answer the registry API (/v2/...) and release-file downloads by
     /// redirecting each one to the nearest healthy mirror that holds the bytes, else to the
     /// upstream. See docs/serve.md for the configuration and docs/request-handling.md for exactly
@@ -193,6 +208,7 @@ fn main() -> ExitCode {
             Command::Validate(args) => validate::run(args).await,
             Command::Verify(args) => verify::run(args).await,
             Command::Audit(args) => audit::run(args).await,
+            Command::Report(args) => report::run(args).await,
             Command::Serve { config } => ferry_serve::serve(config).await.map(|()| ExitCode::SUCCESS),
         }
     });

@@ -168,3 +168,143 @@ fn sigterm_under_load_loses_no_request_and_no_log_line() {
     assert_eq!(logged(&format!("\"path\":\"/v2/app/blobs/{D1}\"")), redirects, "one access-log line per answer");
     assert_eq!(logged(&format!("\"path\":\"{target}\"")), 1, "the download's line");
 }
+
+/// Starts `ferry serve` on `address` with `config` (its stdout drained in a thread, returned).
+fn start_ferry(config: &std::path::Path) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        text
+    });
+    (child, reader)
+}
+
+fn wait_listening(address: SocketAddr) {
+    let started = Instant::now();
+    while TcpStream::connect(address).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "{address} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A rolling update of two instances behind a real load balancer (nginx, as many deployments
+/// have): each instance in turn is sent SIGTERM and replaced while clients keep asking through
+/// nginx; not one client request fails. nginx retries a request whose connection was refused or
+/// closed before an answer on the other instance (`proxy_next_upstream error`), which Ferry's
+/// stop makes safe: it stops accepting at once and answers everything it has read.
+#[test]
+fn a_rolling_update_behind_a_load_balancer_loses_no_request() {
+    let Ok(nginx) = which("nginx") else {
+        panic!("nginx is needed (apt-get install nginx-light; scripts/test installs it)");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, front) = (free_port(), free_port(), free_port());
+    let config = |port: u16| {
+        let path = dir.path().join(format!("ferry-{port}.yaml"));
+        std::fs::write(
+            &path,
+            format!("listen: 127.0.0.1:{port}\nshutdown_grace: 10\nupstream: {{registry: https://upstream.example}}\n"),
+        )
+        .unwrap();
+        path
+    };
+    let (config_a, config_b) = (config(a), config(b));
+    let nginx_conf = dir.path().join("nginx.conf");
+    let work = dir.path().display();
+    std::fs::write(
+        &nginx_conf,
+        format!(
+            "worker_processes 1;\npid {work}/nginx.pid;\nerror_log {work}/nginx-error.log warn;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {work}/tb; proxy_temp_path {work}/tp;\n\
+               fastcgi_temp_path {work}/tf; uwsgi_temp_path {work}/tu; scgi_temp_path {work}/ts;\n\
+               upstream ferry {{ server 127.0.0.1:{a} max_fails=0; server 127.0.0.1:{b} max_fails=0; keepalive 16; }}\n\
+               server {{ listen 127.0.0.1:{front};\n\
+                 location / {{ proxy_pass http://ferry; proxy_http_version 1.1; proxy_set_header Connection \"\";\n\
+                   proxy_next_upstream error timeout http_503; proxy_next_upstream_tries 4; }} }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let mut instances = vec![start_ferry(&config_a), start_ferry(&config_b)];
+    wait_listening(format!("127.0.0.1:{a}").parse().unwrap());
+    wait_listening(format!("127.0.0.1:{b}").parse().unwrap());
+    let mut balancer = Command::new(nginx)
+        .args(["-p", &work.to_string(), "-c", nginx_conf.to_str().unwrap(), "-g", "daemon off;"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let front: SocketAddr = format!("127.0.0.1:{front}").parse().unwrap();
+    wait_listening(front);
+
+    let (answered, failed, stop) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (answered, failed, stop) = (answered.clone(), failed.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(front).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    let request = format!("GET /v2/app/blobs/{D1} HTTP/1.1\r\nHost: ferry\r\n\r\n");
+                    let answer = stream
+                        .write_all(request.as_bytes())
+                        .map_err(|e| e.to_string())
+                        .and_then(|()| read_response(&mut stream).map_err(|e| e.to_string()));
+                    match answer {
+                        Ok(Some((head, _))) if head.starts_with("HTTP/1.1 307") => {
+                            answered.fetch_add(1, Ordering::SeqCst);
+                            // nginx closes a client connection after keepalive_requests answers.
+                            if head.to_ascii_lowercase().contains("connection: close") {
+                                stream = TcpStream::connect(front).unwrap();
+                            }
+                        }
+                        other => {
+                            eprintln!("client saw {other:?}");
+                            failed.fetch_add(1, Ordering::SeqCst);
+                            stream = TcpStream::connect(front).unwrap();
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Replace A, then B, each while the other serves.
+    for (index, (port, config)) in [(a, &config_a), (b, &config_b)].into_iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(500));
+        let (mut old, reader) = instances.remove(0);
+        let before = answered.load(Ordering::SeqCst);
+        Command::new("kill").args(["-TERM", &old.id().to_string()]).status().unwrap();
+        assert_eq!(old.wait().unwrap().code(), Some(0), "instance {index} exit status");
+        let _ = reader.join();
+        std::thread::sleep(Duration::from_millis(300));
+        instances.push(start_ferry(config));
+        wait_listening(format!("127.0.0.1:{port}").parse().unwrap());
+        assert!(answered.load(Ordering::SeqCst) > before, "requests went on during the update");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let _ = balancer.kill();
+    let _ = balancer.wait();
+    for (mut child, _) in instances {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(answered.load(Ordering::SeqCst) > 200, "load was made");
+    assert_eq!(failed.load(Ordering::SeqCst), 0, "a client saw an error during the rolling update");
+}
+
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(program)).find(|p| p.is_file()))
+        .ok_or(())
+}
