@@ -293,7 +293,8 @@ fn a_rolling_update_behind_a_load_balancer_loses_no_request() {
     for client in clients {
         client.join().unwrap();
     }
-    let _ = balancer.kill();
+    // SIGTERM, not SIGKILL: nginx's master then stops its workers too.
+    let _ = Command::new("kill").args(["-TERM", &balancer.id().to_string()]).status();
     let _ = balancer.wait();
     for (mut child, _) in instances {
         let _ = child.kill();
