@@ -31,18 +31,25 @@ def get(url, accept=None):
         return response.read()
 
 
-def verify_attestation(host, repo, digest, key):
-    tag = digest.replace(":", "-") + ".att"
+def checked_layers(host, repo, digest, suffix, media_type, reasons):
+    """The layers of DIGEST's sha256-<hex>SUFFIX image of MEDIA_TYPE, each with its blob checked
+    against the layer's digest; the others are noted in REASONS."""
+    tag = digest.replace(":", "-") + suffix
     manifest = json.loads(get(f"http://{host}/v2/{repo}/manifests/{tag}", "application/vnd.oci.image.manifest.v1+json"))
-    reasons = []
     for layer in manifest["layers"]:
-        if layer["mediaType"] != "application/vnd.dsse.envelope.v1+json":
+        if layer["mediaType"] != media_type:
             reasons.append(f"{layer['digest']}: media type {layer['mediaType']}")
             continue
         blob = get(f"http://{host}/v2/{repo}/blobs/{layer['digest']}")
         if "sha256:" + hashlib.sha256(blob).hexdigest() != layer["digest"]:
             reasons.append(f"{layer['digest']}: blob does not match")
             continue
+        yield layer, blob
+
+
+def verify_attestation(host, repo, digest, key):
+    reasons = []
+    for layer, blob in checked_layers(host, repo, digest, ".att", "application/vnd.dsse.envelope.v1+json", reasons):
         envelope = json.loads(blob)
         payload = base64.b64decode(envelope["payload"])
         kind = envelope["payloadType"].encode()
@@ -76,17 +83,8 @@ def main():
     key = serialization.load_pem_public_key(open(key_file, "rb").read())
     if sys.argv[5:] == ["attestation"]:
         return verify_attestation(host, repo, digest, key)
-    tag = digest.replace(":", "-") + ".sig"
-    manifest = json.loads(get(f"http://{host}/v2/{repo}/manifests/{tag}", "application/vnd.oci.image.manifest.v1+json"))
     reasons = []
-    for layer in manifest["layers"]:
-        if layer["mediaType"] != "application/vnd.dev.cosign.simplesigning.v1+json":
-            reasons.append(f"{layer['digest']}: media type {layer['mediaType']}")
-            continue
-        blob = get(f"http://{host}/v2/{repo}/blobs/{layer['digest']}")
-        if "sha256:" + hashlib.sha256(blob).hexdigest() != layer["digest"]:
-            reasons.append(f"{layer['digest']}: blob does not match")
-            continue
+    for layer, blob in checked_layers(host, repo, digest, ".sig", "application/vnd.dev.cosign.simplesigning.v1+json", reasons):
         signature = base64.b64decode(layer["annotations"]["dev.cosignproject.cosign/signature"])
         try:
             key.verify(signature, blob, ec.ECDSA(hashes.SHA256()))
