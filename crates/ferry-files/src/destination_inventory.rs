@@ -1,4 +1,5 @@
-//! Destination inventories for `ferry serve`: one `/path` line per file a destination holds.
+//! Destination inventories for `ferry serve`: one `/path <bytes>` line per file a destination
+//! holds (the size lets `ferry report` count the bytes sent to each mirror).
 //!
 //! Each destination's inventory starts from the one already there and is then corrected by what
 //! this run established: a file promoted or found holding the manifest's bytes is listed, any other
@@ -15,20 +16,25 @@ use ferry_report::Status;
 use crate::report::{InventoryReport, InventoryStatus, TargetReport};
 use crate::{key, Stores};
 
+/// A target of the run with its size, when known.
+type Sized<'a> = (&'a TargetReport, Option<u64>);
+
 /// Brings each destination's inventory at `name` up to date with `targets` (see the module
-/// docs); with `confirm` false, only says what would change. One report per destination.
+/// docs), listing each file with its size from `sizes` (by target, `None` when unknown); with
+/// `confirm` false, only says what would change. One report per destination.
 pub async fn update(
     targets: &[TargetReport],
+    sizes: &[Option<u64>],
     stores: &Stores,
     name: &ObjectName,
     confirm: bool,
 ) -> Vec<InventoryReport> {
-    let mut by_destination: BTreeMap<String, (String, Vec<&TargetReport>)> = BTreeMap::new();
-    for target in targets {
+    let mut by_destination: BTreeMap<String, (String, Vec<Sized<'_>>)> = BTreeMap::new();
+    for (i, target) in targets.iter().enumerate() {
         let entry = by_destination
             .entry(key(&target.target.destination))
             .or_insert_with(|| (target.target.destination.clone(), Vec::new()));
-        entry.1.push(target);
+        entry.1.push((target, sizes.get(i).copied().flatten()));
     }
     let updates = by_destination
         .into_values()
@@ -38,7 +44,7 @@ pub async fn update(
 
 async fn update_one(
     destination: String,
-    targets: Vec<&TargetReport>,
+    targets: Vec<Sized<'_>>,
     stores: &Stores,
     name: &ObjectName,
     confirm: bool,
@@ -66,10 +72,10 @@ async fn update_one(
         }
     };
     let mut new = old.clone().unwrap_or_default();
-    for target in targets {
+    for (target, size) in targets {
         let path = format!("/{}", target.target.name);
         if matches!(target.status, Status::Promoted | Status::Skipped) {
-            if new.insert_file(&path).is_err() {
+            if new.insert_file_sized(&path, size).is_err() {
                 report.left_out.push(target.target.name.to_string());
             }
         } else {

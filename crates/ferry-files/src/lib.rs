@@ -132,6 +132,13 @@ pub async fn promote(
     } else {
         Default::default()
     };
+    // Each target's size (its source's), for the inventories' size column.
+    let mut sizes = vec![None; plan.targets.len()];
+    for job in &plan.jobs {
+        for &t in &job.targets {
+            sizes[t] = job.size;
+        }
+    }
     let targets: Vec<TargetReport> = plan
         .targets
         .into_iter()
@@ -141,7 +148,7 @@ pub async fn promote(
     let inventories = match &options.inventory {
         Some(name) => {
             progress.phase("inventories");
-            destination_inventory::update(&targets, stores, name, options.confirm).await
+            destination_inventory::update(&targets, &sizes, stores, name, options.confirm).await
         }
         None => Vec::new(),
     };

@@ -233,6 +233,12 @@ async fn survey_store(destination: &Destination, sources: &BTreeMap<Digest, Sour
     let mut held = old.clone().unwrap_or_default();
     let unlisted: Vec<(&Digest, &Source)> = sources.iter().filter(|(d, _)| !held.contains_blob(d)).collect();
     let listed = sources.len() - unlisted.len();
+    // Listed blobs get their size from the source's descriptor (older inventories have none).
+    for (digest, source) in sources {
+        if held.contains_blob(digest) {
+            held.insert_blob_sized(digest.clone(), Some(source.size));
+        }
+    }
     let heads: Vec<_> = stream::iter(unlisted)
         .map(|(digest, source)| async move {
             (digest, source, destination.blobs.head(&Destination::blob_name(digest)).await)
@@ -245,7 +251,7 @@ async fn survey_store(destination: &Destination, sources: &BTreeMap<Digest, Sour
         match head {
             Ok(Some(info)) if info.size == source.size && info.sha256.as_deref().is_none_or(|h| h == digest.hex()) => {
                 present += 1;
-                held.insert_blob(digest.clone());
+                held.insert_blob_sized(digest.clone(), Some(source.size));
             }
             Ok(Some(info)) => {
                 let recorded = info.sha256.map(|h| format!(", recorded sha256 {h}")).unwrap_or_default();
@@ -276,34 +282,36 @@ async fn verify_store(
     let objects: Vec<(Digest, u64)> =
         listing.into_iter().filter_map(|(name, size)| Some((name.as_str().parse().ok()?, size))).collect();
     progress.grow(objects.iter().map(|(_, size)| size).sum());
-    let checks: Vec<(Digest, Result<(), String>)> = stream::iter(objects)
-        .map(|(digest, _)| {
+    let checks: Vec<(Digest, u64, Result<(), String>)> = stream::iter(objects)
+        .map(|(digest, size)| {
             let (store, progress) = (destination.blobs.clone(), progress.clone());
             async move {
                 let check = tokio::spawn(rehash(store, digest.clone(), progress)).await;
-                (digest, check.unwrap_or_else(|e| Err(format!("check failed: {e}"))))
+                (digest, size, check.unwrap_or_else(|e| Err(format!("check failed: {e}"))))
             }
         })
         .buffer_unordered(concurrency)
         .collect()
         .await;
     let old_blobs: BTreeSet<Digest> = old.iter().flat_map(Inventory::blobs).cloned().collect();
-    let in_store: BTreeSet<&Digest> = checks.iter().map(|(d, _)| d).collect();
+    let in_store: BTreeSet<&Digest> = checks.iter().map(|(d, _, _)| d).collect();
     let mut findings = Findings { checked: checks.len(), ..Findings::default() };
     findings.missing = old_blobs.iter().filter(|d| !in_store.contains(d)).cloned().collect();
     // Paths (release files) are not this command's business: kept as they were.
     let mut held = Inventory::new();
-    for path in old.iter().flat_map(Inventory::files) {
-        held.insert_file(path).expect("a parsed inventory holds valid paths");
+    if let Some(old) = &old {
+        for path in old.files() {
+            held.insert_file_sized(path, old.file_size(path)).expect("a parsed inventory holds valid paths");
+        }
     }
     let mut corrupt = BTreeSet::new();
-    for (digest, check) in checks {
+    for (digest, size, check) in checks {
         match check {
             Ok(()) => {
                 if !old_blobs.contains(&digest) {
                     findings.unlisted.push(digest.clone());
                 }
-                held.insert_blob(digest);
+                held.insert_blob_sized(digest, Some(size));
             }
             Err(problem) => {
                 let repairable = sources.contains_key(&digest);
@@ -430,11 +438,11 @@ async fn finish_store(
             let (status, error) = match outcomes.get(&(index, digest.clone())) {
                 None => {
                     // Counted as it would be if the copy lands; a dry run writes nothing.
-                    held.insert_blob(digest.clone());
+                    held.insert_blob_sized(digest.clone(), Some(size));
                     (CopyStatus::Planned, None)
                 }
                 Some(Ok(())) => {
-                    held.insert_blob(digest.clone());
+                    held.insert_blob_sized(digest.clone(), Some(size));
                     (CopyStatus::Copied, None)
                 }
                 Some(Err(e)) => (CopyStatus::Failed, Some(e.clone())),

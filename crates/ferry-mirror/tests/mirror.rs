@@ -149,8 +149,8 @@ async fn blobs_land_once_incrementally_and_inventories_list_them() {
     assert_eq!(first.summary.copies_done, 2 * unique.len());
     assert_mirrored(&w, &["a", "b"]).await;
     let text = std::fs::read_to_string(w.folder().join("inventory.txt")).unwrap();
-    let sorted: String = unique.iter().map(|d| format!("{d}\n")).collect();
-    assert_eq!(text, sorted, "the inventory is one sorted digest a line");
+    let sorted: String = unique.iter().map(|d| format!("{d} {}\n", w.bytes_of(d).len())).collect();
+    assert_eq!(text, sorted, "the inventory is one sorted digest a line, with its size");
     // The S3 objects are where registry.k8s.io's mirror buckets keep them.
     let some = unique.first().unwrap();
     assert_eq!(std::fs::read(w.s3.bucket_dir("mirror").join("blobs").join(some.as_str())).unwrap(), w.bytes_of(some));

@@ -325,7 +325,7 @@ impl AppState {
         decision: &Decision<'_>,
     ) {
         let label = label_id.map(|l| &*snapshot.locator.labels()[l as usize]);
-        self.metrics.record(&snapshot.redirects, snapshot, decision, label_id);
+        self.metrics.record(&snapshot.redirects, snapshot, decision, label_id, method == Method::GET);
         self.access_log.log(&Entry {
             method,
             path,

@@ -27,7 +27,11 @@ pub(crate) struct ShardedCounter {
 
 impl ShardedCounter {
     pub(crate) fn inc(&self) {
-        self.shards[shard_of_this_thread()].0.fetch_add(1, Ordering::Relaxed);
+        self.inc_by(1);
+    }
+
+    pub(crate) fn inc_by(&self, n: u64) {
+        self.shards[shard_of_this_thread()].0.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn get(&self) -> u64 {

@@ -280,11 +280,24 @@ pub struct Decision<'a> {
     /// Every mirror considered (blobs and non-checksum files only), with [`Detail::Explain`].
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<Candidate>,
+    /// The redirected object's size, when an inventory records it (blobs and files; for the
+    /// `ferry_serve_redirected_bytes` metric).
+    #[serde(skip)]
+    pub size: Option<u64>,
 }
 
 impl<'a> Decision<'a> {
     pub(crate) fn answer(status: u16, outcome: Outcome, reason: Reason<'a>) -> Decision<'a> {
-        Decision { status, outcome, location: None, mirror: None, mirror_index: None, reason, candidates: Vec::new() }
+        Decision {
+            status,
+            outcome,
+            location: None,
+            mirror: None,
+            mirror_index: None,
+            reason,
+            candidates: Vec::new(),
+            size: None,
+        }
     }
 
     pub(crate) fn redirect(outcome: Outcome, location: String, reason: Reason<'a>) -> Decision<'a> {
@@ -296,6 +309,7 @@ impl<'a> Decision<'a> {
             mirror_index: None,
             reason,
             candidates: Vec::new(),
+            size: None,
         }
     }
 }

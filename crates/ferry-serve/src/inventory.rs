@@ -1,13 +1,16 @@
 //! Mirror inventories: what a mirror is trusted to hold, so it needs no probe per request.
 //!
 //! Format: plain text, one entry a line: `sha256:<64 hex>` for a blob, `/path` for a release file,
-//! read by the one parser of the format, `ferry_store::inventory::parse_entries`.
+//! each optionally followed by its size in bytes, read by the one parser of the format,
+//! `ferry_store::inventory::parse_sized_entries`.
 //!
 //! Blob digests are stored as raw 32-byte values in a sorted boxed slice (binary search): exactly
 //! 32 bytes an entry, so a 1,000,000-entry inventory costs 32 MB (a `HashSet<[u8; 32]>` would cost
-//! about twice that, and ~4x transiently while it grows), and a lookup is ~20 comparisons.
+//! about twice that, and ~4x transiently while it grows), and a lookup is ~20 comparisons. Sizes
+//! (for the `ferry_serve_redirected_bytes` metric) sit in a parallel slice, 8 bytes an entry, and
+//! only when the inventory records any.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -39,27 +42,37 @@ pub enum InventoryError {
     },
 }
 
-/// What one mirror is trusted to hold: a set of blob digests and a set of file paths.
+/// What one mirror is trusted to hold: a set of blob digests and a set of file paths, with their
+/// sizes where the inventory records them.
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
     blobs: Box<[[u8; 32]]>,
-    files: HashSet<Box<str>>,
+    /// `blob_sizes[i]` is the size of `blobs[i]` (0: not recorded); empty when none is.
+    blob_sizes: Box<[u64]>,
+    /// Each path with its size (0: not recorded).
+    files: HashMap<Box<str>, u64>,
 }
 
 impl Inventory {
     /// Parses inventory text; `origin` names the source in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Inventory, InventoryError> {
-        let mut blobs: Vec<[u8; 32]> = Vec::new();
-        let mut files = HashSet::new();
-        ferry_store::inventory::parse_entries(text, origin, |entry| match entry {
-            Entry::Blob(digest) => blobs.push(decode_hex(digest.hex())),
-            Entry::File(path) => drop(files.insert(Box::from(path.as_str()))),
+        let mut blobs: Vec<([u8; 32], u64)> = Vec::new();
+        let mut files = HashMap::new();
+        ferry_store::inventory::parse_sized_entries(text, origin, |entry, size| match entry {
+            Entry::Blob(digest) => blobs.push((decode_hex(digest.hex()), size.unwrap_or(0))),
+            Entry::File(path) => {
+                let listed = files.entry(Box::from(path.as_str())).or_insert(0);
+                *listed = size.unwrap_or(*listed);
+            }
         })
         .map_err(|e| from_store(e, origin))?;
-        blobs.sort_unstable();
-        blobs.dedup();
+        // A digest listed twice keeps the larger size: one with a size over one without.
+        blobs.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        blobs.dedup_by_key(|b| b.0);
         files.shrink_to_fit();
-        Ok(Inventory { blobs: blobs.into_boxed_slice(), files })
+        let blob_sizes =
+            if blobs.iter().any(|b| b.1 > 0) { blobs.iter().map(|b| b.1).collect() } else { Box::default() };
+        Ok(Inventory { blobs: blobs.into_iter().map(|b| b.0).collect(), blob_sizes, files })
     }
 
     /// Reads an inventory from `source`: a local path (relative ones are resolved against
@@ -86,7 +99,19 @@ impl Inventory {
 
     /// Whether the inventory lists this file path.
     pub fn has_file(&self, path: &FilePath) -> bool {
-        self.files.contains(path.as_str())
+        self.files.contains_key(path.as_str())
+    }
+
+    /// The size this inventory records for blob `digest`: `None` when it lists it without one
+    /// or not at all.
+    pub fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        let i = self.blobs.binary_search(&decode_hex(digest.hex())).ok()?;
+        self.blob_sizes.get(i).copied().filter(|&size| size > 0)
+    }
+
+    /// The size this inventory records for file `path` (as [`Inventory::blob_size`]).
+    pub fn file_size(&self, path: &FilePath) -> Option<u64> {
+        self.files.get(path.as_str()).copied().filter(|&size| size > 0)
     }
 
     /// Number of distinct blobs listed.
@@ -210,6 +235,20 @@ mod tests {
     }
 
     #[test]
+    fn sizes_are_kept_where_recorded() {
+        let text = format!("{} 300\n{}\n{} 7\n/a/b 42\n/c\n", d('a'), d('b'), d('a'));
+        let inv = Inventory::parse(&text, "sized").unwrap();
+        assert_eq!(inv.blob_count(), 2);
+        assert_eq!(inv.blob_size(&d('a').parse().unwrap()), Some(300), "the larger of two listings");
+        assert_eq!(inv.blob_size(&d('b').parse().unwrap()), None);
+        assert_eq!(inv.blob_size(&d('c').parse().unwrap()), None);
+        let path = |p: &str| FilePath::parse(p).unwrap();
+        assert_eq!(inv.file_size(&path("/a/b")), Some(42));
+        assert_eq!(inv.file_size(&path("/c")), None);
+        assert!(inv.has_file(&path("/c")));
+    }
+
+    #[test]
     fn million_entries_fit_the_budget() {
         // 1,000,000 digests: the blob table itself is exactly 32 MB.
         let mut text = String::with_capacity(72 * 1_000_000);
@@ -219,6 +258,7 @@ mod tests {
         let inv = Inventory::parse(&text, "big").unwrap();
         assert_eq!(inv.blob_count(), 1_000_000);
         assert_eq!(std::mem::size_of_val(&*inv.blobs), 32_000_000);
+        assert_eq!(inv.blob_sizes.len(), 0, "no sizes recorded, none kept");
         assert!(inv.has_blob(&format!("sha256:{:064x}", 7u64.wrapping_mul(0x9E37_79B9_7F4A_7C15)).parse().unwrap()));
     }
 }

@@ -38,6 +38,7 @@ pub struct Metrics {
     /// One counter per [`Outcome`] (index [`Outcome::index`]), resolved once.
     requests: Vec<ShardedCounter>,
     redirects: Family<RedirectLabels, ShardedCounter>,
+    redirected_bytes: Family<RedirectLabels, ShardedCounter>,
     mirror_healthy: Family<MirrorLabels, Gauge>,
     presence_cache_entries: Gauge,
     access_log_dropped: Counter,
@@ -50,11 +51,17 @@ impl Default for Metrics {
         let mut registry = Registry::default();
         let request_family = Family::<RequestLabels, ShardedCounter>::default();
         let redirects = Family::<RedirectLabels, ShardedCounter>::default();
+        let redirected_bytes = Family::<RedirectLabels, ShardedCounter>::default();
         registry.register("ferry_serve_requests", "Requests answered, by outcome", request_family.clone());
         registry.register(
             "ferry_serve_redirects",
             "Redirects sent, by outcome, mirror and client location label",
             redirects.clone(),
+        );
+        registry.register(
+            "ferry_serve_redirected_bytes",
+            "Bytes of the blobs and files redirected by GET, by outcome, mirror and client location label (sizes from the inventories; objects no inventory sizes count none)",
+            redirected_bytes.clone(),
         );
         let mirror_healthy = Family::<MirrorLabels, Gauge>::default();
         let presence_cache_entries = Gauge::default();
@@ -89,18 +96,28 @@ impl Default for Metrics {
             .iter()
             .map(|o| request_family.get_or_create(&RequestLabels { outcome: o.as_str().into() }).clone())
             .collect();
-        Metrics { registry, requests, redirects, mirror_healthy, presence_cache_entries, access_log_dropped, proxy }
+        Metrics {
+            registry,
+            requests,
+            redirects,
+            redirected_bytes,
+            mirror_healthy,
+            presence_cache_entries,
+            access_log_dropped,
+            proxy,
+        }
     }
 }
 
 /// Redirect counters of one snapshot, one cell per (outcome and mirror, client label), each
 /// resolved from the family the first time it is used: counting a redirect is then an index and
 /// an atomic add, with no label `String`s built per request. Cells never used never appear on
-/// `/metrics`.
+/// `/metrics`. The same cells again for the bytes redirected.
 pub(crate) struct RedirectCounters {
     /// Label count + 1 (column 0: no label).
     columns: usize,
     cells: Box<[OnceLock<ShardedCounter>]>,
+    bytes: Box<[OnceLock<ShardedCounter>]>,
 }
 
 impl RedirectCounters {
@@ -108,10 +125,19 @@ impl RedirectCounters {
     pub(crate) fn new(snapshot: &Snapshot) -> RedirectCounters {
         let columns = snapshot.locator.labels().len() + 1;
         let rows = snapshot.mirrors.len() + 3;
-        RedirectCounters { columns, cells: (0..rows * columns).map(|_| OnceLock::new()).collect() }
+        let cells = || (0..rows * columns).map(|_| OnceLock::new()).collect();
+        RedirectCounters { columns, cells: cells(), bytes: cells() }
     }
 
-    fn count(&self, metrics: &Metrics, snapshot: &Snapshot, decision: &Decision<'_>, label: Option<u32>) {
+    /// Counts one redirect, and `bytes` redirected when given.
+    fn count(
+        &self,
+        metrics: &Metrics,
+        snapshot: &Snapshot,
+        decision: &Decision<'_>,
+        label: Option<u32>,
+        bytes: Option<u64>,
+    ) {
         let n = snapshot.mirrors.len();
         let row = match (decision.outcome, decision.mirror_index) {
             (Outcome::Mirror, Some(i)) => i,
@@ -126,10 +152,17 @@ impl RedirectCounters {
             mirror: decision.mirror.unwrap_or_default().into(),
             location: label.map(|l| &*snapshot.locator.labels()[l as usize]).unwrap_or_default().into(),
         };
-        match self.cells.get(row * self.columns + column) {
-            Some(cell) => cell.get_or_init(|| metrics.redirects.get_or_create(&labels()).clone()).inc(),
+        let cell = row * self.columns + column;
+        match self.cells.get(cell) {
+            Some(c) => c.get_or_init(|| metrics.redirects.get_or_create(&labels()).clone()).inc(),
             None => metrics.redirects.get_or_create(&labels()).inc(),
         };
+        if let Some(bytes) = bytes {
+            match self.bytes.get(cell) {
+                Some(c) => c.get_or_init(|| metrics.redirected_bytes.get_or_create(&labels()).clone()).inc_by(bytes),
+                None => metrics.redirected_bytes.get_or_create(&labels()).inc_by(bytes),
+            };
+        }
     }
 }
 
@@ -144,17 +177,19 @@ impl Metrics {
         self.access_log_dropped.inner().store(dropped, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Counts an answered request (and its redirect, in the snapshot's `redirects` cells).
+    /// Counts an answered request (and its redirect, in the snapshot's `redirects` cells, with
+    /// the object's bytes for a `get`).
     pub(crate) fn record(
         &self,
         redirects: &RedirectCounters,
         snapshot: &Snapshot,
         decision: &Decision<'_>,
         label: Option<u32>,
+        get: bool,
     ) {
         self.requests[decision.outcome.index()].inc();
         if decision.outcome.is_redirect() {
-            redirects.count(self, snapshot, decision, label);
+            redirects.count(self, snapshot, decision, label, decision.size.filter(|_| get));
         }
     }
 

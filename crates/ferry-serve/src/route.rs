@@ -75,6 +75,7 @@ pub fn route<'a>(
                 ),
             };
             d.candidates = choice.candidates;
+            d.size = snapshot.object_size(Object::Blob(digest), d.mirror_index);
             d
         }
         Resource::Manifest { name, reference } => {
@@ -134,6 +135,7 @@ pub fn route<'a>(
                 ),
             };
             d.candidates = choice.candidates;
+            d.size = snapshot.object_size(Object::File(path), d.mirror_index);
             d
         }
     }

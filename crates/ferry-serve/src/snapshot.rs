@@ -155,6 +155,20 @@ pub enum SnapshotError {
 }
 
 impl Snapshot {
+    /// The size the inventories record for `object`: the chosen mirror's (`mirror`, an index
+    /// into [`Snapshot::mirrors`]) first, else the first mirror's that records one (for a
+    /// redirect to the upstream). `None` when no inventory records it.
+    pub fn object_size(&self, object: Object<'_>, mirror: Option<usize>) -> Option<u64> {
+        let size = |m: &Mirror| {
+            let inventory = m.inventory.as_deref()?;
+            match object {
+                Object::Blob(d) => inventory.blob_size(d),
+                Object::File(p) => inventory.file_size(p),
+            }
+        };
+        mirror.and_then(|i| self.mirrors.get(i)).and_then(size).or_else(|| self.mirrors.iter().find_map(size))
+    }
+
     /// Validates `config` and loads every inventory. Relative inventory paths resolve against
     /// `base_dir` (the configuration file's folder), and so do the `locations` files, from which
     /// the locator is built. Remote inventories (`http(s)://`, object stores) are taken from

@@ -180,6 +180,42 @@ async fn case_06_07_11_redirects_over_http() {
 }
 
 #[tokio::test]
+async fn case_13_redirected_bytes_by_mirror_and_location() {
+    // The inventory records sizes: D1 is 1000 bytes, /bin/kubectl 50.
+    let (dir, _) = setup("['127.0.0.0/8']");
+    std::fs::write(dir.path().join("inv.txt"), format!("{D1} 1000\n/bin/kubectl 50\n")).unwrap();
+    let state = Arc::new(AppState::new(Snapshot::load(&dir.path().join("ferry.yaml")).unwrap()));
+    let base = start(state).await;
+    let c = client();
+    let blob = format!("{base}/v2/a/blobs/{D1}");
+    let east = |r: reqwest::RequestBuilder| r.header("x-forwarded-for", "203.0.113.7");
+    for _ in 0..2 {
+        assert_eq!(east(c.get(&blob)).send().await.unwrap().status(), 307);
+    }
+    assert_eq!(east(c.head(&blob)).send().await.unwrap().status(), 307, "a HEAD moves no bytes");
+    east(c.get(format!("{base}/bin/kubectl"))).send().await.unwrap();
+    // An unlabelled client goes upstream; the size still comes from the mirror's inventory.
+    c.get(&blob).header("x-forwarded-for", "198.51.100.1").send().await.unwrap();
+    // No inventory sizes D2: a redirect, no bytes.
+    east(c.get(format!("{base}/v2/a/blobs/{D2}"))).send().await.unwrap();
+    let text = c.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let mut bytes: Vec<&str> = text.lines().filter(|l| l.starts_with("ferry_serve_redirected_bytes_total{")).collect();
+    bytes.sort();
+    assert_eq!(
+        bytes,
+        [
+            r#"ferry_serve_redirected_bytes_total{outcome="mirror",mirror="east",location="aws:us-east-2"} 2050"#,
+            r#"ferry_serve_redirected_bytes_total{outcome="upstream",mirror="",location=""} 1000"#,
+        ],
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"ferry_serve_redirects_total{outcome="upstream",mirror="",location="aws:us-east-2"} 1"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn case_12_xff_over_http_and_huge_headers() {
     // Loopback is trusted: XFF decides the label.
     let (_d, state) = setup("['127.0.0.0/8']");

@@ -84,23 +84,18 @@ fn local(source: &str, base: &Path) -> PathBuf {
     }
 }
 
-/// Whether an inventory source is an object-store URL (`s3://`, `gs://`, `az://`, `https://`).
+/// Whether an inventory source is a URL (`s3://`, `gs://`, `az://`, `http(s)://`) rather than a path.
 fn remote(source: &str) -> bool {
     source.contains("://") && !source.starts_with("file://")
 }
 
-/// Reads the inventory object a store URL names (`s3://bucket/dir/inventory.txt`), with the
-/// store's standard credentials, as `ferry serve` and `ferry mirror` do.
+/// Reads the inventory at a URL: an object-store URL (`s3://bucket/dir/inventory.txt`, with the
+/// store's standard credentials) or an `http(s)://` one, fetched as `ferry serve` fetches it.
 async fn fetch(url: &str) -> Result<String> {
-    let cut =
-        url.rfind('/').filter(|&i| !url[..=i].ends_with("://")).with_context(|| format!("{url}: names no object"))?;
-    let store = ferry_store::Store::open(&url[..=cut]).with_context(|| url.to_string())?;
-    let name = ferry_store::ObjectName::parse(&url[cut + 1..]).with_context(|| url.to_string())?;
-    let bytes = store
-        .read_small(&name, ferry_store::Inventory::MAX_BYTES as u64)
+    let bytes = ferry_serve::remote_inventory::RemoteInventories::default()
+        .get_file(url)
         .await
-        .with_context(|| url.to_string())?
-        .with_context(|| format!("{url}: no such object"))?;
+        .with_context(|| url.to_string())?;
     String::from_utf8(bytes.to_vec()).with_context(|| format!("{url}: not UTF-8 text"))
 }
 

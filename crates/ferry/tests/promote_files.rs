@@ -110,7 +110,7 @@ async fn dry_run_promote_and_rerun_through_the_binary() {
     assert_eq!(std::fs::read(s.s3.bucket_dir("prod").join("bin/1.30.0/linux/amd64/kops")).unwrap(), kops);
     assert_eq!(
         std::fs::read_to_string(s.local().join("inventory.txt")).unwrap(),
-        "/1.30.0/kops.sha256\n/1.30.0/linux/amd64/kops\n"
+        "/1.30.0/kops.sha256 4\n/1.30.0/linux/amd64/kops 300000\n"
     );
 
     let again = s.ferry(&["--confirm", "--inventory"]);

@@ -117,6 +117,76 @@ fn gzip_plain_and_stdin_give_the_same_totals_in_every_format() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--from yesterday"));
 }
 
+/// A static HTTP server (Python's `http.server`) for `dir` on a free loopback port; killed on drop.
+struct HttpFolder(std::process::Child, u16);
+
+impl HttpFolder {
+    fn start(dir: &Path) -> HttpFolder {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        let server = HttpFolder(child, port);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("python3 -m http.server did not listen on {port}");
+    }
+}
+
+impl Drop for HttpFolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn inventories_are_read_from_http_servers_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, prices) = setup(dir.path());
+    let server = HttpFolder::start(dir.path());
+    // The same configuration with its inventories named by URL, as a deployment's pods have them.
+    let config = dir.path().join("remote.yaml");
+    let url = |file: &str| format!("http://127.0.0.1:{}/{file}", server.1);
+    std::fs::write(
+        &config,
+        format!(
+            "upstream: {{registry: https://registry.example}}\nmirrors:\n\
+             - {{name: east, blobs: 'https://e.example/{{digest}}', serves: ['aws:us-east-2'], inventory: '{}'}}\n",
+            url("east.txt")
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("extra.txt"), format!("{} {}\n", digest(9), 900 * MIB)).unwrap();
+    let t = "2026-11-28T10:00:00Z";
+    let log = line(t, &format!("/v2/app/blobs/{}", digest(2)), "aws:us-east-2", "mirror", "east")
+        + &line(t, &format!("/v2/app/blobs/{}", digest(9)), "aws:us-east-2", "upstream", "");
+    let (c, p, spare) = (config.to_str().unwrap(), prices.to_str().unwrap(), format!("spare={}", url("extra.txt")));
+    let report = json(&["--logs", "-", "--inventories", c, &spare, "--prices", p], Some(log.as_bytes()));
+    assert_eq!(report["totals"]["bytes"], 1100 * MIB, "200 MiB from east's inventory, 900 MiB from the spare one");
+    assert_eq!(report["missing"][0]["mirror"], "east");
+
+    let gone = ferry()
+        .args(["report", "--logs", "-", "--inventories", &format!("spare={}", url("absent.txt"))])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_ne!(gone.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains(&url("absent.txt")),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
+}
+
 /// A month of traffic from nine locations, two mirrors, one of them down for a day.
 fn month(dir: &Path) -> PathBuf {
     let labels = [
