@@ -92,15 +92,20 @@ impl AppState {
     }
 
     /// Probes every mirror of the snapshot in force once (so none is routed to before it has
-    /// answered), then again every `health_interval` in the background. Without a prober there
-    /// is nothing to probe.
+    /// answered), then again every `health_interval` in the background. Rounds start on that
+    /// fixed schedule whatever they take (a hung mirror holds a round up to the probe timeout),
+    /// which is what bounds how long a failed mirror stays in the routing (docs/serve.md,
+    /// "Bounds"). Without a prober there is nothing to probe.
     pub async fn start_health(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let Some(prober) = self.prober.clone() else { return tokio::spawn(async {}) };
+        let mut rounds = tokio::time::interval(prober.settings().health_interval);
+        rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        rounds.tick().await; // the first tick is now
         prober.check_health(&self.snapshot()).await;
         let state = self.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(prober.settings().health_interval).await;
+                rounds.tick().await;
                 prober.check_health(&state.snapshot()).await;
             }
         })

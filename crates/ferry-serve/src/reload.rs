@@ -106,10 +106,14 @@ pub fn spawn_reloader(
             if !changed {
                 continue;
             }
+            // Fingerprinted before reading: a write that lands while the reload reads is seen
+            // as a change on the next poll, never taken as already read.
+            let before = fingerprint(&paths);
             let _ = state.reload(&config_path).await;
             // Watch what the snapshot now in force names (the new one, or the old one if refused).
-            paths = watched(&state);
-            seen = fingerprint(&paths);
+            let now_watched = watched(&state);
+            seen = if now_watched == paths { before } else { fingerprint(&now_watched) };
+            paths = now_watched;
         }
     })
 }
