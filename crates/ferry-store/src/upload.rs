@@ -7,11 +7,14 @@
 //! to a staging file beside the target, one write in flight (overlapping the caller's next read),
 //! and the file is renamed onto the target at commit. Either way nothing exists under the name
 //! until [`Upload::commit`], and [`Upload::abort`] (or dropping an uncommitted upload) leaves
-//! nothing: not the staging file, nor a directory created for it.
+//! nothing: not the staging file, nor a directory created for it. A process killed mid-write
+//! cannot clean up: its staging file stays (under a `#` name no listing shows) until the next
+//! write of the same target commits and removes the older staging files it stepped over.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use object_store::{Attribute, Attributes, MultipartUpload, PutMultipartOptions, PutOptions, PutPayload};
@@ -63,14 +66,21 @@ struct LocalWrite {
     /// The directories made for the staging file, outermost first: removed again unless the
     /// write is committed.
     created_dirs: Vec<PathBuf>,
+    /// When this write began: older staging files of the target are a dead writer's.
+    started: SystemTime,
 }
 
 impl Upload {
     pub(crate) fn new(store: Store, name: ObjectName, attributes: Attributes) -> Upload {
         let local = match store.local_path(&name) {
-            Ok(Some(target)) => {
-                Local::Direct(LocalWrite { target, staging: None, file: None, writing: None, created_dirs: Vec::new() })
-            }
+            Ok(Some(target)) => Local::Direct(LocalWrite {
+                target,
+                staging: None,
+                file: None,
+                writing: None,
+                created_dirs: Vec::new(),
+                started: SystemTime::now(),
+            }),
             Ok(None) => Local::No,
             Err(e) => Local::Invalid(e),
         };
@@ -192,7 +202,11 @@ impl Upload {
             drop(self.local_file().await?);
             let Local::Direct(local) = &mut self.local else { unreachable!("local_file checked it") };
             let (staging, target) = (local.staging.clone().expect("created by local_file"), local.target.clone());
-            let renamed = tokio::task::spawn_blocking(move || std::fs::rename(staging, target)).await;
+            let started = local.started;
+            let renamed = tokio::task::spawn_blocking(move || {
+                std::fs::rename(&staging, &target).map(|()| sweep_leftovers(&target, &staging, started))
+            })
+            .await;
             return match renamed {
                 Ok(Ok(())) => {
                     local.staging = None;
@@ -258,7 +272,10 @@ impl Upload {
                 staging
             }),
         };
-        match staging.and_then(|staging| std::fs::rename(staging, &local.target)) {
+        let renamed = staging.and_then(|staging| {
+            std::fs::rename(&staging, &local.target).map(|()| sweep_leftovers(&local.target, &staging, local.started))
+        });
+        match renamed {
             Ok(()) => {
                 local.staging = None;
                 local.created_dirs.clear();
@@ -364,6 +381,21 @@ fn create_staging(target: &Path, created_dirs: &mut Vec<PathBuf>) -> std::io::Re
     }
 }
 
+/// Once a write committed from `<target>#<n>`, removes the staging files `<target>#1` to
+/// `#<n-1>` it had to step over that are older than the write (`started`): what writers killed
+/// mid-write left. A live writer's file is newer, and is left alone.
+fn sweep_leftovers(target: &Path, staging: &Path, started: SystemTime) {
+    let index = staging.to_str().and_then(|s| s.rsplit_once('#')).and_then(|(_, n)| n.parse::<u64>().ok());
+    for n in 1..index.unwrap_or(1) {
+        let mut leftover = target.as_os_str().to_owned();
+        leftover.push(format!("#{n}"));
+        let leftover = PathBuf::from(leftover);
+        if std::fs::metadata(&leftover).and_then(|m| m.modified()).is_ok_and(|modified| modified < started) {
+            let _ = std::fs::remove_file(&leftover);
+        }
+    }
+}
+
 /// `create_dir_all`, adding the directories this call made (not those another write made
 /// meanwhile) to `created`, outermost first.
 fn create_dirs(dir: &Path, created: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -418,5 +450,34 @@ impl Store {
             attributes.insert(Attribute::Metadata(SHA256_METADATA.into()), sha256_hex.to_string().into());
         }
         Upload::new(self.clone(), name.clone(), attributes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_commit_removes_what_killed_writers_left_and_spares_a_live_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let leftover = |n: u32| dir.path().join(format!("file#{n}"));
+        // Two killed writers' staging files, and one being written right now.
+        for n in [1, 2] {
+            let file = File::create(leftover(n)).unwrap();
+            file.set_modified(SystemTime::now() - Duration::from_secs(60)).unwrap();
+        }
+        let name = ObjectName::parse("file").unwrap();
+        let mut upload = store.upload(&name, ferry_oci::Digest::of(b"bytes").hex());
+        // (File times come from a coarse clock: well after the upload began.)
+        std::thread::sleep(Duration::from_millis(50));
+        File::create(leftover(3)).unwrap();
+        upload.write(Bytes::from_static(b"bytes")).await.unwrap();
+        upload.commit().await.unwrap();
+        assert_eq!(std::fs::read(dir.path().join("file")).unwrap(), b"bytes");
+        assert!(!leftover(1).exists() && !leftover(2).exists(), "the dead writers' files are gone");
+        assert!(leftover(3).exists(), "a live writer's file (newer than this write) stays");
     }
 }
