@@ -115,6 +115,14 @@ impl Store {
             _ => return Store::local(url, std::path::Path::new(url)),
         };
         let (scheme, base) = ObjectStoreScheme::parse(&parsed).map_err(|e| fail(e.to_string()))?;
+        // object_store 0.12 drops the first path segment of an `az://` URL (as if it named the
+        // container; apache/arrow-rs-object-store#443) while its Azure builder takes the host as
+        // the container: `az://container/some/prefix/` would be based at `prefix/`. The whole path
+        // is the prefix, as for `azure://`.
+        let base = match parsed.scheme() {
+            "az" => Path::from_url_path(parsed.path()).map_err(|e| fail(e.to_string()))?,
+            _ => base,
+        };
         let base = Path::parse(base).map_err(|e| fail(e.to_string()))?;
         let (backend, inner): (Backend, Arc<dyn ObjectStore>) = match scheme {
             ObjectStoreScheme::Local => {

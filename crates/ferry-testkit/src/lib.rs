@@ -8,10 +8,15 @@
 //!   and pushes them through any `Registry`.
 //! - [`files`]: the files a command left under a folder.
 //! - [`s3_server`]: starts a real S3 server (`s3s-fs`) on a free loopback port.
+//! - [`azurite`]: starts Azurite, the Azure Blob Storage emulator, on a free loopback port.
+//! - [`gcs_server`]: starts `fake-gcs-server`, a Google Cloud Storage emulator, on a free loopback
+//!   port (it serves reads of the XML API, not its writes: see [`gcs_server::GcsServer::xml_writes`]).
 //! - [`skopeo`]: runs the real `skopeo` client and checks what it pulled.
 
+pub mod azurite;
 pub mod fault_proxy;
 pub mod files;
+pub mod gcs_server;
 pub mod git;
 pub mod images;
 pub mod registry_server;
