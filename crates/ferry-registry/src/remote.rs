@@ -548,7 +548,17 @@ impl Registry for RemoteRegistry {
             if !resp.status().is_success() {
                 return Err(self.status_error(&Method::PUT, &location, resp).await);
             }
-            Ok(())
+            // A registry that names another digest than the one sent did not store this blob.
+            match header_digest(resp.headers()) {
+                Some(stored) if stored != *digest => Err(RegistryError::DigestMismatch {
+                    registry: self.name.clone(),
+                    what: format!("blob upload to {}", self.full(repo)),
+                    expected: digest.clone(),
+                    actual: stored,
+                }
+                .into()),
+                _ => Ok(()),
+            }
         })
         .await
     }

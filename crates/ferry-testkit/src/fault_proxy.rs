@@ -1,6 +1,7 @@
-//! An HTTP proxy in front of a real registry: it records every request and injects the faults a
-//! real registry will not produce on demand (throttling, server errors, dropped connections,
-//! corrupted bodies, missing or lying headers).
+//! An HTTP proxy in front of a real registry (or a real S3 server, see
+//! [`FaultProxy::start_keeping_host`]): it records every request and injects the faults a real
+//! server will not produce on demand (throttling, server errors, dropped connections, corrupted
+//! bodies, missing or lying headers, requests acknowledged but never carried out, slow answers).
 //!
 //! Connections are served with hyper directly rather than `axum::serve` because a
 //! [`Fault::Reset`] has to drop the connection the request came on, which a handler cannot do.
@@ -39,6 +40,23 @@ pub enum Fault {
         /// What to send instead; `None` to send no such header.
         value: Option<String>,
     },
+    /// Answer with this response without asking the upstream; the request's body is read to its
+    /// end and thrown away. A server that acknowledges what it never stored (`201` to a blob
+    /// upload), claims what it does not hold (`200` to a `HEAD`), or serves other bytes.
+    Answer {
+        /// The HTTP status code, e.g. 201.
+        status: u16,
+        /// Response headers (name, value), e.g. `Docker-Content-Digest`.
+        headers: Vec<(String, String)>,
+        /// The response body (for a `HEAD`, send a `Content-Length` header instead).
+        body: Vec<u8>,
+    },
+    /// Forward after waiting this long: a slow server, or a window for a test to change the
+    /// upstream while the client waits.
+    Delay {
+        /// How long to hold the request before forwarding it.
+        millis: u64,
+    },
 }
 
 /// Fires `fault` for the first `times` requests whose method matches (any when `None`) and whose
@@ -59,6 +77,8 @@ pub struct FaultRule {
 struct State {
     upstream: String,
     host: String,
+    /// Forward the client's `Host` header instead of the upstream's (S3 signs it).
+    keep_host: bool,
     client: reqwest::Client,
     requests: Mutex<Vec<(String, String)>>,
     /// Rules with how often each has fired.
@@ -74,10 +94,22 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Listen on a free loopback port and forward to `upstream_host` (`host:port`, plain HTTP).
     pub async fn start(upstream_host: &str) -> Result<FaultProxy> {
+        Self::start_inner(upstream_host, false).await
+    }
+
+    /// [`FaultProxy::start`], but each request reaches the upstream with the `Host` header the
+    /// client sent (the proxy's address), not the upstream's: for S3 servers, whose SigV4
+    /// signatures cover `Host`. Point the client's endpoint at [`FaultProxy::host`].
+    pub async fn start_keeping_host(upstream_host: &str) -> Result<FaultProxy> {
+        Self::start_inner(upstream_host, true).await
+    }
+
+    async fn start_inner(upstream_host: &str, keep_host: bool) -> Result<FaultProxy> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let state = Arc::new(State {
             upstream: upstream_host.to_string(),
             host: listener.local_addr()?.to_string(),
+            keep_host,
             // Redirects are the client's business: pass them through.
             client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?,
             requests: Mutex::default(),
@@ -184,11 +216,28 @@ async fn handle(state: Arc<State>, reset: Arc<Notify>, req: Request<Incoming>) -
             reset.notify_one();
             return std::future::pending().await;
         }
+        Some(Fault::Answer { status, headers, body }) => {
+            // Read what the client sends, as a server that took it would, and keep none of it.
+            let mut incoming = Body::new(req.into_body()).into_data_stream();
+            while let Some(Ok(_)) = incoming.next().await {}
+            let mut resp = Response::new(Body::from(body.clone()));
+            *resp.status_mut() = StatusCode::from_u16(*status).expect("valid status in fault rule");
+            for (name, value) in headers {
+                let name: header::HeaderName = name.parse().expect("valid header name in fault rule");
+                resp.headers_mut().insert(name, value.parse().expect("valid header value in fault rule"));
+            }
+            return Ok(resp);
+        }
+        Some(Fault::Delay { millis }) => tokio::time::sleep(std::time::Duration::from_millis(*millis)).await,
         Some(Fault::CorruptBody | Fault::Header { .. }) | None => {}
     }
 
+    let host = req.headers().get(header::HOST).cloned();
     let mut headers = req.headers().clone();
     strip_hop_by_hop(&mut headers);
+    if let Some(host) = host.filter(|_| state.keep_host) {
+        headers.insert(header::HOST, host);
+    }
     let has_body = headers.get(header::CONTENT_LENGTH).is_some_and(|l| l != "0")
         || req.headers().contains_key(header::TRANSFER_ENCODING);
     let mut upstream = state.client.request(method, format!("http://{}{path}", state.upstream)).headers(headers);
