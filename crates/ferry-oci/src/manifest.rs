@@ -97,9 +97,11 @@ impl ManifestRefs {
                 reason: "Docker schema 1 manifests are deprecated and not supported".into(),
             });
         }
+        // An empty `mediaType` (or Content-Type) names no type: it is inferred like a missing one.
         let media_type = raw
             .media_type
-            .or_else(|| served_type.map(str::to_string))
+            .filter(|t| !t.is_empty())
+            .or_else(|| served_type.filter(|t| !t.is_empty()).map(str::to_string))
             .or_else(|| {
                 // OCI allows omitting mediaType; infer from the shape.
                 Some(

@@ -42,6 +42,8 @@ mod connection;
 mod counter;
 pub mod decision;
 pub mod drain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod glob;
 pub mod inventory;
 mod lean;
