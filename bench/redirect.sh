@@ -17,7 +17,8 @@
 #   does longest-prefix match; same prefix in both files: AWS wins, as in Ferry), `map` from label to
 #   target, `return 307`. worker_processes 2 (Ferry's tokio runtime has one worker per core, 2 here).
 # - Ferry: the same files under `locations`, one mirror `east` serving aws:us-east-2 with an inventory
-#   that lists the digest requested (so no presence probes).
+#   that lists the digest requested with its size, as `ferry mirror` writes it (so no presence
+#   probes; every redirect also counts the blob's bytes in ferry_serve_redirected_bytes_total).
 # - Both trust X-Forwarded-For from 127.0.0.1 (nginx: `geo { proxy 127.0.0.1; }`, Ferry:
 #   `trusted_proxies`), and wrk sends each request with one of ~1000 client addresses (AWS, GCP, both
 #   families, and addresses in no range), rotating.
@@ -115,7 +116,7 @@ addrs += [str(ipaddress.IPv6Address((0x2001 << 112) | rng.getrandbits(112))) for
 addrs = list(dict.fromkeys(addrs))  # distinct, order kept
 rng.shuffle(addrs)
 open(f"{work}/addrs.txt", "w").write("\n".join(addrs) + "\n")
-open(f"{work}/inventory.txt", "w").write(digest + "\n")
+open(f"{work}/inventory.txt", "w").write(digest + " 31457280\n")  # with its size, as `ferry mirror` writes
 print(f"{len(label)} distinct prefixes ({len(v4)} IPv4, {len(v6)} IPv6), {len(addrs)} client addresses",
       file=sys.stderr)
 # 1,000,000 random digests (plus the benchmark's) for the memory run.
