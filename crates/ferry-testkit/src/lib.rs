@@ -19,6 +19,7 @@ pub mod files;
 pub mod gcs_server;
 pub mod git;
 pub mod images;
+mod ready;
 pub mod registry_server;
 pub mod s3_server;
 pub mod skopeo;

@@ -3,9 +3,11 @@
 //! backs most self-hosted registries, not to a mock.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+
+use crate::ready;
 
 const BINARY: &str = "docker-registry";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -103,23 +105,13 @@ impl RegistryServer {
     /// exited first.
     async fn wait_ready(&mut self) -> Result<bool> {
         let client = reqwest::Client::new();
-        let url = format!("http://{}/v2/", self.host);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if self.child.try_wait()?.is_some() {
-                return Ok(false);
-            }
-            if let Ok(resp) = client.get(&url).send().await {
-                // The port could have been taken by someone else: make sure it is a registry.
-                if resp.headers().contains_key("docker-distribution-api-version") {
-                    return Ok(true);
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("{BINARY} did not answer on {url} within {READY_TIMEOUT:?}: {}", self.log());
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let (url, log) = (format!("http://{}/v2/", self.host), self.dir.path().join("registry.log"));
+        // The port could have been taken by someone else: make sure it is a registry.
+        let answers = || async {
+            client.get(&url).send().await.is_ok_and(|r| r.headers().contains_key("docker-distribution-api-version"))
+        };
+        let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+        ready::wait_until_ready(&mut self.child, &format!("{BINARY} on {url}"), READY_TIMEOUT, answers, read_log).await
     }
 }
 

@@ -4,9 +4,11 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+
+use crate::ready;
 
 const BINARY: &str = "s3s-fs";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,19 +66,10 @@ impl S3Server {
     }
 
     async fn wait_ready(&mut self) -> Result<bool> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if self.child.try_wait()?.is_some() {
-                return Ok(false);
-            }
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return Ok(true);
-            }
-            if Instant::now() > deadline {
-                bail!("{BINARY} did not listen on port {} within {READY_TIMEOUT:?}: {}", self.port, self.log());
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let (port, log) = (self.port, self.dir.path().join("s3s.log"));
+        let what = format!("{BINARY} on port {port}");
+        let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+        ready::wait_until_ready(&mut self.child, &what, READY_TIMEOUT, || ready::listening(port), read_log).await
     }
 
     /// The server's own log, for failure messages.
