@@ -121,23 +121,31 @@ fn gzip_plain_and_stdin_give_the_same_totals_in_every_format() {
 struct HttpFolder(std::process::Child, u16);
 
 impl HttpFolder {
+    /// Started, and answering HTTP: a request, not a mere connection, shows it is this server
+    /// (no other process on the port, not a loopback self-connection).
     fn start(dir: &Path) -> HttpFolder {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = std::fs::File::create(dir.join("http-server.log")).unwrap();
         let child = Command::new("python3")
             .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
             .current_dir(dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("python3");
-        let server = HttpFolder(child, port);
+        let mut server = HttpFolder(child, port);
+        let http = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
         for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if http.get(format!("http://127.0.0.1:{port}/")).send().is_ok_and(|r| r.status() == 200) {
                 return server;
+            }
+            if let Ok(Some(status)) = server.0.try_wait() {
+                let log = std::fs::read_to_string(dir.join("http-server.log")).unwrap_or_default();
+                panic!("python3 -m http.server on {port} exited ({status}): {log}");
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("python3 -m http.server did not listen on {port}");
+        panic!("python3 -m http.server did not answer on {port}");
     }
 }
 
