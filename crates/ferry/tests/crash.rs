@@ -451,6 +451,23 @@ fn folder_listing(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A round's folder and bucket destinations, each's objects checked by `check_objects` (given
+/// the objects and where they are); the folder's staging leftovers counted.
+async fn check_folder_and_bucket(
+    folder: &Path,
+    s3: &S3Server,
+    url: &str,
+    check_objects: impl Fn(&BTreeMap<String, Vec<u8>>, &str) -> Vec<String>,
+) -> Check {
+    let (objects, leftovers) = folder_objects(folder);
+    let mut problems = check_objects(&objects, &folder.display().to_string());
+    match bucket_objects(&s3_store(s3, url)).await {
+        Ok(objects) => problems.extend(check_objects(&objects, url)),
+        Err(e) => problems.push(format!("{url}: {e}")),
+    }
+    Check { problems, leftovers }
+}
+
 fn s3_store(s3: &S3Server, url: &str) -> Store {
     Store::open_with(url, &s3.env()).unwrap()
 }
@@ -766,14 +783,8 @@ impl Scenario for PromoteFiles {
     }
 
     async fn check(&self, round: usize, complete: bool) -> Check {
-        let (objects, leftovers) = folder_objects(&self.folder(round));
-        let mut problems = self.check_objects(&objects, complete, &self.folder(round).display().to_string());
-        let url = Self::bucket_url(round);
-        match bucket_objects(&s3_store(&self.s3, &url)).await {
-            Ok(objects) => problems.extend(self.check_objects(&objects, complete, &url)),
-            Err(e) => problems.push(format!("{url}: {e}")),
-        }
-        Check { problems, leftovers }
+        let check = |objects: &BTreeMap<String, Vec<u8>>, what: &str| self.check_objects(objects, complete, what);
+        check_folder_and_bucket(&self.folder(round), &self.s3, &Self::bucket_url(round), check).await
     }
 
     async fn listing(&self, round: usize) -> Vec<String> {
@@ -888,14 +899,8 @@ impl Scenario for Mirror {
     }
 
     async fn check(&self, round: usize, complete: bool) -> Check {
-        let (objects, leftovers) = folder_objects(&self.folder(round));
-        let mut problems = self.check_objects(&objects, complete, &self.folder(round).display().to_string());
-        let url = Self::bucket_url(round);
-        match bucket_objects(&s3_store(&self.s3, &url)).await {
-            Ok(objects) => problems.extend(self.check_objects(&objects, complete, &url)),
-            Err(e) => problems.push(format!("{url}: {e}")),
-        }
-        Check { problems, leftovers }
+        let check = |objects: &BTreeMap<String, Vec<u8>>, what: &str| self.check_objects(objects, complete, what);
+        check_folder_and_bucket(&self.folder(round), &self.s3, &Self::bucket_url(round), check).await
     }
 
     async fn listing(&self, round: usize) -> Vec<String> {
